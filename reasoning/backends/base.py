@@ -1,0 +1,147 @@
+"""The one-method backend protocol, chat-message helpers, and the parse-then-repair loop all backends share.
+
+A request is a list of chat messages; a message's content is a string or a list of blocks
+`{"type": "text", "text": ...}` / `{"type": "image", "image": PIL.Image}`. Backends translate these to
+their engine's format in a pure function, so the translation is tested without the engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from PIL import Image
+from pydantic import BaseModel
+
+from reasoning.parsing import parse, repair_messages
+
+Message = dict[str, Any]
+Request = list[Message]
+
+
+class BackendError(RuntimeError):
+    """The backend cannot serve at all (model not found, server refused, bad settings): stop the run."""
+
+
+@dataclass
+class Sampling:
+    max_tokens: int = 512
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = 0
+    stop: list[str] | None = None
+
+
+@dataclass
+class Completion:
+    """One answer. `error` is set, and `text` may be empty, when this request failed (timeout, 400...)."""
+
+    text: str = ""
+    parsed: BaseModel | None = None
+    parse_error: str | None = None
+    error: str | None = None
+    tokens_in: int = 0
+    tokens_out: int = 0
+    latency_s: float = 0.0
+    finish_reason: str | None = None
+    repaired: bool = False
+    think: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def absorb_repair(self, repair: Completion) -> Completion:
+        """The repair turn's answer, with cost summed over both calls."""
+        repair.tokens_in += self.tokens_in
+        repair.tokens_out += self.tokens_out
+        repair.latency_s += self.latency_s
+        repair.repaired = True
+        return repair
+
+
+def text_block(text: str) -> dict:
+    return {"type": "text", "text": text}
+
+
+def image_block(image: Image.Image) -> dict:
+    return {"type": "image", "image": image}
+
+
+def system(text: str) -> Message:
+    return {"role": "system", "content": [text_block(text)]}
+
+
+def user(text: str, images: Sequence[Image.Image] = ()) -> Message:
+    """A user turn; images come first, as Qwen-VL's own examples put them."""
+    return {"role": "user", "content": [*(image_block(i) for i in images), text_block(text)]}
+
+
+def images_of(request: Request) -> list[Image.Image]:
+    return [b["image"] for m in request if isinstance(m["content"], list) for b in m["content"] if b["type"] == "image"]
+
+
+def flatten_text(request: Request) -> list[dict]:
+    """Messages with string contents, for text-only chat templates; refuses images instead of dropping them."""
+    out = []
+    for message in request:
+        content = message["content"]
+        if isinstance(content, list):
+            if any(b["type"] == "image" for b in content):
+                raise BackendError("this model takes text only, but the request has images (use a VLM)")
+            content = "\n".join(b["text"] for b in content)
+        out.append({"role": message["role"], "content": content})
+    return out
+
+
+class Backend:
+    """Subclasses implement `_complete`; `generate` adds validation and one repair turn."""
+
+    name = "base"
+    model: str = ""
+    supports_images: bool = False
+
+    def generate(
+        self, requests: Sequence[Request], sampling: Sampling | None = None, schema: type[BaseModel] | None = None
+    ) -> list[Completion]:
+        sampling = sampling or Sampling()
+        requests = list(requests)
+        if not requests:
+            return []
+        completions = self._complete(requests, sampling, schema)
+        if schema is None:
+            return completions
+        for completion in completions:
+            _apply_parse(completion, schema)
+        retry = [i for i, c in enumerate(completions) if c.parse_error and not c.error]
+        if retry:
+            repair_requests = [
+                repair_messages(requests[i], completions[i].text, completions[i].parse_error, schema) for i in retry
+            ]
+            for i, repaired in zip(retry, self._complete(repair_requests, sampling, schema)):
+                completions[i] = _apply_parse(completions[i].absorb_repair(repaired), schema)
+        return completions
+
+    def _complete(
+        self, requests: list[Request], sampling: Sampling, schema: type[BaseModel] | None
+    ) -> list[Completion]:
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": self.name, "model": self.model}
+
+    def close(self) -> None:
+        """Release the model or connections."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _apply_parse(completion: Completion, schema: type[BaseModel]) -> Completion:
+    if completion.error:
+        completion.parsed, completion.parse_error = None, completion.error
+        return completion
+    result = parse(completion.text, schema)
+    completion.parsed, completion.parse_error, completion.think = result.value, result.error, result.think
+    return completion

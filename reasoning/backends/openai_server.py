@@ -1,0 +1,159 @@
+"""Any OpenAI-compatible chat server, first of all `vllm serve`.
+
+Async with bounded concurrency, per-request timeouts, retries with exponential backoff on connection errors,
+429 and 5xx, `response_format` json_schema for structured output, images as base64 data URLs, and several
+base URLs taken round-robin for scale-out. The API key comes from an environment variable and is never
+logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import time
+from typing import Any
+
+import httpx
+from pydantic import BaseModel
+
+from reasoning.backends.base import Backend, BackendError, Completion, Request, Sampling, flatten_text
+from reasoning.media import data_url
+from reasoning.schema import json_schema
+
+RETRY_STATUS = {408, 429, 500, 502, 503, 504}
+FATAL_STATUS = {401, 403, 404}
+
+
+def to_openai_messages(request: Request, supports_images: bool) -> list[dict]:
+    """Chat messages with images as data URLs (pure)."""
+    if not supports_images:
+        return flatten_text(request)
+    out = []
+    for message in request:
+        content = message["content"]
+        if isinstance(content, list):
+            content = [
+                {"type": "image_url", "image_url": {"url": data_url(b["image"])}} if b["type"] == "image" else b
+                for b in content
+            ]
+        out.append({"role": message["role"], "content": content})
+    return out
+
+
+def build_payload(
+    model: str, request: Request, sampling: Sampling, schema: type[BaseModel] | None, supports_images: bool
+) -> dict[str, Any]:
+    """The JSON body of one chat-completions call (pure)."""
+    payload: dict[str, Any] = {
+        "model": model,
+        "messages": to_openai_messages(request, supports_images),
+        "max_tokens": sampling.max_tokens,
+        "temperature": sampling.temperature,
+        "top_p": sampling.top_p,
+    }
+    if sampling.seed is not None:
+        payload["seed"] = sampling.seed
+    if sampling.stop:
+        payload["stop"] = sampling.stop
+    if schema is not None:
+        payload["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": schema.__name__, "schema": json_schema(schema), "strict": True},
+        }
+    return payload
+
+
+class OpenAIBackend(Backend):
+    name = "openai"
+
+    def __init__(
+        self,
+        model: str,
+        base_url: str | list[str] = "http://127.0.0.1:8000/v1",
+        api_key_env: str = "OPENAI_API_KEY",
+        concurrency: int = 8,
+        timeout_s: float = 120.0,
+        max_retries: int = 3,
+        backoff_s: float = 0.5,
+        supports_images: bool = True,
+    ):
+        self.model = model
+        urls = [base_url] if isinstance(base_url, str) else list(base_url)
+        urls = [u.strip() for part in urls for u in part.split(",") if u.strip()]
+        if not urls:
+            raise BackendError("openai: no base URL given")
+        self.base_urls = [u.rstrip("/") for u in urls]
+        self._api_key = os.environ.get(api_key_env, "")
+        self.concurrency, self.timeout_s = concurrency, timeout_s
+        self.max_retries, self.backoff_s = max_retries, backoff_s
+        self.supports_images = supports_images
+
+    def describe(self) -> dict:
+        return {"backend": self.name, "model": self.model, "base_urls": self.base_urls}
+
+    def _complete(self, requests: list[Request], sampling: Sampling, schema: type[BaseModel] | None):
+        payloads = [build_payload(self.model, r, sampling, schema, self.supports_images) for r in requests]
+        return asyncio.run(self._run_all(payloads))
+
+    async def _run_all(self, payloads: list[dict]) -> list[Completion]:
+        headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+        limit = asyncio.Semaphore(self.concurrency)
+        urls = itertools.cycle(self.base_urls)
+        limits = httpx.Limits(max_connections=self.concurrency * len(self.base_urls))
+        async with httpx.AsyncClient(headers=headers, timeout=self.timeout_s, limits=limits) as client:
+
+            async def one(payload: dict, url: str) -> Completion:
+                async with limit:
+                    return await self._post(client, url, payload)
+
+            return await asyncio.gather(*(one(p, next(urls)) for p in payloads))
+
+    async def _post(self, client: httpx.AsyncClient, base_url: str, payload: dict) -> Completion:
+        url = f"{base_url}/chat/completions"
+        problem = ""
+        started = time.perf_counter()
+        for attempt in range(self.max_retries + 1):
+            if attempt:
+                await asyncio.sleep(self.backoff_s * 2 ** (attempt - 1))
+            try:
+                response = await client.post(url, json=payload)
+            except httpx.TimeoutException:
+                problem = f"timed out after {self.timeout_s:g} s"
+                continue
+            except httpx.TransportError as err:
+                problem = f"cannot connect ({type(err).__name__})"
+                continue
+            if response.status_code in RETRY_STATUS:
+                problem = f"HTTP {response.status_code}: {_error_text(response)}"
+                continue
+            if response.status_code in FATAL_STATUS:
+                raise BackendError(f"openai: {url}: HTTP {response.status_code}: {_error_text(response)}")
+            if response.status_code != 200:
+                return Completion(error=f"{url}: HTTP {response.status_code}: {_error_text(response)}")
+            return _completion(response.json(), time.perf_counter() - started)
+        tries = self.max_retries + 1
+        return Completion(error=f"{url}: {problem} ({tries} tr{'y' if tries == 1 else 'ies'})")
+
+
+def _completion(body: dict, latency: float) -> Completion:
+    choice = body["choices"][0]
+    usage = body.get("usage") or {}
+    return Completion(
+        text=choice["message"].get("content") or "",
+        tokens_in=usage.get("prompt_tokens", 0),
+        tokens_out=usage.get("completion_tokens", 0),
+        latency_s=latency,
+        finish_reason=choice.get("finish_reason"),
+    )
+
+
+def _error_text(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+        message = body.get("error", body) if isinstance(body, dict) else body
+        if isinstance(message, dict):
+            message = message.get("message", message)
+        return str(message)[:300]
+    except ValueError:
+        return response.text[:300]

@@ -1,0 +1,235 @@
+"""Load and check images, sample video frames, size images the way Qwen2.5-VL expects.
+
+Every failure is a `MediaError` whose message names the file and what is wrong with it, so a batch run can
+record it against the sample and go on.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+# Larger images are refused before decoding: a 20000x20000 PNG is a few KB on disk and 1.2 GB in memory.
+MAX_IMAGE_PIXELS = 64_000_000
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
+
+# Qwen2.5-VL: 14 px patches merged 2x2, so sides are multiples of 28; pixel budget as its processor defaults.
+PATCH_FACTOR = 28
+MIN_PIXELS = 4 * 28 * 28
+MAX_PIXELS = 16384 * 28 * 28
+
+
+class MediaError(ValueError):
+    """An image or video that cannot be used; the message says which and why."""
+
+
+ImageSource = str | Path | bytes | Image.Image
+
+
+def _name(src: ImageSource) -> str:
+    if isinstance(src, (str, Path)):
+        return str(src)
+    return "<bytes>" if isinstance(src, bytes) else "<image>"
+
+
+def load_image(src: ImageSource, max_image_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
+    """An RGB image, decoded and checked. Raises MediaError with the file name on any problem."""
+    name = _name(src)
+    if isinstance(src, Image.Image):
+        image = src
+    else:
+        if isinstance(src, (str, Path)):
+            path = Path(src)
+            if not path.is_file():
+                raise MediaError(f"{name}: file not found")
+            if path.stat().st_size == 0:
+                raise MediaError(f"{name}: file is empty (0 bytes)")
+            data = path.read_bytes()
+        else:
+            data = src
+            if not data:
+                raise MediaError(f"{name}: no bytes")
+        try:
+            image = Image.open(io.BytesIO(data))
+        except UnidentifiedImageError:
+            raise MediaError(f"{name}: not an image (unrecognised format)") from None
+        except Image.DecompressionBombError as err:
+            raise MediaError(f"{name}: image too large ({err})") from None
+    width, height = image.size
+    if width == 0 or height == 0:
+        raise MediaError(f"{name}: image has zero size ({width}x{height})")
+    if width * height > max_image_pixels:
+        raise MediaError(
+            f"{name}: image too large ({width}x{height} = {width * height:,} pixels; limit {max_image_pixels:,})"
+        )
+    try:
+        image.load()
+    except (OSError, SyntaxError, ValueError) as err:
+        raise MediaError(f"{name}: corrupt or truncated image ({err})") from None
+    return to_rgb(image, name)
+
+
+def to_rgb(image: Image.Image, name: str = "<image>") -> Image.Image:
+    """RGB, whatever the mode: alpha is composited on white, 16-bit greys are scaled, palettes expanded."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+        array = np.asarray(image, dtype=np.float64)
+        span = float(array.max() - array.min()) or 1.0
+        grey = ((array - array.min()) / span * 255).astype(np.uint8)
+        return Image.fromarray(grey, mode="L").convert("RGB")
+    try:
+        return image.convert("RGB")
+    except (ValueError, OSError) as err:
+        raise MediaError(f"{name}: unsupported image mode {image.mode!r} ({err})") from None
+
+
+def sha256_of(src: ImageSource) -> str:
+    """Content hash for caches: the file's bytes, or the pixels of an in-memory image."""
+    if isinstance(src, (str, Path)):
+        digest = hashlib.sha256()
+        with open(src, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        return digest.hexdigest()
+    if isinstance(src, bytes):
+        return hashlib.sha256(src).hexdigest()
+    image = to_rgb(src)
+    return hashlib.sha256(f"{image.size}".encode() + image.tobytes()).hexdigest()
+
+
+def smart_resize(
+    height: int, width: int, factor: int = PATCH_FACTOR, min_pixels: int = MIN_PIXELS, max_pixels: int = MAX_PIXELS
+) -> tuple[int, int]:
+    """Qwen2.5-VL's sizing: sides multiples of `factor`, area within [min_pixels, max_pixels], aspect kept."""
+    if max(height, width) / min(height, width) > 200:
+        raise MediaError(f"aspect ratio of {width}x{height} is over 200, which Qwen2.5-VL cannot take")
+    h = max(factor, round(height / factor) * factor)
+    w = max(factor, round(width / factor) * factor)
+    if h * w > max_pixels:
+        beta = math.sqrt(height * width / max_pixels)
+        h = max(factor, math.floor(height / beta / factor) * factor)
+        w = max(factor, math.floor(width / beta / factor) * factor)
+    elif h * w < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        h = math.ceil(height * beta / factor) * factor
+        w = math.ceil(width * beta / factor) * factor
+    return h, w
+
+
+def fit_image(image: Image.Image, min_pixels: int = MIN_PIXELS, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Resize to the size the VLM will use anyway, so every backend sees the same pixels."""
+    h, w = smart_resize(image.height, image.width, min_pixels=min_pixels, max_pixels=max_pixels)
+    if (w, h) == image.size:
+        return image
+    return image.resize((w, h), Image.Resampling.BICUBIC)
+
+
+def data_url(image: Image.Image, fmt: str = "PNG") -> str:
+    """A base64 data URL, as OpenAI-compatible servers take images."""
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    mime = "jpeg" if fmt.upper() == "JPEG" else fmt.lower()
+    return f"data:image/{mime};base64,{base64.b64encode(buffer.getvalue()).decode()}"
+
+
+def image_stats(image: Image.Image, grid: int = 3) -> str:
+    """Measurements a text-only model can read instead of the pixels (brightness, contrast, odd regions).
+
+    This is how a text-only model takes part in perception; it sees numbers, not the image, and the output
+    says so.
+    """
+    grey = np.asarray(image.convert("L"), dtype=np.float64) / 255.0
+    rgb = np.asarray(image, dtype=np.float64) / 255.0
+    mean, std = grey.mean(), grey.std()
+    names = ["top", "middle", "bottom"] if grid == 3 else [str(i) for i in range(grid)]
+    cols = ["left", "centre", "right"] if grid == 3 else [str(i) for i in range(grid)]
+    cells = []
+    for i, rows in enumerate(np.array_split(grey, grid, axis=0)):
+        for j, cell in enumerate(np.array_split(rows, grid, axis=1)):
+            z = (cell.mean() - mean) / (std + 1e-6)
+            cells.append((abs(z), f"{names[i]} {cols[j]}", cell.mean(), cell.std()))
+    cells.sort(reverse=True)
+    odd = "; ".join(f"{where}: brightness {m:.2f}, texture {s:.2f}" for _, where, m, s in cells[:2])
+    r, g, b = rgb.reshape(-1, 3).mean(axis=0)
+    return (
+        f"size {image.width}x{image.height}; mean brightness {mean:.2f}; contrast {std:.2f}; "
+        f"mean colour R{r:.2f} G{g:.2f} B{b:.2f}; regions differing most from the rest: {odd}"
+    )
+
+
+@dataclass
+class Frame:
+    index: int
+    timestamp: float
+    image: Image.Image
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """Image files in a folder (recursively), sorted by path."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise MediaError(f"{root}: not a folder")
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def sample_frames(
+    video: str | Path, fps: float | None = None, stride: int | None = None, max_frames: int | None = None
+) -> list[Frame]:
+    """Frames of a video file, or of a folder of frame images, taken every `stride` frames or at `fps`.
+
+    With neither, every frame is taken (caption sets are per frame). A folder of frames has no clock: its
+    timestamps are frame indices divided by `fps` when given, else 25 fps is assumed.
+    """
+    if fps is not None and stride is not None:
+        raise MediaError("give either fps or stride, not both")
+    path = Path(video)
+    if path.is_dir():
+        frames = _folder_frames(path, fps, stride)
+    elif path.is_file():
+        frames = _video_frames(path, fps, stride)
+    else:
+        raise MediaError(f"{path}: video not found")
+    if not frames:
+        raise MediaError(f"{path}: video has no frames")
+    return frames[:max_frames] if max_frames else frames
+
+
+def _folder_frames(path: Path, fps: float | None, stride: int | None) -> list[Frame]:
+    files = list_images(path)
+    rate = 25.0
+    step = stride or (max(1, round(rate / fps)) if fps else 1)
+    return [Frame(i, i / rate, load_image(f)) for i, f in enumerate(files) if i % step == 0]
+
+
+def _video_frames(path: Path, fps: float | None, stride: int | None) -> list[Frame]:
+    try:
+        import av
+    except ImportError:
+        raise MediaError("reading video files needs PyAV: pip install 'axr[hf]'") from None
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            rate = float(stream.average_rate or 25)
+            step = stride or (max(1, round(rate / fps)) if fps else 1)
+            frames = []
+            for i, frame in enumerate(container.decode(stream)):
+                if i % step == 0:
+                    stamp = float(frame.time) if frame.time is not None else i / rate
+                    frames.append(Frame(i, stamp, frame.to_image().convert("RGB")))
+            return frames
+    except (av.error.FFmpegError, IndexError) as err:
+        raise MediaError(f"{path}: cannot decode video ({err})") from None

@@ -1,0 +1,80 @@
+"""Find `prompts/`, render its Jinja templates strictly, and read their versions.
+
+Every template starts with a comment `{# version: N #}`; the version travels into caches and provenance so
+that a wording change invalidates cached captions and is visible in a rule book.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from pydantic import BaseModel
+
+from reasoning.schema import json_schema
+
+_VERSION = re.compile(r"\{#-?\s*version:\s*(\S+)\s*-?#\}")
+
+
+def prompts_dir() -> Path:
+    """`$AXR_PROMPTS_DIR`, else the repository's `prompts/`, else the installed `prompts` package."""
+    if env := os.environ.get("AXR_PROMPTS_DIR"):
+        return Path(env)
+    beside = Path(__file__).resolve().parent.parent / "prompts"
+    if beside.is_dir():
+        return beside
+    import prompts  # installed as package data
+
+    return Path(prompts.__file__).parent
+
+
+def schema_filter(model: type[BaseModel] | dict) -> str:
+    """`{{ Verdict | schema }}`: the compact JSON schema of a pydantic model."""
+    schema = model if isinstance(model, dict) else json_schema(model)
+    return json.dumps(schema, separators=(",", ":"))
+
+
+@functools.lru_cache(maxsize=4)
+def _environment(root: str) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(root),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+    env.filters["schema"] = schema_filter
+    return env
+
+
+def template_names() -> list[str]:
+    return sorted(p.stem for p in prompts_dir().glob("*.jinja"))
+
+
+def template_version(name: str) -> str:
+    path = prompts_dir() / f"{name}.jinja"
+    if not path.is_file():
+        raise FileNotFoundError(f"prompt template {name!r} not found in {prompts_dir()}")
+    match = _VERSION.search(path.read_text(encoding="utf-8").split("\n", 1)[0])
+    if not match:
+        raise ValueError(f"{path}: first line must be a '{{# version: N #}}' comment")
+    return f"{name}@{match.group(1)}"
+
+
+def render(name: str, **variables: Any) -> str:
+    """Render `prompts/<name>.jinja`; a missing variable is an error, never an empty string."""
+    env = _environment(str(prompts_dir()))
+    try:
+        template = env.get_template(f"{name}.jinja")
+    except jinja2.TemplateNotFound:
+        raise FileNotFoundError(f"prompt template {name!r} not found in {prompts_dir()}") from None
+    try:
+        return template.render(**variables).strip()
+    except jinja2.UndefinedError as err:
+        raise ValueError(f"prompt {name!r}: {err}") from None

@@ -1,0 +1,332 @@
+"""The records that flow through AXR: Sample -> Observation -> RuleBook -> Verdict -> Judgement.
+
+Field names follow anomalib (`image_path`, `gt_label`, `pred_label`, `pred_score`, `explanation`) so that
+results line up with anomalib baselines. One pydantic model per chain step drives every backend: its JSON
+schema is what vLLM's structured outputs enforce and what the prompt shows a transformers model.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+Label = Literal["normal", "anomalous"]
+Severity = Literal["none", "low", "medium", "high", "critical"]
+
+
+class SchemaError(ValueError):
+    """A file or record does not match its schema; the message names the file and the field."""
+
+
+class Rationale(BaseModel):
+    """Why a verdict was reached: what is wrong, why it counts as anomalous, how it shows or matters."""
+
+    what: str = Field("", description="what is anomalous (or, for a normal verdict, what was checked)")
+    why: str = Field("", description="why it violates the normal rules or expectations")
+    how: str = Field("", description="how it manifests or what effect it has")
+
+
+class GroundTruthRationale(Rationale):
+    """A reference explanation written by a person (or a template), for judges and training targets."""
+
+
+class Sample(BaseModel):
+    """One unit to judge: an image, a set of video frames, or a rendered series, with optional ground truth."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sample_id: str
+    image_path: str | None = None
+    video_path: str | None = None
+    frame_indices: list[int] | None = None
+    timestamps: list[float] | None = None
+    series: list[float] | None = Field(None, description="raw values when the image is a rendered series")
+    caption: str | None = Field(None, description="a precomputed observation (e.g. AnomalyRuler caption sets)")
+    references: list[str] = Field(default_factory=list, description="paths of normal reference images")
+    gt_label: int | None = Field(None, description="1 anomalous, 0 normal, None unknown")
+    gt_type: str | None = None
+    gt_mask: str | None = None
+    gt_box: list[float] | None = Field(None, description="normalised [x0, y0, x1, y1]")
+    gt_span: list[float] | None = Field(None, description="[start, end] seconds for video")
+    gt_rationale: GroundTruthRationale | None = None
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _has_media(self) -> Sample:
+        if not (self.image_path or self.video_path or self.caption or self.series):
+            raise ValueError("a sample needs image_path, video_path, caption or series")
+        return self
+
+
+class Observation(BaseModel):
+    """What perception produced for one sample or frame; cached by content hash."""
+
+    sample_id: str
+    frame_index: int | None = None
+    caption: str
+    model: str
+    prompt_version: str
+    media_sha256: str
+    features: list[float] | None = None
+
+
+class Rule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    text: str = Field(min_length=1, description="the abstract rule")
+    examples: list[str] = Field(default_factory=list, description="concrete instances of the rule")
+    keywords: list[str] = Field(default_factory=list, description="trigger words for the cheap stage")
+    support: int = Field(1, ge=0, description="how many induction batches produced this rule")
+    enabled: bool = True
+
+
+class RuleSection(BaseModel):
+    """One domain of rules, e.g. 'human activity' or 'environment' for scenes, 'appearance' for objects."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    normal: list[Rule] = Field(default_factory=list)
+    anomaly: list[Rule] = Field(default_factory=list)
+
+
+class Provenance(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    model: str | None = None
+    backend: str | None = None
+    prompt_version: str | None = None
+    reference_ids: list[str] = Field(default_factory=list)
+    seeds: list[int] = Field(default_factory=list)
+    date: str = Field(default_factory=lambda: _dt.date.today().isoformat())
+    source: str | None = Field(None, description="e.g. the file a rule book was imported from")
+
+
+class RuleBook(BaseModel):
+    """Normal and anomaly rules, by section; YAML on disk, editable and diffable by a person."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    version: int = 1
+    domain: str = Field("scene", description="scene | object | series | any free-form domain name")
+    sections: list[RuleSection]
+    provenance: Provenance = Field(default_factory=Provenance)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> RuleBook:
+        seen: set[str] = set()
+        for rule in self.rules():
+            if rule.id in seen:
+                raise ValueError(f"rule id {rule.id!r} appears more than once")
+            seen.add(rule.id)
+        return self
+
+    def rules(self, kind: Literal["normal", "anomaly"] | None = None, enabled_only: bool = False) -> list[Rule]:
+        out = []
+        for section in self.sections:
+            for k in ("normal", "anomaly"):
+                if kind in (None, k):
+                    out.extend(r for r in getattr(section, k) if r.enabled or not enabled_only)
+        return out
+
+    def rule_ids(self) -> set[str]:
+        return {r.id for r in self.rules()}
+
+    @classmethod
+    def load(cls, path: str | Path) -> RuleBook:
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise SchemaError(f"{path}: rule book not found") from None
+        except yaml.YAMLError as err:
+            raise SchemaError(f"{path}: not valid YAML ({_first_line(err)})") from None
+        if not isinstance(data, dict):
+            raise SchemaError(f"{path}: a rule book must be a YAML mapping, got {type(data).__name__}")
+        try:
+            return cls.model_validate(data)
+        except ValidationError as err:
+            raise SchemaError(f"{path}: {describe_validation_error(err)}") from None
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = self.model_dump(mode="json")
+        path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=110), encoding="utf-8")
+        return path
+
+
+class BoundingBox(BaseModel):
+    """A box normalised to [0, 1] in image coordinates."""
+
+    x0: float = Field(ge=0, le=1)
+    y0: float = Field(ge=0, le=1)
+    x1: float = Field(ge=0, le=1)
+    y1: float = Field(ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> BoundingBox:
+        if self.x1 < self.x0 or self.y1 < self.y0:
+            raise ValueError("box corners must satisfy x0 <= x1 and y0 <= y1")
+        return self
+
+
+class VerdictAnswer(BaseModel):
+    """What a model writes for one sample; its JSON schema is the structured-output contract."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    verdict: Label
+    score: float = Field(ge=0, le=1, description="how anomalous, continuous, kept apart from the label")
+    anomaly_type: str | None = Field(None, description="e.g. scratch, missing part, running; null when normal")
+    severity: Severity = "none"
+    location: BoundingBox | str | None = Field(None, description="normalised box or a region name")
+    time_span: list[float] | None = Field(None, description="[start, end] seconds, for video")
+    rules_matched: list[str] = Field(default_factory=list, description="ids of rules in the rule book")
+    rationale: Rationale = Field(default_factory=Rationale)
+    evidence: list[str] = Field(default_factory=list, description="observations that support the verdict")
+    confidence: float = Field(0.5, ge=0, le=1)
+
+
+class Verdict(VerdictAnswer):
+    """A verdict as AXR records it: the model's answer plus what the code knows about how it was made.
+
+    `verdict == "unparsed"` means the model's output failed validation even after one repair turn; the raw
+    text is kept in `raw` and nothing is guessed.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    verdict: Label | Literal["unparsed"]  # type: ignore[assignment]
+    score: float | None = Field(None, ge=0, le=1)  # type: ignore[assignment]
+    sample_id: str | None = None
+    raw: str | None = None
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def pred_label(self) -> int | None:
+        return {"anomalous": 1, "normal": 0}.get(self.verdict)
+
+    @classmethod
+    def unparsed(cls, raw: str, error: str, **meta: Any) -> Verdict:
+        return cls(verdict="unparsed", raw=raw, meta={"parse_error": error, **meta})
+
+
+CRITERIA = {
+    "what": ["consistency", "details", "relevance", "temporal_coherence", "anomaly_recognition"],
+    "why": ["consistency", "causal_explanation", "evidence_support", "logical_structure", "clarity"],
+    "how": ["consistency", "causal_explanation", "evidence_support", "logical_structure", "clarity"],
+}
+
+
+class CriterionScore(BaseModel):
+    criterion: str
+    score: int = Field(ge=0, le=2)
+    reason: str = ""
+
+
+class DimensionScore(BaseModel):
+    dimension: Literal["what", "why", "how"]
+    criteria: list[CriterionScore]
+    comment: str = ""
+
+    @property
+    def total(self) -> int:
+        """0-10: five criteria scored 0-2 each."""
+        return sum(c.score for c in self.criteria)
+
+
+class JudgeAnswer(BaseModel):
+    """What a judge model writes: per dimension, every criterion scored 0-2."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dimensions: list[DimensionScore]
+
+
+class Judgement(JudgeAnswer):
+    sample_id: str | None = None
+    judge: str | None = None
+    raw: str | None = None
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+    def scores(self) -> dict[str, int]:
+        return {d.dimension: d.total for d in self.dimensions}
+
+
+class Caption(BaseModel):
+    """The perception step's structured answer."""
+
+    caption: str = Field(min_length=1)
+
+    @field_validator("caption")
+    @classmethod
+    def _strip(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("caption is empty")
+        return value
+
+
+def json_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The JSON schema given to structured-output engines and shown in prompts."""
+    return model.model_json_schema()
+
+
+def describe_validation_error(err: ValidationError) -> str:
+    """One line naming the first failing field, e.g. `sections.0.anomaly.2.text: Field required`."""
+    first = err.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
+    return f"{where}: {first['msg']}{more}"
+
+
+def _first_line(err: Exception) -> str:
+    return re.sub(r"\s+", " ", str(err)).strip()[:200]
+
+
+def dumps(record: BaseModel) -> str:
+    """One JSONL line."""
+    return json.dumps(record.model_dump(mode="json", exclude_none=True), ensure_ascii=False)
+
+
+class InducedRule(BaseModel):
+    """A rule as an induction step proposes it; ids, support and provenance are assigned in code."""
+
+    text: str = Field(min_length=1)
+    examples: list[str] = Field(default_factory=list)
+    keywords: list[str] = Field(default_factory=list)
+
+
+class InducedSection(BaseModel):
+    name: str
+    rules: list[InducedRule]
+
+
+class InducedRules(BaseModel):
+    """The answer of one induction call (normal rules, or anomaly rules contrasted with them)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sections: list[InducedSection]
+
+
+class RuleKeywords(BaseModel):
+    id: str
+    keywords: list[str]
+
+
+class KeywordProposal(BaseModel):
+    """The answer of the aggregation call: trigger keywords proposed per anomaly rule."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rules: list[RuleKeywords]
