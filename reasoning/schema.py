@@ -265,7 +265,8 @@ class Judgement(JudgeAnswer):
 class Caption(BaseModel):
     """The perception step's structured answer."""
 
-    caption: str = Field(min_length=1)
+    # Bounded so constrained decoding always closes the object, even for a model that would ramble on.
+    caption: str = Field(min_length=1, max_length=1000)
 
     @field_validator("caption")
     @classmethod

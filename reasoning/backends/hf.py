@@ -182,5 +182,6 @@ class _GrammarCache:
 
         key = json.dumps(json_schema(schema), sort_keys=True)
         if key not in self._compiled:
-            self._compiled[key] = self._compiler.compile_json_schema(key)
+            # no free whitespace: a weak model would otherwise fill its whole budget with it
+            self._compiled[key] = self._compiler.compile_json_schema(key, any_whitespace=False)
         return [LogitsProcessor(self._compiled[key])]  # one per generate() call: it holds matcher state

@@ -41,7 +41,7 @@ def sampling_kwargs(sampling: Sampling, schema: type[BaseModel] | None) -> dict[
     if sampling.stop:
         kwargs["stop"] = sampling.stop
     if schema is not None:
-        kwargs["structured_outputs"] = {"json": json_schema(schema)}
+        kwargs["structured_outputs"] = {"json": json_schema(schema), "disable_any_whitespace": True}
     return kwargs
 
 

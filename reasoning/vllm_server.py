@@ -1,0 +1,93 @@
+"""Start and stop a `vllm serve` process (the OpenAI-compatible server) on 127.0.0.1.
+
+Used by the benchmark command and the tests; a user with vLLM installed can equally run
+`vllm serve MODEL --host 127.0.0.1 --port 8000` by hand and point the `openai` backend at it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class VLLMServer:
+    """`with VLLMServer(python, model) as server: server.base_url` — started, ready, then stopped."""
+
+    def __init__(
+        self,
+        python: str,
+        model: str,
+        served_name: str | None = None,
+        port: int | None = None,
+        extra_args: list[str] | None = None,
+        env: dict[str, str] | None = None,
+        log_path: str | Path | None = None,
+        ready_timeout_s: float = 300,
+    ):
+        self.port = port or free_port()
+        self.served_name = served_name or model
+        self.command = [
+            python, "-m", "vllm.entrypoints.openai.api_server",
+            "--model", model, "--served-model-name", self.served_name,
+            "--host", "127.0.0.1", "--port", str(self.port),
+            *(extra_args or []),
+        ]  # fmt: skip
+        self.env = {**os.environ, **(env or {})}
+        self.log_path = Path(log_path) if log_path else None
+        self.ready_timeout_s = ready_timeout_s
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self) -> VLLMServer:
+        log = open(self.log_path, "w") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        self.process = subprocess.Popen(
+            self.command, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
+        )
+        deadline = time.monotonic() + self.ready_timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"vllm server exited with code {self.process.returncode}; log: {self.log_path}")
+            try:
+                if httpx.get(f"{self.base_url}/models", timeout=2).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(1)
+        self.stop()
+        raise RuntimeError(f"vllm server not ready after {self.ready_timeout_s:g} s; log: {self.log_path}")
+
+    def stop(self) -> None:
+        """SIGTERM the whole process group (vLLM forks an engine core), SIGKILL if it lingers."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
+            try:
+                os.killpg(self.process.pid, sig)
+            except ProcessLookupError:
+                return
+            try:
+                self.process.wait(timeout=wait)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+    def __enter__(self) -> VLLMServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
