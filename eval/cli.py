@@ -41,7 +41,7 @@ def bench_backends(
     from reasoning.backends import Sampling
     from reasoning.cli import make_backend
     from reasoning.local_models import resolve_model
-    from reasoning.vllm_server import VLLMServer
+    from reasoning.vllm_server import CPU_SERVER_ARGS, CPU_SERVER_ENV, VLLMServer
 
     sampling = Sampling(max_tokens=max_tokens)
     rows = []
@@ -50,11 +50,10 @@ def bench_backends(
         rows += bench_hf(make_backend("hf", hf_model), requests, batch, sampling)
     server = None
     if vllm_python:
-        cpu = {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_OMP_THREADS_BIND": "0-1", "VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}
-        env = {k: os.environ.get(k, v) for k, v in cpu.items()}
+        env = {k: os.environ.get(k, v) for k, v in CPU_SERVER_ENV.items()}
         err.print(f"starting a vllm server for {serve_model} ...")
         name = openai_model or serve_model
-        server = VLLMServer(vllm_python, resolve_model(serve_model), name, extra_args=["--enforce-eager"], env=env)
+        server = VLLMServer(vllm_python, resolve_model(serve_model), name, extra_args=CPU_SERVER_ARGS, env=env)
         server.start()
         base_url, openai_model = server.base_url, name
     try:
@@ -72,8 +71,10 @@ def bench_backends(
             f"{row.requests_per_s:.2f}", f"{row.tokens_per_s:.1f}",
         )  # fmt: skip
     Console().print(table)
-    for first, second in zip(rows[::2], rows[1::2]):
-        Console().print(f"{first.backend}: {second.setting} is {second.requests_per_s / first.requests_per_s:.1f}x "
-                        f"the requests/s of {first.setting}")
+    for first, second in zip(rows[::2], rows[1::2], strict=True):
+        Console().print(
+            f"{first.backend}: {second.setting} is {second.requests_per_s / first.requests_per_s:.1f}x "
+            f"the requests/s of {first.setting}"
+        )
     if out:
         out.write_text(json.dumps([r.as_dict() for r in rows], indent=2))

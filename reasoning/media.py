@@ -63,6 +63,8 @@ def load_image(src: ImageSource, max_image_pixels: int = MAX_IMAGE_PIXELS) -> Im
             raise MediaError(f"{name}: not an image (unrecognised format)") from None
         except Image.DecompressionBombError as err:
             raise MediaError(f"{name}: image too large ({err})") from None
+        except OSError as err:
+            raise MediaError(f"{name}: corrupt or truncated image ({err})") from None
     width, height = image.size
     if width == 0 or height == 0:
         raise MediaError(f"{name}: image has zero size ({width}x{height})")

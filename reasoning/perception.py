@@ -166,7 +166,7 @@ class Captioner:
         batch = list(pending)
         pending.clear()
         completions = self.backend.generate([self._request(img) for _, img, _ in batch], self.sampling, Caption)
-        for (item, _, digest), completion in zip(batch, completions):
+        for (item, _, digest), completion in zip(batch, completions, strict=True):
             record = {**self._base(item), **self._meta(digest)}
             cost = {"tokens_in": completion.tokens_in, "tokens_out": completion.tokens_out}
             if completion.parsed is not None:

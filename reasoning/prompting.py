@@ -34,9 +34,27 @@ def prompts_dir() -> Path:
 
 
 def schema_filter(model: type[BaseModel] | dict) -> str:
-    """`{{ Verdict | schema }}`: the compact JSON schema of a pydantic model."""
+    """`{{ Verdict | schema }}`: the compact JSON schema of a pydantic model, as a model should read it.
+
+    Titles and class docstrings are dropped: they are for programmers, and small models copy them into
+    their answers. Field descriptions stay.
+    """
     schema = model if isinstance(model, dict) else json_schema(model)
-    return json.dumps(schema, separators=(",", ":"))
+    return json.dumps(_for_prompt(schema, top=True), separators=(",", ":"))
+
+
+def _for_prompt(node, top: bool = False):
+    if isinstance(node, list):
+        return [_for_prompt(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    is_object = node.get("type") == "object"
+    drop = {"title"} | ({"description"} if (top or is_object) else set())
+    return {
+        k: (_for_prompt(v) if k not in ("properties", "$defs") else {n: _for_prompt(d) for n, d in v.items()})
+        for k, v in node.items()
+        if k not in drop
+    }
 
 
 @functools.lru_cache(maxsize=4)

@@ -27,9 +27,10 @@ class SchemaError(ValueError):
 class Rationale(BaseModel):
     """Why a verdict was reached: what is wrong, why it counts as anomalous, how it shows or matters."""
 
-    what: str = Field("", description="what is anomalous (or, for a normal verdict, what was checked)")
-    why: str = Field("", description="why it violates the normal rules or expectations")
-    how: str = Field("", description="how it manifests or what effect it has")
+    # Lengths are bounded so that constrained decoding always ends the object, however a model rambles.
+    what: str = Field("", max_length=400, description="what is anomalous (or, for a normal verdict, what was checked)")
+    why: str = Field("", max_length=400, description="why it violates the normal rules or expectations")
+    how: str = Field("", max_length=400, description="how it manifests or what effect it has")
 
 
 class GroundTruthRationale(Rationale):
@@ -186,13 +187,17 @@ class VerdictAnswer(BaseModel):
 
     verdict: Label
     score: float = Field(ge=0, le=1, description="how anomalous, continuous, kept apart from the label")
-    anomaly_type: str | None = Field(None, description="e.g. scratch, missing part, running; null when normal")
+    anomaly_type: str | None = Field(
+        None, max_length=60, description="e.g. scratch, missing part, running; null when normal"
+    )
     severity: Severity = "none"
     location: BoundingBox | str | None = Field(None, description="normalised box or a region name")
     time_span: list[float] | None = Field(None, description="[start, end] seconds, for video")
-    rules_matched: list[str] = Field(default_factory=list, description="ids of rules in the rule book")
+    rules_matched: list[str] = Field(default_factory=list, max_length=20, description="ids of rules in the rule book")
     rationale: Rationale = Field(default_factory=Rationale)
-    evidence: list[str] = Field(default_factory=list, description="observations that support the verdict")
+    evidence: list[str] = Field(
+        default_factory=list, max_length=5, description="observations that support the verdict"
+    )
     confidence: float = Field(0.5, ge=0, le=1)
 
 

@@ -24,4 +24,14 @@ def load_backend(name: str, model: str, **options: Any) -> Backend:
     return getattr(importlib.import_module(module), cls)(model, **options)
 
 
-__all__ = ["BACKENDS", "Backend", "BackendError", "Completion", "Request", "Sampling", "load_backend", "system", "user"]
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "BackendError",
+    "Completion",
+    "Request",
+    "Sampling",
+    "load_backend",
+    "system",
+    "user",
+]

@@ -76,7 +76,9 @@ def user(text: str, images: Sequence[Image.Image] = ()) -> Message:
 
 
 def images_of(request: Request) -> list[Image.Image]:
-    return [b["image"] for m in request if isinstance(m["content"], list) for b in m["content"] if b["type"] == "image"]
+    return [
+        b["image"] for m in request if isinstance(m["content"], list) for b in m["content"] if b["type"] == "image"
+    ]
 
 
 def flatten_text(request: Request) -> list[dict]:
@@ -116,7 +118,7 @@ class Backend:
             repair_requests = [
                 repair_messages(requests[i], completions[i].text, completions[i].parse_error, schema) for i in retry
             ]
-            for i, repaired in zip(retry, self._complete(repair_requests, sampling, schema)):
+            for i, repaired in zip(retry, self._complete(repair_requests, sampling, schema), strict=True):
                 completions[i] = _apply_parse(completions[i].absorb_repair(repaired), schema)
         return completions
 

@@ -63,7 +63,9 @@ class HFBackend(Backend):
         self.supports_images = hasattr(config, "vision_config")
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        torch_dtype = (torch.bfloat16 if device != "cpu" else torch.float32) if dtype == "auto" else getattr(torch, dtype)
+        torch_dtype = (
+            (torch.bfloat16 if device != "cpu" else torch.float32) if dtype == "auto" else getattr(torch, dtype)
+        )
         if self.supports_images:
             # pixel budget: the processor's own unless asked; vLLM must be given the same, or image tokens differ
             size = {"shortest_edge": min_pixels or MIN_PIXELS, "longest_edge": max_pixels or MAX_PIXELS}
@@ -151,9 +153,7 @@ class HFBackend(Backend):
                 length, finish = i + 1, "stop"
                 break
         text = self.tokenizer.decode(token_ids[:length], skip_special_tokens=True)
-        return Completion(
-            text=text, tokens_in=tokens_in, tokens_out=length, latency_s=latency, finish_reason=finish
-        )
+        return Completion(text=text, tokens_in=tokens_in, tokens_out=length, latency_s=latency, finish_reason=finish)
 
     def close(self) -> None:
         del self.net

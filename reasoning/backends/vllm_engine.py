@@ -23,9 +23,7 @@ def to_vllm_messages(request: Request, supports_images: bool) -> list[dict]:
     for message in request:
         content = message["content"]
         if isinstance(content, list):
-            content = [
-                {"type": "image_pil", "image_pil": b["image"]} if b["type"] == "image" else b for b in content
-            ]
+            content = [{"type": "image_pil", "image_pil": b["image"]} if b["type"] == "image" else b for b in content]
         out.append({"role": message["role"], "content": content})
     return out
 
@@ -103,9 +101,7 @@ class VLLMBackend(Backend):
             kwargs["structured_outputs"] = StructuredOutputsParams(**kwargs["structured_outputs"])
         conversations = [to_vllm_messages(r, self.supports_images) for r in requests]
         started = time.perf_counter()
-        outputs = self.llm.chat(
-            conversations, SamplingParams(**kwargs), use_tqdm=False, lora_request=self._lora
-        )
+        outputs = self.llm.chat(conversations, SamplingParams(**kwargs), use_tqdm=False, lora_request=self._lora)
         per_request = (time.perf_counter() - started) / len(requests)  # one batched call, shared clock
         return [
             Completion(

