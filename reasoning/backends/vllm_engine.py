@@ -39,7 +39,7 @@ def sampling_kwargs(sampling: Sampling, schema: type[BaseModel] | None) -> dict[
     if sampling.stop:
         kwargs["stop"] = sampling.stop
     if schema is not None:
-        kwargs["structured_outputs"] = {"json": json_schema(schema), "disable_any_whitespace": True}
+        kwargs["structured_outputs"] = {"json": json_schema(schema)}
     return kwargs
 
 
@@ -69,6 +69,8 @@ class VLLMBackend(Backend):
             "gpu_memory_utilization": gpu_memory_utilization,
             "enable_prefix_caching": True,
             "trust_remote_code": trust_remote_code,
+            # free whitespace between JSON tokens lets a weak model spend its whole budget on newlines
+            "structured_outputs_config": {"backend": "xgrammar", "disable_any_whitespace": True},
             **engine_kwargs,
         }
         if limit_images:  # reference images + query: more than vLLM's default of one per prompt
