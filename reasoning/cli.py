@@ -90,7 +90,8 @@ def caption(
     out: Path = typer.Option(Path("captions.jsonl"), help="JSONL output, one record per image or frame"),
     subject: str = typer.Option("scene", help="scene (people and objects) or object (a product's surface)"),
     batch_size: int = typer.Option(8, help="images per model call (hf) or per dispatch (others)"),
-    max_tokens: int = typer.Option(256, help="longest caption in tokens"),
+    max_tokens: int = typer.Option(512, help="token budget per caption (captions are capped at 800 characters)"),
+    repetition_penalty: float = typer.Option(1.1, help="above 1 discourages small models from looping"),
     cache: Path = typer.Option(Path.home() / ".cache" / "axr" / "captions.sqlite", help="SQLite caption cache"),
     no_cache: bool = typer.Option(False, help="neither read nor write the cache"),
     fps: float = typer.Option(None, help="frames per second to sample from videos"),
@@ -108,6 +109,9 @@ def caption(
         fail(f"--subject must be scene or object, not {subject!r}")
     if fps is not None and stride is not None:
         fail("give either --fps or --stride, not both")
+    for path in inputs:
+        if not path.exists():
+            fail(f"{path}: no such file or folder")
     try:
         items = list(collect_media(inputs, fps=fps, stride=stride))
     except MediaError as error:
@@ -117,7 +121,8 @@ def caption(
     engine = make_backend(backend, model, base_url, adapter, batch_size, concurrency, timeout, text_only)
     store = None if no_cache else CaptionCache(cache)
     size = batch_size if backend == "hf" else max(batch_size, concurrency)
-    captioner = Captioner(engine, store, subject, size, Sampling(max_tokens=max_tokens))
+    sampling = Sampling(max_tokens=max_tokens, repetition_penalty=repetition_penalty)
+    captioner = Captioner(engine, store, subject, size, sampling)
     counts = {"captioned": 0, "cached": 0, "failed": 0}
     started = time.perf_counter()
     out.parent.mkdir(parents=True, exist_ok=True)

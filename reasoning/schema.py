@@ -271,7 +271,7 @@ class Caption(BaseModel):
     """The perception step's structured answer."""
 
     # Bounded so constrained decoding always closes the object, even for a model that would ramble on.
-    caption: str = Field(min_length=1, max_length=1000)
+    caption: str = Field(min_length=1, max_length=800)
 
     @field_validator("caption")
     @classmethod

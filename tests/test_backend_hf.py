@@ -1,8 +1,8 @@
 """The transformers backend against real models: the tiny Qwen2.5-VL and SmolLM2-135M."""
 
 import numpy as np
-import torch
 import pytest
+import torch
 from PIL import Image
 
 from reasoning.backends import BackendError, Sampling, load_backend, system, user

@@ -11,8 +11,17 @@ from pathlib import Path
 import pytest
 
 from reasoning.prompting import prompts_dir, render, template_names, template_version
-from reasoning.schema import Caption, InducedRules, JudgeAnswer, KeywordProposal, RuleBook, VerdictAnswer, CRITERIA
-from reasoning.schema import Rationale, Verdict
+from reasoning.schema import (
+    CRITERIA,
+    Caption,
+    InducedRules,
+    JudgeAnswer,
+    KeywordProposal,
+    Rationale,
+    RuleBook,
+    Verdict,
+    VerdictAnswer,
+)
 
 SNAPSHOTS = Path(__file__).parent / "snapshots" / "prompts"
 BOOK = RuleBook.model_validate(

@@ -31,6 +31,7 @@ class Sampling:
     top_p: float = 1.0
     seed: int | None = 0
     stop: list[str] | None = None
+    repetition_penalty: float = 1.0  # >1 discourages loops in small models; not an OpenAI field, vLLM's
 
 
 @dataclass

@@ -134,6 +134,7 @@ class HFBackend(Backend):
                 temperature=sampling.temperature if sampling.temperature > 0 else None,
                 top_p=sampling.top_p if sampling.temperature > 0 else None,
                 top_k=None,
+                repetition_penalty=sampling.repetition_penalty,
                 pad_token_id=self.tokenizer.pad_token_id,
                 eos_token_id=sorted(self._stop_ids),
                 logits_processor=processors,

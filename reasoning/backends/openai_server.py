@@ -56,6 +56,8 @@ def build_payload(
         payload["seed"] = sampling.seed
     if sampling.stop:
         payload["stop"] = sampling.stop
+    if sampling.repetition_penalty != 1.0:
+        payload["repetition_penalty"] = sampling.repetition_penalty
     if schema is not None:
         payload["response_format"] = {
             "type": "json_schema",

@@ -35,6 +35,7 @@ def sampling_kwargs(sampling: Sampling, schema: type[BaseModel] | None) -> dict[
         "temperature": sampling.temperature,
         "top_p": sampling.top_p,
         "seed": sampling.seed,
+        "repetition_penalty": sampling.repetition_penalty,
     }
     if sampling.stop:
         kwargs["stop"] = sampling.stop

@@ -1,0 +1,69 @@
+"""`axr` as a user runs it: caption real textile images through hf and through the vLLM server."""
+
+import json
+
+import pytest
+
+from tests.conftest import run_axr
+
+
+def records(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_help_lists_commands_with_examples():
+    top = run_axr("--help").stdout
+    for command in ("caption", "models", "eval"):
+        assert command in top
+    assert "Examples" in run_axr("caption", "--help").stdout
+    assert "Examples" in run_axr("eval", "bench", "backends", "--help").stdout
+
+
+def test_caption_textile_with_tiny_vlm_then_cache(textile_folder, tmp_path, tiny_vlm):
+    out, cache = tmp_path / "captions.jsonl", tmp_path / "cache.sqlite"
+    args = ("caption", str(textile_folder), "--backend", "hf", "--model", str(tiny_vlm), "--subject", "object",
+            "--out", str(out), "--cache", str(cache), "--max-tokens", "1100", "--batch-size", "4")  # fmt: skip
+    first = run_axr(*args)
+    rows = records(out)
+    assert len(rows) == 7
+    [bad] = [r for r in rows if "error" in r]
+    assert bad["sample_id"] == "corrupt" and "corrupt.jpg" in bad["error"]
+    good = [r for r in rows if "error" not in r]
+    assert all(r["caption"] and r["input"] == "image" and r["prompt_version"] == "caption@1" for r in good)
+    assert not any(r["cached"] for r in good)
+    assert "6 captioned, 0 from cache, 1 failed" in first.stderr
+    second = run_axr(*args)
+    assert "0 captioned, 6 from cache, 1 failed" in second.stderr
+    assert [r.get("caption") for r in records(out)] == [r.get("caption") for r in rows]
+
+
+@pytest.mark.server
+def test_caption_through_vllm_server_text_only(textile_folder, tmp_path, vllm_server):
+    out = tmp_path / "captions.jsonl"
+    run_axr("caption", str(textile_folder), "--backend", "openai", "--model", "smollm2", "--text-only",
+            "--base-url", vllm_server.base_url, "--out", str(out), "--no-cache", "--max-tokens", "512",
+            "--subject", "object")  # fmt: skip
+    good = [r for r in records(out) if "error" not in r]
+    assert len(good) == 6
+    assert all(r["input"] == "image-stats" and r["caption"].strip() for r in good)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("caption", "/no/such/folder"), "no such file or folder"),
+        (("caption", ".", "--backend", "nope"), "unknown backend 'nope'"),
+        (("caption", ".", "--subject", "cats"), "--subject must be scene or object"),
+        (("caption", ".", "--fps", "1", "--stride", "2"), "either --fps or --stride"),
+    ],
+)
+def test_bad_input_exits_non_zero_with_one_line(args, message, tmp_path):
+    result = run_axr(*args, check=False)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_models_lists_backends_and_offline_models():
+    out = run_axr("models").stdout
+    assert "hf" in out and "openai" in out and "smollm2" in out and "tiny-qwen2.5-vl" in out
