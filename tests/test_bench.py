@@ -1,0 +1,35 @@
+"""The backends benchmark runs both comparisons on real models and states what it compared (no timing asserts)."""
+
+import json
+
+import pytest
+
+from eval.bench import bench_hf, bench_requests
+from reasoning.backends import Sampling
+from tests.conftest import run_axr
+
+
+def test_bench_requests_are_distinct_and_sized():
+    requests = bench_requests(10, with_images=True)
+    assert len(requests) == 10 and requests[0][0]["content"][0]["type"] == "image"
+    assert bench_requests(3, with_images=False)[0][0]["content"][0]["type"] == "text"
+
+
+def test_bench_hf_rows(hf_tiny):
+    one, batched = bench_hf(hf_tiny, 6, 3, Sampling(max_tokens=4))
+    assert (one.setting, batched.setting) == ("one by one", "batch 3")
+    assert one.requests == batched.requests == 6 and one.tokens_out == batched.tokens_out
+
+
+@pytest.mark.server
+def test_bench_backends_command(vllm_server, tmp_path):
+    out = tmp_path / "bench.json"
+    result = run_axr("eval", "bench", "backends", "--hf-model", "tiny-qwen2.5-vl", "--openai-model", "smollm2",
+                     "--base-url", vllm_server.base_url, "--requests", "8", "--batch", "4", "--concurrency", "4",
+                     "--max-tokens", "8", "--out", str(out))  # fmt: skip
+    rows = json.loads(out.read_text())
+    assert [(r["backend"], r["setting"]) for r in rows] == [
+        ("hf", "one by one"), ("hf", "batch 4"), ("openai", "concurrency 1"), ("openai", "concurrency 4"),
+    ]  # fmt: skip
+    assert all(r["requests"] == 8 and r["seconds"] > 0 for r in rows)
+    assert "batch 4 is" in result.stdout and "concurrency 4 is" in result.stdout
