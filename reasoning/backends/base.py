@@ -95,6 +95,22 @@ def flatten_text(request: Request) -> list[dict]:
     return out
 
 
+def convert_images(request: Request, supports_images: bool, to_part) -> list[dict]:
+    """Messages with each image block replaced by `to_part(image)`, the engine's own image format.
+
+    A text-only model gets string contents instead (and refuses images).
+    """
+    if not supports_images:
+        return flatten_text(request)
+    out = []
+    for message in request:
+        content = message["content"]
+        if isinstance(content, list):
+            content = [to_part(b["image"]) if b["type"] == "image" else b for b in content]
+        out.append({"role": message["role"], "content": content})
+    return out
+
+
 class Backend:
     """Subclasses implement `_complete`; `generate` adds validation and one repair turn."""
 

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 from pydantic import BaseModel
 
-from reasoning.backends.base import Backend, BackendError, Completion, Request, Sampling, flatten_text
+from reasoning.backends.base import Backend, BackendError, Completion, Request, Sampling, convert_images
 from reasoning.media import data_url
 from reasoning.schema import json_schema
 
@@ -27,18 +27,7 @@ FATAL_STATUS = {401, 403, 404}
 
 def to_openai_messages(request: Request, supports_images: bool) -> list[dict]:
     """Chat messages with images as data URLs (pure)."""
-    if not supports_images:
-        return flatten_text(request)
-    out = []
-    for message in request:
-        content = message["content"]
-        if isinstance(content, list):
-            content = [
-                {"type": "image_url", "image_url": {"url": data_url(b["image"])}} if b["type"] == "image" else b
-                for b in content
-            ]
-        out.append({"role": message["role"], "content": content})
-    return out
+    return convert_images(request, supports_images, lambda i: {"type": "image_url", "image_url": {"url": data_url(i)}})
 
 
 def build_payload(

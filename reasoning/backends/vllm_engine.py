@@ -11,21 +11,13 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from reasoning.backends.base import Backend, BackendError, Completion, Request, Sampling, flatten_text
+from reasoning.backends.base import Backend, BackendError, Completion, Request, Sampling, convert_images
 from reasoning.schema import json_schema
 
 
 def to_vllm_messages(request: Request, supports_images: bool) -> list[dict]:
     """Chat messages in vLLM's format: PIL images as `image_pil` parts (pure)."""
-    if not supports_images:
-        return flatten_text(request)
-    out = []
-    for message in request:
-        content = message["content"]
-        if isinstance(content, list):
-            content = [{"type": "image_pil", "image_pil": b["image"]} if b["type"] == "image" else b for b in content]
-        out.append({"role": message["role"], "content": content})
-    return out
+    return convert_images(request, supports_images, lambda i: {"type": "image_pil", "image_pil": i})
 
 
 def sampling_kwargs(sampling: Sampling, schema: type[BaseModel] | None) -> dict[str, Any]:
