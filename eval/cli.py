@@ -11,9 +11,62 @@ from rich.console import Console
 from rich.table import Table
 
 app = typer.Typer(help="Evaluate and benchmark reasoners.", no_args_is_help=True)
+RUN_EPILOG = (
+    "Examples:\n\n"
+    "  axr eval run ped2                      (trigger stage only, the paper's rule book)\n\n"
+    "  axr eval run shtech --recheck uncertain --base-url http://127.0.0.1:8000/v1\n\n"
+    "  axr eval run captions --data-dir my_captions/ --rules rules.yaml --output runs/mine"
+)
+
+
 bench_app = typer.Typer(help="Throughput and cost benchmarks, settings side by side.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 err = Console(stderr=True)
+
+
+@app.command("run", epilog=RUN_EPILOG)
+def run(
+    task: str = typer.Argument(..., help="a task name from eval/tasks (captions, ped2, shtech) or a YAML path"),
+    data_dir: Path = typer.Option(None, help="override dataset.data_dir"),
+    rules: Path = typer.Option(None, help="override pipeline.rules: a RuleBook YAML or AnomalyRuler rule file"),
+    recheck: str = typer.Option(None, help="override the re-check policy: none | uncertain | positives | all"),
+    backend: str = typer.Option(None, help="re-check backend (hf, vllm, openai)"),
+    model: str = typer.Option(None, help="re-check model"),
+    base_url: str = typer.Option(None, help="re-check server URL (openai backend)"),
+    output: Path = typer.Option(None, help="run folder (default runs/<task>)"),
+):
+    """Run an evaluation task and write predictions.jsonl and metrics.json."""
+    from eval.caption_benchmark import run_caption_task
+    from eval.datasets.captions import LayoutError
+    from eval.tasks import TaskError, load_task
+    from reasoning.backends import BackendError
+    from reasoning.cli import fail, make_backend
+    from reasoning.schema import SchemaError
+
+    try:
+        config = load_task(task)
+    except TaskError as error:
+        fail(str(error))
+    if data_dir:
+        config["dataset"]["data_dir"] = str(data_dir.resolve())
+    if rules:
+        config["pipeline"]["rules"] = str(rules.resolve())
+    overrides = {"policy": recheck, "backend": backend, "model": model, "base_url": base_url}
+    config["pipeline"]["recheck"].update({k: v for k, v in overrides.items() if v is not None})
+
+    def backend_factory(cfg):
+        text_only = cfg["backend"] == "openai"  # captions are text: no image parts are sent
+        return make_backend(cfg["backend"], cfg["model"], cfg.get("base_url"), concurrency=cfg.get("concurrency"),
+                            text_only=text_only)  # fmt: skip
+
+    output = output or Path("runs") / config["task"]
+    try:
+        metrics = run_caption_task(config, output, backend_factory, progress=lambda m: err.print(m, highlight=False))
+    except (LayoutError, SchemaError, BackendError, ValueError) as error:
+        fail(str(error))
+    summary = {k: metrics[k] for k in ("frame_auc_pooled", "frame_auc_per_video_mean", "frame_ap", "frame_f1")}
+    Console().print_json(json.dumps({"task": config["task"], **summary, "cost": metrics["cost"]}))
+    err.print(f"wrote {output}/metrics.json and predictions.jsonl", highlight=False)
 
 
 @bench_app.command(

@@ -1,0 +1,142 @@
+"""The caption benchmark: a caption set -> trigger stage -> optional model re-check -> smoothing -> metrics.
+
+Outputs in the run folder: `predictions.jsonl` (one line per evaluated frame: trigger score, keyword hits,
+novelty, smoothed score, predicted label, and the re-check verdict where there was one), `metrics.json`
+(frame-level metrics, the split, the settings, cost), and `rulebook.yaml` (the book that was used).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from eval.datasets.captions import CaptionVideo, load_caption_set, split_videos
+from eval.metrics import frame_metrics
+from eval.tasks import repo_path
+from reasoning.deduction import merge_recheck, recheck, select_for_recheck
+from reasoning.rulebook_import import import_anomalyruler
+from reasoning.schema import RuleBook, SchemaError
+from reasoning.smoothing import smooth
+from reasoning.triggers import TriggerStage
+
+
+def load_rules(path: Path) -> RuleBook:
+    if path.suffix in (".yaml", ".yml"):
+        return RuleBook.load(path)
+    return import_anomalyruler(path)
+
+
+def run_caption_task(task: dict[str, Any], output: Path, backend_factory=None, progress=print) -> dict[str, Any]:
+    """Run one caption task (as loaded by `eval.tasks.load_task`); returns and writes the metrics."""
+    started = time.perf_counter()
+    pipeline = task["pipeline"]
+    data_dir, rules_path = repo_path(task["dataset"].get("data_dir")), repo_path(pipeline.get("rules"))
+    if data_dir is None:
+        raise SchemaError("task: dataset.data_dir is required (or --data-dir)")
+    if rules_path is None:
+        raise SchemaError("task: pipeline.rules is required (or --rules): a RuleBook YAML or AnomalyRuler rule file")
+    rulebook = load_rules(rules_path)
+    videos = load_caption_set(data_dir)
+    reference, held_out = split_videos(videos, task["split"]["reference_every"])
+    references = [c for v in reference for c, y in zip(v.captions, v.labels, strict=True) if y == 0]
+    n_anomaly = len(rulebook.rules("anomaly"))
+    progress(f"{len(videos)} videos: {len(reference)} reference ({len(references)} normal frames), "
+             f"{len(held_out)} evaluated; rule book {rulebook.name} ({n_anomaly} anomaly rules)")  # fmt: skip
+
+    trigger_cfg = pipeline["trigger"]
+    embedder = None
+    if trigger_cfg.get("novelty", True):
+        from reasoning.embedding import Embedder
+
+        embedder = Embedder()
+    stage = TriggerStage(
+        rulebook, references, embedder, trigger_cfg["max_normal_share"], trigger_cfg["keyword_weight"]
+    )
+    smoothing = pipeline["smoothing"]
+
+    def smoothed(raw) -> np.ndarray:
+        return smooth(raw, smoothing["method"], smoothing["window"], smoothing["alpha"])
+
+    threshold = _reference_threshold(stage, reference, smoothed, pipeline["threshold"]["reference_quantile"])
+    raw = {v.video: np.array([r.score for r in stage.score(v.captions)]) for v in held_out}
+    details = {v.video: stage.score(v.captions) for v in held_out}
+    verdicts, cost = _recheck_stage(pipeline["recheck"], rulebook, held_out, raw, smoothed, threshold,
+                                    stage.keyword_weight + 1, backend_factory, progress)  # fmt: skip
+    scores = {v: smoothed(s) for v, s in raw.items()}
+    metrics = frame_metrics({v.video: v.labels for v in held_out}, scores, threshold)
+    metrics.update(
+        task=task["task"],
+        rules=str(rules_path),
+        split={"reference_videos": [v.video for v in reference], "evaluated_videos": len(held_out),
+               "reference_normal_frames": len(references)},
+        keywords={k: sorted(w) for k, w in stage.keywords.items()},
+        dropped_keywords=sorted(stage.dropped),
+        settings={"trigger": trigger_cfg, "smoothing": smoothing, "threshold": pipeline["threshold"],
+                  "recheck": {k: v for k, v in pipeline["recheck"].items() if k != "api_key"}},
+        cost={**cost, "seconds": round(time.perf_counter() - started, 2)},
+    )  # fmt: skip
+    output.mkdir(parents=True, exist_ok=True)
+    rulebook.save(output / "rulebook.yaml")
+    _write_predictions(output / "predictions.jsonl", held_out, details, scores, threshold, verdicts)
+    (output / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return metrics
+
+
+def _reference_threshold(stage, reference: list[CaptionVideo], smoothed, quantile: float) -> float:
+    normal = []
+    for video in reference:
+        scores = smoothed(np.array([r.score for r in stage.score(video.captions)]))
+        normal.extend(s for s, y in zip(scores, video.labels, strict=True) if y == 0)
+    return float(np.quantile(normal, quantile)) if normal else 0.5
+
+
+def _recheck_stage(config, rulebook, videos, raw, smoothed, threshold, scale, backend_factory, progress):
+    """Re-check the selected frames with the model and merge its scores into `raw` (in place)."""
+    cost = {"model_calls": 0, "tokens_in": 0, "tokens_out": 0, "frames_rechecked": 0, "unparsed": 0}
+    verdicts: dict[tuple[str, int], Any] = {}
+    if config["policy"] == "none":
+        return verdicts, cost
+    chosen = {v.video: select_for_recheck(config["policy"], smoothed(raw[v.video]), threshold, config["band"])
+              for v in videos}  # fmt: skip
+    batch = [(v, int(i)) for v in videos for i in chosen[v.video]]
+    total = sum(len(v.captions) for v in videos)
+    progress(f"re-checking {len(batch)} of {total} frames ({len(batch) / total:.1%}) with the model")
+    if not batch:
+        return verdicts, cost
+    backend = backend_factory(config)
+    results = recheck(backend, rulebook, [(f"{v.video}/{i:06d}", v.captions[i]) for v, i in batch])
+    for (video, i), verdict in zip(batch, results, strict=True):
+        verdicts[(video.video, i)] = verdict
+        raw[video.video][i] = merge_recheck(raw[video.video][i], verdict, scale)
+        cost["tokens_in"] += verdict.meta.get("tokens_in", 0)
+        cost["tokens_out"] += verdict.meta.get("tokens_out", 0)
+        cost["unparsed"] += verdict.verdict == "unparsed"
+    cost.update(
+        model_calls=len(batch) + sum(bool(v.meta.get("repaired")) for v in results), frames_rechecked=len(batch)
+    )
+    cost["share_rechecked"] = len(batch) / total
+    return verdicts, cost
+
+
+def _write_predictions(path: Path, videos, details, scores, threshold, verdicts) -> None:
+    with path.open("w", encoding="utf-8") as sink:
+        for video in videos:
+            for i, (result, score) in enumerate(zip(details[video.video], scores[video.video], strict=True)):
+                record = {
+                    "sample_id": f"{video.video}/{i:06d}",
+                    "video": video.video,
+                    "frame": i,
+                    "gt_label": video.labels[i],
+                    "trigger_score": round(result.score, 4),
+                    "keyword_hits": result.keyword_hits,
+                    "novelty": round(result.novelty, 4),
+                    "pred_score": round(float(score), 4),
+                    "pred_label": int(score > threshold),
+                }
+                if (video.video, i) in verdicts:
+                    record["recheck"] = verdicts[(video.video, i)].model_dump(mode="json", exclude_none=True)
+                sink.write(json.dumps(record) + "\n")

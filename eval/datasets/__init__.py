@@ -1,0 +1,1 @@
+"""Dataset adapters: each turns a dataset's own on-disk layout into AXR Samples (see data_cards/)."""

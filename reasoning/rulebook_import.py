@@ -1,0 +1,56 @@
+"""Import rule books written in AnomalyRuler's Markdown format, so users can start from published ones.
+
+The format: bold headings such as `**Rules for Anomaly Human Activities:**` followed by numbered rules.
+A heading says whether its rules are normal or anomalous ("anomaly"/"abnormal" vs "normal") and which
+section they belong to (human activities vs environmental / non-human objects).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from reasoning.schema import Provenance, Rule, RuleBook, RuleSection, SchemaError
+
+_HEADING = re.compile(r"^\*\*(.+?)\*\*:?\s*$")
+_ITEM = re.compile(r"^\s*\d+[.)]\s*(.+?)\s*$")
+
+
+def _section_of(heading: str) -> tuple[str, str]:
+    lowered = heading.lower()
+    kind = "anomaly" if ("anomal" in lowered or "abnormal" in lowered) else "normal"
+    name = "human activity" if ("human activit" in lowered and "non-human" not in lowered) else "environment"
+    return kind, name
+
+
+def import_anomalyruler(path: str | Path, name: str | None = None) -> RuleBook:
+    """Parse an AnomalyRuler rule file into a RuleBook (sections: human activity, environment)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SchemaError(f"{path}: rule file not found")
+    sections = {"human activity": RuleSection(name="human activity"), "environment": RuleSection(name="environment")}
+    current: tuple[str, str] | None = None
+    counters: dict[str, int] = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if heading := _HEADING.match(line.strip()):
+            current = _section_of(heading.group(1))
+            continue
+        item = _ITEM.match(line)
+        if not item:
+            continue
+        if current is None:
+            raise SchemaError(f"{path}:{number}: a numbered rule before any **heading**")
+        kind, section = current
+        prefix = ("n" if kind == "normal" else "a") + ("h" if section == "human activity" else "e")
+        counters[prefix] = counters.get(prefix, 0) + 1
+        rule = Rule(id=f"{prefix}{counters[prefix]}", text=item.group(1))
+        getattr(sections[section], kind).append(rule)
+    book = RuleBook(
+        name=name or path.stem,
+        domain="scene",
+        sections=[s for s in sections.values() if s.normal or s.anomaly],
+        provenance=Provenance(source=str(path), prompt_version="anomalyruler-markdown"),
+    )
+    if not book.rules("anomaly"):
+        raise SchemaError(f"{path}: no anomaly rules found (expected a **...Anomaly...** heading with numbered rules)")
+    return book
