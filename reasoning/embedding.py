@@ -47,5 +47,5 @@ class Embedder:
                 rows = [(self._key(t), self._memory[t].tobytes()) for t in missing]
                 self._db.executemany("INSERT OR REPLACE INTO emb VALUES (?, ?)", rows)
                 self._db.commit()
-        dim = self.model.get_sentence_embedding_dimension()
+        dim = self.model.get_embedding_dimension()
         return np.stack([self._memory[t] for t in texts]) if texts else np.zeros((0, dim), np.float32)

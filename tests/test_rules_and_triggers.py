@@ -1,0 +1,104 @@
+"""Rule-book import, the trigger stage, smoothing and the caption-set adapter, on real-layout data."""
+
+import numpy as np
+import pytest
+
+from eval.datasets.captions import LayoutError, load_caption_set, split_videos
+from reasoning.rulebook_import import import_anomalyruler
+from reasoning.schema import Rule, RuleBook, RuleSection, SchemaError
+from reasoning.smoothing import centred_mean, ema, event_spans, majority, smooth
+from reasoning.triggers import TriggerStage, lemmas
+from tests.captions_layout import NORMAL, write_caption_set
+from tests.conftest import SHARED_DATA
+
+RULES_DIR = SHARED_DATA / "anomalyruler" / "rules"
+
+
+def book(*anomaly: str, keywords=None) -> RuleBook:
+    rules = [Rule(id=f"a{i}", text=t, keywords=keywords or []) for i, t in enumerate(anomaly, 1)]
+    return RuleBook(name="t", sections=[RuleSection(name="human activity", normal=[], anomaly=rules)])
+
+
+@pytest.mark.skipif(not RULES_DIR.is_dir(), reason="../shared/data/anomalyruler is absent")
+@pytest.mark.parametrize("name, n_anomaly, n_normal", [("ped2", 26, 19), ("SHTech", 24, 19)])
+def test_import_paper_rule_books(name, n_anomaly, n_normal, tmp_path):
+    rulebook = import_anomalyruler(RULES_DIR / f"rule_{name}.txt")
+    assert len(rulebook.rules("anomaly")) == n_anomaly and len(rulebook.rules("normal")) == n_normal
+    assert {s.name for s in rulebook.sections} == {"human activity", "environment"}
+    assert rulebook.sections[0].anomaly[0].text == "Running or jumping"
+    assert RuleBook.load(rulebook.save(tmp_path / "book.yaml")) == rulebook
+
+
+def test_import_rejects_a_book_without_anomaly_rules(tmp_path):
+    path = tmp_path / "rules.txt"
+    path.write_text("**Rules for Normal Human Activities:**\n1. Walking\n")
+    with pytest.raises(SchemaError, match="no anomaly rules"):
+        import_anomalyruler(path)
+    path.write_text("1. Walking\n")
+    with pytest.raises(SchemaError, match=":1: a numbered rule before any"):
+        import_anomalyruler(path)
+
+
+def test_whole_lemma_matching():
+    stage = TriggerStage(book("Person lying on the ground", "Riding a bicycle"), NORMAL)
+    assert stage.keyword_hits("A bird is flying over the path.") == {}
+    assert stage.keyword_hits("A man lies down.") == {"a1": ["lie"]}
+    assert stage.keyword_hits("Two bicycles; one man rides.") == {"a2": ["bicycle", "ride"]}
+    assert lemmas("Riding bicycles") == ["ride", "bicycle"]
+
+
+def test_words_common_in_normal_references_are_not_triggers():
+    stage = TriggerStage(book("Walking very fast near the building", "Riding a bicycle"), NORMAL)
+    assert {"walk", "building"} <= stage.dropped
+    assert "walk" not in stage.keywords["a1"] and "fast" in stage.keywords["a1"]
+    assert stage.score(["Two people are walking on the pathway."])[0].score == 0.0
+
+
+def test_rule_keywords_override_text():
+    stage = TriggerStage(book("Unusual vehicles", keywords=["truck", "van"]), NORMAL)
+    assert stage.keywords["a1"] == {"truck", "van"}
+
+
+def test_a_book_without_anomaly_rules_is_refused():
+    empty = RuleBook(name="e", sections=[RuleSection(name="s", normal=[Rule(id="n1", text="walk")])])
+    with pytest.raises(ValueError, match="no enabled anomaly rules"):
+        TriggerStage(empty, NORMAL)
+
+
+def test_smoothing_and_spans():
+    flags = [0, 0, 1, 0, 0, 1, 1, 1, 1, 0, 0]
+    assert centred_mean([0, 0, 3, 0, 0], 3).tolist() == [0, 1, 1, 1, 0]
+    assert ema([1, 1, 1]).tolist() == [1, 1, 1]
+    assert majority(flags, 3).tolist() == [0, 0, 0, 0, 0, 1, 1, 1, 1, 0, 0]
+    assert event_spans(flags, min_length=2) == [(5, 8)]
+    assert smooth([1.0, 2.0], "none").tolist() == [1.0, 2.0]
+    with pytest.raises(ValueError, match="unknown smoothing"):
+        smooth([1.0], "median")
+
+
+def test_adapter_errors_name_the_problem(tmp_path):
+    root = write_caption_set(tmp_path / "set", {"v1": [("a man walks", 0), ("a man walks", 0)]})
+    (root / "test_frame" / "v1.csv").write_text("image_path,label\nx,0\n")
+    with pytest.raises(LayoutError, match="v1.txt: 2 caption lines but 1 labels in v1.csv"):
+        load_caption_set(root)
+    (root / "test_frame_description" / "v1.txt").write_text("")
+    with pytest.raises(LayoutError, match="empty video"):
+        load_caption_set(root)
+    with pytest.raises(LayoutError, match="missing folder test_frame_description/"):
+        load_caption_set(tmp_path)
+
+
+def test_split_is_every_third_video(tmp_path):
+    root = write_caption_set(tmp_path, {f"v{i}": [("a man walks", 0)] for i in range(7)})
+    reference, held_out = split_videos(load_caption_set(root), 3)
+    assert [v.video for v in reference] == ["v0", "v3", "v6"]
+    assert len(held_out) == 4
+
+
+def test_novelty_with_minilm_ranks_unfamiliar_sentences_higher():
+    from reasoning.embedding import Embedder
+
+    stage = TriggerStage(book("Riding a bicycle"), NORMAL, Embedder(cache=None))
+    familiar, novel = stage.score(["A man is walking with a backpack.", "A car is burning in the middle of the road."])
+    assert novel.novelty > familiar.novelty + 0.2
+    assert novel.novel_sentence.startswith("A car is burning")
