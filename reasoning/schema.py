@@ -181,10 +181,19 @@ class BoundingBox(BaseModel):
 
 
 class VerdictAnswer(BaseModel):
-    """What a model writes for one sample; its JSON schema is the structured-output contract."""
+    """What a model writes for one sample; its JSON schema is the structured-output contract.
+
+    Field order is generation order under constrained decoding: the evidence, the rules it matches and the
+    rationale come before the verdict, so a model decides after stating what it saw, not before.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
+    evidence: list[str] = Field(
+        default_factory=list, max_length=5, description="observations that support the verdict"
+    )
+    rules_matched: list[str] = Field(default_factory=list, max_length=20, description="ids of rules in the rule book")
+    rationale: Rationale = Field(default_factory=Rationale)
     verdict: Label
     score: float = Field(ge=0, le=1, description="how anomalous, continuous, kept apart from the label")
     anomaly_type: str | None = Field(
@@ -193,11 +202,6 @@ class VerdictAnswer(BaseModel):
     severity: Severity = "none"
     location: BoundingBox | str | None = Field(None, description="normalised box or a region name")
     time_span: list[float] | None = Field(None, description="[start, end] seconds, for video")
-    rules_matched: list[str] = Field(default_factory=list, max_length=20, description="ids of rules in the rule book")
-    rationale: Rationale = Field(default_factory=Rationale)
-    evidence: list[str] = Field(
-        default_factory=list, max_length=5, description="observations that support the verdict"
-    )
     confidence: float = Field(0.5, ge=0, le=1)
 
 
