@@ -1,6 +1,5 @@
 """Rule-book import, the trigger stage, smoothing and the caption-set adapter, on real-layout data."""
 
-import numpy as np
 import pytest
 
 from eval.datasets.captions import LayoutError, load_caption_set, split_videos
