@@ -34,15 +34,27 @@ def run_caption_task(task: dict[str, Any], output: Path, backend_factory=None, p
     """Run one caption task (as loaded by `eval.tasks.load_task`); returns and writes the metrics."""
     started = time.perf_counter()
     pipeline = task["pipeline"]
-    data_dir, rules_path = repo_path(task["dataset"].get("data_dir")), repo_path(pipeline.get("rules"))
+    induced = pipeline.get("rules") == "induce"
+    data_dir = repo_path(task["dataset"].get("data_dir"))
+    rules_path = None if induced else repo_path(pipeline.get("rules"))
     if data_dir is None:
         raise SchemaError("task: dataset.data_dir is required (or --data-dir)")
-    if rules_path is None:
-        raise SchemaError("task: pipeline.rules is required (or --rules): a RuleBook YAML or AnomalyRuler rule file")
-    rulebook = load_rules(rules_path)
+    if rules_path is None and not induced:
+        raise SchemaError("task: pipeline.rules is required (or --rules): a rule book file, or 'induce'")
     videos = load_caption_set(data_dir)
     reference, held_out = split_videos(videos, task["split"]["reference_every"])
-    references = [c for v in reference for c, y in zip(v.captions, v.labels, strict=True) if y == 0]
+    normal_frames = [(f"{v.video}/{i:06d}", c) for v in reference
+                     for i, (c, y) in enumerate(zip(v.captions, v.labels, strict=True)) if y == 0]  # fmt: skip
+    references = [c for _, c in normal_frames]
+    embedder = None
+    if pipeline["trigger"].get("novelty", True) or induced:
+        from reasoning.embedding import Embedder
+
+        embedder = Embedder()
+    if induced:
+        rulebook = _induce(pipeline, normal_frames, embedder, backend_factory, progress, task["task"])
+    else:
+        rulebook = load_rules(rules_path)
     n_anomaly = len(rulebook.rules("anomaly"))
     progress(f"{len(videos)} videos: {len(reference)} reference ({len(references)} normal frames), "
              f"{len(held_out)} evaluated; rule book {rulebook.name} ({n_anomaly} anomaly rules)")  # fmt: skip
@@ -70,7 +82,7 @@ def run_caption_task(task: dict[str, Any], output: Path, backend_factory=None, p
     metrics = frame_metrics({v.video: v.labels for v in held_out}, scores, threshold)
     metrics.update(
         task=task["task"],
-        rules=str(rules_path),
+        rules="induced" if induced else str(rules_path),
         split={"reference_videos": [v.video for v in reference], "evaluated_videos": len(held_out),
                "reference_normal_frames": len(references)},
         keywords={k: sorted(w) for k, w in stage.keywords.items()},
@@ -84,6 +96,16 @@ def run_caption_task(task: dict[str, Any], output: Path, backend_factory=None, p
     _write_predictions(output / "predictions.jsonl", held_out, details, scores, threshold, verdicts)
     (output / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics
+
+
+def _induce(pipeline, normal_frames, embedder, backend_factory, progress, name) -> RuleBook:
+    """Rules induced from the reference videos' normal frames by the re-check model."""
+    from reasoning.induction import InductionConfig, induce
+
+    settings = pipeline.get("induction", {})
+    config = InductionConfig(**{k: v for k, v in settings.items() if k in InductionConfig.__dataclass_fields__})
+    backend = backend_factory(pipeline["recheck"])
+    return induce(backend, normal_frames, config, embedder, name=f"{name}-induced", progress=progress)
 
 
 def _reference_threshold(stage, reference: list[CaptionVideo], smoothed, quantile: float) -> float:

@@ -15,6 +15,7 @@ RUN_EPILOG = (
     "Examples:\n\n"
     "  axr eval run ped2                      (trigger stage only, the paper's rule book)\n\n"
     "  axr eval run shtech --recheck uncertain --base-url http://127.0.0.1:8000/v1\n\n"
+    "  axr eval run ped2 --rules induce --model smollm2 --base-url http://127.0.0.1:8000/v1\n\n"
     "  axr eval run captions --data-dir my_captions/ --rules rules.yaml --output runs/mine"
 )
 
@@ -28,7 +29,9 @@ err = Console(stderr=True)
 def run(
     task: str = typer.Argument(..., help="a task name from eval/tasks (captions, ped2, shtech) or a YAML path"),
     data_dir: Path = typer.Option(None, help="override dataset.data_dir"),
-    rules: Path = typer.Option(None, help="override pipeline.rules: a RuleBook YAML or AnomalyRuler rule file"),
+    rules: str = typer.Option(
+        None, help="override pipeline.rules: a RuleBook YAML, AnomalyRuler rule file, or 'induce'"
+    ),
     recheck: str = typer.Option(None, help="override the re-check policy: none | uncertain | positives | all"),
     backend: str = typer.Option(None, help="re-check backend (hf, vllm, openai)"),
     model: str = typer.Option(None, help="re-check model"),
@@ -50,7 +53,7 @@ def run(
     if data_dir:
         config["dataset"]["data_dir"] = str(data_dir.resolve())
     if rules:
-        config["pipeline"]["rules"] = str(rules.resolve())
+        config["pipeline"]["rules"] = rules if rules == "induce" else str(Path(rules).resolve())
     overrides = {"policy": recheck, "backend": backend, "model": model, "base_url": base_url}
     config["pipeline"]["recheck"].update({k: v for k, v in overrides.items() if v is not None})
 

@@ -43,6 +43,36 @@ def schema_filter(model: type[BaseModel] | dict) -> str:
     return json.dumps(_for_prompt(schema, top=True), separators=(",", ":"))
 
 
+def shape_filter(model: type[BaseModel] | dict) -> str:
+    """`{{ Verdict | shape }}`: an example-shaped skeleton of the answer, which small models follow far better
+    than a JSON schema (they copy `$defs` and titles into their answers). Enums show their choices as
+    "a|b", strings their description, numbers their range."""
+    schema = model if isinstance(model, dict) else json_schema(model)
+    return json.dumps(_skeleton(schema, schema.get("$defs", {})), ensure_ascii=False)
+
+
+def _skeleton(node: dict, defs: dict, name: str = ""):
+    if "$ref" in node:
+        return _skeleton(defs[node["$ref"].split("/")[-1]], defs, name)
+    options = node.get("anyOf")
+    if options:
+        real = [o for o in options if o.get("type") != "null"]
+        return _skeleton(real[0], defs, name) if real else None
+    if "enum" in node:
+        return "|".join(str(v) for v in node["enum"])
+    kind = node.get("type")
+    if kind == "object":
+        return {k: _skeleton(v, defs, k) for k, v in node.get("properties", {}).items()}
+    if kind == "array":
+        return [_skeleton(node.get("items", {}), defs, node.get("description", name))]
+    if kind in ("number", "integer"):
+        low, high = node.get("minimum"), node.get("maximum")
+        return f"<{kind} {low}..{high}>" if low is not None and high is not None else f"<{kind}>"
+    if kind == "boolean":
+        return "<true|false>"
+    return f"<{node.get('description', name or 'text')}>"
+
+
 def _for_prompt(node, top: bool = False):
     if isinstance(node, list):
         return [_for_prompt(n) for n in node]
@@ -68,6 +98,7 @@ def _environment(root: str) -> jinja2.Environment:
         autoescape=False,
     )
     env.filters["schema"] = schema_filter
+    env.filters["shape"] = shape_filter
     return env
 
 

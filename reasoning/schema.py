@@ -11,7 +11,7 @@ import datetime as _dt
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -311,14 +311,14 @@ def dumps(record: BaseModel) -> str:
 class InducedRule(BaseModel):
     """A rule as an induction step proposes it; ids, support and provenance are assigned in code."""
 
-    text: str = Field(min_length=1)
-    examples: list[str] = Field(default_factory=list)
-    keywords: list[str] = Field(default_factory=list)
+    text: str = Field(min_length=1, max_length=200)
+    examples: list[Annotated[str, Field(max_length=120)]] = Field(default_factory=list, max_length=4)
+    keywords: list[Annotated[str, Field(max_length=30)]] = Field(default_factory=list, max_length=8)
 
 
 class InducedSection(BaseModel):
-    name: str
-    rules: list[InducedRule]
+    name: str = Field(max_length=60)
+    rules: list[InducedRule] = Field(max_length=8)
 
 
 class InducedRules(BaseModel):
@@ -326,12 +326,12 @@ class InducedRules(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    sections: list[InducedSection]
+    sections: list[InducedSection] = Field(max_length=4)
 
 
 class RuleKeywords(BaseModel):
-    id: str
-    keywords: list[str]
+    id: str = Field(max_length=40)
+    keywords: list[Annotated[str, Field(max_length=30)]] = Field(max_length=8)
 
 
 class KeywordProposal(BaseModel):
