@@ -18,16 +18,10 @@ from eval.datasets.captions import CaptionVideo, load_caption_set, split_videos
 from eval.metrics import frame_metrics
 from eval.tasks import repo_path
 from reasoning.deduction import merge_recheck, recheck, select_for_recheck
-from reasoning.rulebook_import import import_anomalyruler
+from reasoning.rulebook_import import load_rules
 from reasoning.schema import RuleBook, SchemaError
 from reasoning.smoothing import smooth
 from reasoning.triggers import TriggerStage
-
-
-def load_rules(path: Path) -> RuleBook:
-    if path.suffix in (".yaml", ".yml"):
-        return RuleBook.load(path)
-    return import_anomalyruler(path)
 
 
 def run_caption_task(task: dict[str, Any], output: Path, backend_factory=None, progress=print) -> dict[str, Any]:

@@ -147,6 +147,225 @@ def caption(
     )
 
 
+def observations_from(inputs: list[Path], engine, subject: str) -> list:
+    """Observations from caption files as they are, or from images and videos captioned by `engine`."""
+    from reasoning.observations import ObservationRow, load_observations
+    from reasoning.perception import CaptionCache, Captioner, collect_media
+
+    text = [p for p in inputs if p.suffix in (".txt", ".jsonl") or (p.is_dir() and not _has_images(p))]
+    media = [p for p in inputs if p not in text]
+    rows = load_observations(text)
+    if media:
+        if engine is None:
+            fail("images and videos need a backend to caption them (--backend, --model)")
+        captioner = Captioner(engine, CaptionCache(Path.home() / ".cache" / "axr" / "captions.sqlite"), subject)
+        for record in captioner.run(collect_media(media)):
+            if "error" in record:
+                err.print(f"[yellow]skipped[/] {record['error']}", highlight=False)
+                continue
+            frame = record.get("frame_index")
+            group = record["sample_id"].rsplit("/", 1)[0] if frame is not None else None
+            rows.append(ObservationRow(record["sample_id"], record["caption"], group, frame))
+    return rows
+
+
+def _has_images(folder: Path) -> bool:
+    from reasoning.media import IMAGE_SUFFIXES
+
+    return any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.rglob("*"))
+
+
+@app.command(
+    epilog="Examples:\n\n"
+    "  axr induce normal_captions.jsonl --backend openai --model smollm2 --out rules.yaml\n\n"
+    "  axr induce good_parts/ --domain object --backend hf --model Qwen/Qwen2.5-VL-3B-Instruct --out rules.yaml"
+)
+def induce(
+    references: list[Path] = typer.Argument(..., help="normal references: caption .jsonl/.txt, or images/videos"),
+    out: Path = typer.Option(Path("rules.yaml"), help="the rule book to write (YAML)"),
+    backend: str = typer.Option("openai", help=BACKEND_HELP),
+    model: str = typer.Option("smollm2", help=MODEL_HELP),
+    base_url: str = typer.Option("http://127.0.0.1:8000/v1", help="openai: server URL(s)"),
+    domain: str = typer.Option("scene", help="scene (human activity, environment) or object (appearance, ...)"),
+    sections: str = typer.Option("", help="comma-separated section names (default: the domain's)"),
+    batches: int = typer.Option(10, help="n seeded induction batches"),
+    per_batch: int = typer.Option(3, help="m references per batch"),
+    seed: int = typer.Option(0, help="seed for drawing the batches"),
+    name: str = typer.Option("induced", help="the rule book's name"),
+):
+    """Induce a rule book (normal and anomaly rules, keywords, support) from a few normal references."""
+    from reasoning.embedding import Embedder
+    from reasoning.induction import InductionConfig
+    from reasoning.induction import induce as run_induction
+
+    for path in references:
+        if not path.exists():
+            fail(f"{path}: no such file or folder")
+    text_only = backend == "openai" and all(p.suffix in (".txt", ".jsonl") for p in references)
+    engine = make_backend(backend, model, base_url, text_only=text_only)
+    rows = observations_from(references, engine, "object" if domain == "object" else "scene")
+    if not rows:
+        fail("no usable normal references in the inputs")
+    config = InductionConfig(domain=domain, sections=[s.strip() for s in sections.split(",") if s.strip()],
+                             batches=batches, per_batch=per_batch, seed=seed)  # fmt: skip
+    try:
+        book = run_induction(engine, [(r.sample_id, r.text) for r in rows], config, Embedder(), name,
+                             progress=lambda m: err.print(m, highlight=False))  # fmt: skip
+    except (ValueError, BackendError) as error:
+        fail(str(error))
+    book.save(out)
+    counts = f"{len(book.rules('normal'))} normal and {len(book.rules('anomaly'))} anomaly rules"
+    err.print(f"wrote {out}: {counts} from {len(rows)} references", highlight=False)
+
+
+@app.command(
+    epilog="Examples:\n\n"
+    "  axr detect captions.jsonl --rules rules.yaml --references normal.jsonl --explain\n\n"
+    "  axr detect video_captions.txt --rules rule_ped2.txt --recheck uncertain --backend openai --model smollm2\n\n"
+    "  axr detect part.png --direct --reference good1.png --reference good2.png --rules rules.yaml "
+    "--backend hf --model tiny-qwen2.5-vl"
+)
+def detect(
+    inputs: list[Path] = typer.Argument(..., help="caption .jsonl/.txt files, or images/videos"),
+    rules: Path = typer.Option(None, help="a RuleBook YAML or AnomalyRuler rule file"),
+    references: list[Path] = typer.Option([], "--reference", help="normal references (captions or images)"),
+    out: Path = typer.Option(Path("verdicts.jsonl"), help="JSONL of Verdicts"),
+    recheck: str = typer.Option("none", help="model re-check: none | uncertain | positives | all"),
+    band: float = typer.Option(0.1, help="uncertain: re-check when |score - threshold| <= band (0-1 scale)"),
+    direct: bool = typer.Option(False, help="images straight to the VLM with reference images, no captions"),
+    backend: str = typer.Option("hf", help=BACKEND_HELP),
+    model: str = typer.Option("tiny-qwen2.5-vl", help=MODEL_HELP),
+    base_url: str = typer.Option("http://127.0.0.1:8000/v1", help="openai: server URL(s)"),
+    novelty: bool = typer.Option(True, help="add MiniLM novelty against the references to the trigger score"),
+    window: int = typer.Option(61, help="centred smoothing window for frames of one video (1 = none)"),
+    subject: str = typer.Option("scene", help="for captioning images: scene or object"),
+    explain: bool = typer.Option(False, help="print each verdict, the rules it broke and the evidence"),
+):
+    """Judge observations against a rule book: trigger stage, optional model re-check, smoothing per video."""
+    from reasoning.rulebook_import import load_rules
+
+    for path in [*inputs, *references]:
+        if not path.exists():
+            fail(f"{path}: no such file or folder")
+    book = load_rules(rules) if rules else None
+    if direct:
+        verdicts = _detect_direct(inputs, references, book, backend, model, base_url, subject)
+    else:
+        if book is None:
+            fail("--rules is required (a RuleBook YAML or AnomalyRuler rule file), or use --direct")
+        verdicts = _detect_observations(inputs, references, book, recheck, band, backend, model, base_url,
+                                        novelty, window, subject)  # fmt: skip
+    with out.open("w", encoding="utf-8") as sink:
+        for verdict in verdicts:
+            sink.write(verdict.model_dump_json(exclude_none=True) + "\n")
+    if explain:
+        _explain(verdicts, book)
+    flagged = sum(v.verdict == "anomalous" for v in verdicts)
+    err.print(f"{len(verdicts)} verdicts, {flagged} anomalous -> {out}", highlight=False)
+
+
+def _detect_direct(inputs, references, book, backend, model, base_url, subject):
+    from reasoning.deduction import direct as run_direct
+    from reasoning.media import load_image
+    from reasoning.perception import collect_media
+
+    engine = make_backend(backend, model, base_url)
+    if not engine.supports_images:
+        fail(f"--direct needs a vision-language model; {model} reads text only")
+    images = []
+    for item in collect_media(inputs):
+        if isinstance(item, tuple):
+            err.print(f"[yellow]skipped[/] {item[1]}", highlight=False)
+            continue
+        try:
+            images.append((item.sample_id, item.load()))
+        except MediaError as error:
+            err.print(f"[yellow]skipped[/] {error}", highlight=False)
+    try:
+        refs = [load_image(p) for p in references]
+    except MediaError as error:
+        fail(f"reference: {error}")
+    if not images:
+        fail("no readable images in the inputs")
+    return run_direct(engine, images, refs, book, domain="object" if subject == "object" else "scene")
+
+
+def _detect_observations(inputs, references, book, recheck, band, backend, model, base_url, novelty, window, subject):
+    import numpy as np
+
+    from reasoning.deduction import POLICIES, merge_recheck, select_for_recheck, trigger_verdict
+    from reasoning.deduction import recheck as run_recheck
+    from reasoning.smoothing import centred_mean
+    from reasoning.triggers import TriggerStage
+
+    if recheck not in POLICIES:
+        fail(f"--recheck must be one of {', '.join(POLICIES)}")
+    needs_model = recheck != "none" or any(p.suffix not in (".txt", ".jsonl") for p in [*inputs, *references])
+    text_only = backend == "openai" and all(p.suffix in (".txt", ".jsonl") for p in [*inputs, *references])
+    engine = make_backend(backend, model, base_url, text_only=text_only) if needs_model else None
+    rows = observations_from(inputs, engine, subject)
+    normal = [r.text for r in observations_from(references, engine, subject)]
+    if not rows:
+        fail("no observations in the inputs")
+    embedder = None
+    if novelty and normal:
+        from reasoning.embedding import Embedder
+
+        embedder = Embedder()
+    try:
+        stage = TriggerStage(book, normal, embedder)
+    except ValueError as error:
+        fail(str(error))
+    scale = stage.keyword_weight + 1
+    results = stage.score([r.text for r in rows])
+    raw = np.array([r.score for r in results])
+    # without references, a keyword hit alone is enough; with them, the 95th percentile of their scores
+    threshold = float(np.quantile([r.score for r in stage.score(normal)], 0.95)) if normal else 0.5 * scale
+    groups: dict[str | None, list[int]] = {}
+    for i, row in enumerate(rows):
+        groups.setdefault(row.group, []).append(i)
+
+    def smoothed_scores(values):
+        out = values.copy()
+        for group, indices in groups.items():
+            if group is not None and len(indices) > 1:
+                out[indices] = centred_mean(values[indices], window)
+        return out
+
+    chosen = select_for_recheck(recheck, smoothed_scores(raw) / scale, threshold / scale, band)
+    rechecked = {}
+    if len(chosen):
+        err.print(f"re-checking {len(chosen)} of {len(rows)} observations with {model}", highlight=False)
+        found = run_recheck(engine, book, [(rows[i].sample_id, rows[i].text) for i in chosen])
+        for i, verdict in zip(chosen, found, strict=True):
+            raw[i] = merge_recheck(raw[i], verdict, scale)
+            rechecked[int(i)] = verdict
+    final = smoothed_scores(raw)
+    verdicts = []
+    for i, (row, result) in enumerate(zip(rows, results, strict=True)):
+        verdict = trigger_verdict(row.sample_id, result, float(final[i]), threshold, scale, book)
+        if i in rechecked:
+            verdict.meta["recheck"] = rechecked[i].model_dump(mode="json", exclude_none=True)
+            verdict.meta["stage"] = "trigger+recheck"
+        verdicts.append(verdict)
+    return verdicts
+
+
+def _explain(verdicts, book) -> None:
+    texts = {r.id: r.text for r in book.rules()} if book else {}
+    console = Console()
+    for v in verdicts:
+        colour = {"anomalous": "red", "normal": "green"}.get(v.verdict, "yellow")
+        score = f"{v.score:.2f}" if v.score is not None else "-"
+        console.print(f"[bold]{escape(v.sample_id or '')}[/]  [{colour}]{v.verdict}[/] score {score}")
+        for rule_id in v.rules_matched:
+            console.print(escape(f"  breaks [{rule_id}] {texts.get(rule_id, '?')}"))
+        for line in v.evidence:
+            console.print(f"  evidence: {escape(line)}")
+        if v.verdict == "unparsed":
+            console.print(f"  unparsed answer kept: {escape((v.raw or '')[:200])}")
+
+
 @app.command(epilog="Examples:\n\n  axr models\n\n  axr models --prepare   (export SmolLM2, build the tiny VLM)")
 def models(prepare: bool = typer.Option(False, help="build the offline models into the cache now")):
     """Backends that can run here, and the models available offline."""
@@ -174,10 +393,12 @@ def models(prepare: bool = typer.Option(False, help="build the offline models in
 
 
 def main() -> None:
+    """The console script: bad input anywhere below ends as one line on stderr and exit code 2."""
     try:
         app()
-    except (SchemaError, MediaError, BackendError) as error:
-        fail(str(error))
+    except (SchemaError, MediaError, BackendError, ValueError, FileNotFoundError) as error:
+        err.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -73,3 +73,61 @@ def merge_recheck(trigger_score: float, verdict: Verdict, scale: float) -> float
         return trigger_score
     model_score = max(verdict.score, 0.5) if verdict.verdict == "anomalous" else min(verdict.score, 0.5)
     return 0.5 * trigger_score + 0.5 * model_score * scale
+
+
+def trigger_verdict(
+    sample_id: str, result, smoothed: float, threshold: float, scale: float, book: RuleBook
+) -> Verdict:
+    """A Verdict from the trigger stage alone: the rules whose keywords matched, the words, the novel sentence."""
+    texts = {r.id: r.text for r in book.rules()}
+    anomalous = smoothed > threshold
+    broken = sorted(result.keyword_hits)
+    evidence = [f"{', '.join(words)} ({rule_id})" for rule_id, words in sorted(result.keyword_hits.items())]
+    if result.novel_sentence and result.novelty > 0:
+        evidence.append(f"least familiar sentence (novelty {result.novelty:.2f}): {result.novel_sentence}"[:300])
+    why = "; ".join(f"[{r}] {texts[r]}" for r in broken) if broken else "no anomaly rule's keywords matched"
+    return Verdict(
+        sample_id=sample_id,
+        verdict="anomalous" if anomalous else "normal",
+        score=float(min(max(smoothed / scale, 0.0), 1.0)),
+        rules_matched=broken if anomalous else [],
+        evidence=evidence[:5],
+        rationale={
+            "what": f"trigger words {', '.join(w for ws in result.keyword_hits.values() for w in ws)}"
+            if broken
+            else "",
+            "why": why[:400],
+            "how": f"smoothed trigger score {smoothed:.2f} vs threshold {threshold:.2f}",
+        },
+        confidence=float(min(abs(smoothed - threshold) / scale + 0.5, 1.0)),
+        meta={"stage": "trigger", "trigger_score": round(result.score, 4), "threshold": round(threshold, 4)},
+    )
+
+
+def direct(
+    backend: Backend,
+    images: list[tuple[str, object]],
+    references: list[object],
+    rulebook: RuleBook | None,
+    domain: str = "object",
+    sampling: Sampling | None = None,
+) -> list[Verdict]:
+    """Direct VLM mode: reference images, then the query image, and the rule book -> a Verdict, no caption."""
+    sampling = sampling or Sampling(max_tokens=512)
+    prompt = render("direct_system", domain=domain, n_references=len(references), rulebook=rulebook, hint=None,
+                    schema=VerdictAnswer)  # fmt: skip
+    requests = [[system(prompt), user("Judge the last image.", [*references, image])] for _, image in images]
+    completions = backend.generate(requests, sampling, VerdictAnswer)
+    known = rulebook.rule_ids() if rulebook else set()
+    verdicts = []
+    for (sample_id, _), completion in zip(images, completions, strict=True):
+        meta = {**backend.describe(), "stage": "direct", "prompt_version": template_version("direct_system"),
+                "tokens_in": completion.tokens_in, "tokens_out": completion.tokens_out,
+                "references": len(references)}  # fmt: skip
+        if completion.parsed is None:
+            verdicts.append(Verdict.unparsed(completion.text, completion.parse_error or "no answer", **meta))
+            continue
+        answer = completion.parsed.model_dump()
+        answer["rules_matched"] = [r for r in answer["rules_matched"] if r in known]
+        verdicts.append(Verdict(**answer, sample_id=sample_id, meta=meta))
+    return verdicts

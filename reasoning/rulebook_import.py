@@ -54,3 +54,9 @@ def import_anomalyruler(path: str | Path, name: str | None = None) -> RuleBook:
     if not book.rules("anomaly"):
         raise SchemaError(f"{path}: no anomaly rules found (expected a **...Anomaly...** heading with numbered rules)")
     return book
+
+
+def load_rules(path: str | Path) -> RuleBook:
+    """A RuleBook YAML, or an AnomalyRuler Markdown rule file (any other suffix)."""
+    path = Path(path)
+    return RuleBook.load(path) if path.suffix in (".yaml", ".yml") else import_anomalyruler(path)

@@ -1,0 +1,111 @@
+"""`axr induce` and `axr detect` end to end with real models: SmolLM2 on the vLLM server, the tiny VLM."""
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from reasoning.embedding import Embedder
+from reasoning.induction import InductionConfig, _aggregate, seeded_batches
+from reasoning.schema import InducedRules, RuleBook, Verdict
+from tests.captions_layout import ANOMALOUS, NORMAL
+from tests.conftest import run_axr
+
+BOOK = {
+    "name": "walkway",
+    "sections": [
+        {
+            "name": "human activity",
+            "normal": [{"id": "n1", "text": "Walking on the pathway"}],
+            "anomaly": [{"id": "a1", "text": "Riding a bicycle or skateboard"}],
+        }
+    ],
+}
+
+
+def test_seeded_batches_are_reproducible():
+    config = InductionConfig(batches=4, per_batch=3, seed=7)
+    assert seeded_batches(20, config) == seeded_batches(20, config)
+    assert seeded_batches(20, config) != seeded_batches(20, InductionConfig(batches=4, per_batch=3, seed=8))
+    assert all(len(set(b)) == 3 for b in seeded_batches(20, config))
+
+
+def test_aggregation_merges_paraphrases_and_counts_support():
+    answers = [
+        InducedRules(sections=[{"name": "human activity", "rules": [{"text": "People walk on the path."}]}]),
+        InducedRules(sections=[{"name": "Human activity", "rules": [{"text": "people walk on the path"}]}]),
+        InducedRules(sections=[{"name": "human activity", "rules": [{"text": "Cars are parked in the lot"}]}]),
+    ]
+    merged = _aggregate(answers, "human activity", ["human activity", "environment"], Embedder(cache=None), 0.85)
+    assert [(c.text, len(c.batches)) for c in merged] == [
+        ("People walk on the path", 2),
+        ("Cars are parked in the lot", 1),
+    ]
+
+
+@pytest.mark.server
+def test_induce_with_smollm2_writes_a_valid_rule_book(tmp_path, vllm_server):
+    refs = tmp_path / "normal.txt"
+    refs.write_text("\n".join(NORMAL * 3) + "\n")
+    out = tmp_path / "rules.yaml"
+    run_axr("induce", str(refs), "--backend", "openai", "--model", "smollm2", "--base-url", vllm_server.base_url,
+            "--batches", "3", "--per-batch", "2", "--out", str(out))  # fmt: skip
+    book = RuleBook.load(out)
+    assert book.rules("anomaly") and book.provenance.model == "smollm2"
+    assert book.provenance.seeds == [0] and len(book.provenance.reference_ids) >= 2
+    assert all(1 <= r.support <= 3 for r in book.rules())
+    walk_share = sum("walk" in t.lower() for t in NORMAL) / len(NORMAL)
+    assert walk_share == 1 and all("walk" not in k for r in book.rules("anomaly") for k in r.keywords)
+
+
+def test_detect_captions_explain_and_verdicts(tmp_path):
+    video = tmp_path / "clip.txt"
+    video.write_text("\n".join([NORMAL[0]] * 5 + [ANOMALOUS[0]] * 5 + [NORMAL[1]] * 5) + "\n")
+    refs = tmp_path / "normal.txt"
+    refs.write_text("\n".join(NORMAL) + "\n")
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(yaml.safe_dump(BOOK))
+    out = tmp_path / "verdicts.jsonl"
+    result = run_axr("detect", str(video), "--rules", str(rules), "--reference", str(refs), "--window", "1",
+                     "--explain", "--out", str(out))  # fmt: skip
+    verdicts = [Verdict.model_validate_json(x) for x in out.read_text().splitlines()]
+    assert [v.verdict for v in verdicts] == ["normal"] * 5 + ["anomalous"] * 5 + ["normal"] * 5
+    assert verdicts[5].rules_matched == ["a1"] and "bicycle" in verdicts[5].evidence[0]
+    assert "breaks [a1] Riding a bicycle or skateboard" in result.stdout
+    assert all(0 <= v.score <= 1 for v in verdicts)
+
+
+def test_detect_direct_with_tiny_vlm_and_references(tmp_path, tiny_vlm):
+    rng = np.random.default_rng(0)
+    for name in ("part", "good"):
+        Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(tmp_path / f"{name}.png")
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    out = tmp_path / "v.jsonl"
+    result = run_axr("detect", str(tmp_path / "part.png"), str(tmp_path / "broken.png"), "--direct",
+                     "--reference", str(tmp_path / "good.png"), "--backend", "hf", "--model", str(tiny_vlm),
+                     "--out", str(out))  # fmt: skip
+    [verdict] = [json.loads(x) for x in out.read_text().splitlines()]
+    assert verdict["sample_id"] == "part" and verdict["meta"]["references"] == 1
+    assert verdict["verdict"] in ("normal", "anomalous", "unparsed")
+    assert "broken.png: not an image" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("detect", "x.txt"), "no such file or folder"),
+        (("detect", "{video}"), "--rules is required"),
+        (("detect", "{video}", "--rules", "{video}"), "no anomaly rules found"),
+        (("detect", "{video}", "--rules", "{rules}", "--recheck", "maybe"), "--recheck must be one of"),
+        (("induce", "{empty}", "--backend", "openai"), "empty caption file"),
+    ],
+)
+def test_bad_input_is_one_clear_line(args, message, tmp_path):
+    (tmp_path / "video.txt").write_text("a man walks\n")
+    (tmp_path / "empty.txt").write_text("")
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump(BOOK))
+    paths = {"video": tmp_path / "video.txt", "rules": tmp_path / "rules.yaml", "empty": tmp_path / "empty.txt"}
+    result = run_axr(*[a.format(**paths) for a in args], "--out", str(tmp_path / "o"), check=False)
+    assert result.returncode != 0 and message in result.stderr and "Traceback" not in result.stderr
