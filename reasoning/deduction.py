@@ -51,16 +51,21 @@ def recheck(
             "latency_s": round(completion.latency_s, 4),
             "repaired": completion.repaired,
         }
-        if completion.parsed is None:
-            verdicts.append(Verdict.unparsed(completion.text, completion.parse_error or "no answer", **meta))
-            continue
-        answer = completion.parsed.model_dump()
-        unknown = [r for r in answer["rules_matched"] if r not in known]
-        answer["rules_matched"] = [r for r in answer["rules_matched"] if r in known]
-        if unknown:
-            meta["unknown_rules_dropped"] = unknown  # a cited id that is not in the book is not evidence
-        verdicts.append(Verdict(**answer, sample_id=sample_id, meta=meta))
+        verdicts.append(to_verdict(sample_id, completion, known, meta))
     return verdicts
+
+
+def to_verdict(sample_id: str, completion, known_rules: set[str], meta: dict) -> Verdict:
+    """A completion as a Verdict: `unparsed` with the raw text when it failed validation; cited rule ids that
+    are not in the book are dropped (and recorded), since they are not evidence."""
+    if completion.parsed is None:
+        return Verdict.unparsed(completion.text, completion.parse_error or "no answer", sample_id=sample_id, **meta)
+    answer = completion.parsed.model_dump()
+    unknown = [r for r in answer["rules_matched"] if r not in known_rules]
+    if unknown:
+        answer["rules_matched"] = [r for r in answer["rules_matched"] if r in known_rules]
+        meta = {**meta, "unknown_rules_dropped": unknown}
+    return Verdict(**answer, sample_id=sample_id, meta=meta)
 
 
 def merge_recheck(trigger_score: float, verdict: Verdict, scale: float) -> float:
@@ -124,10 +129,5 @@ def direct(
         meta = {**backend.describe(), "stage": "direct", "prompt_version": template_version("direct_system"),
                 "tokens_in": completion.tokens_in, "tokens_out": completion.tokens_out,
                 "references": len(references)}  # fmt: skip
-        if completion.parsed is None:
-            verdicts.append(Verdict.unparsed(completion.text, completion.parse_error or "no answer", **meta))
-            continue
-        answer = completion.parsed.model_dump()
-        answer["rules_matched"] = [r for r in answer["rules_matched"] if r in known]
-        verdicts.append(Verdict(**answer, sample_id=sample_id, meta=meta))
+        verdicts.append(to_verdict(sample_id, completion, known, meta))
     return verdicts

@@ -144,14 +144,7 @@ class RuleBook(BaseModel):
     @classmethod
     def load(cls, path: str | Path) -> RuleBook:
         path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise SchemaError(f"{path}: rule book not found") from None
-        except yaml.YAMLError as err:
-            raise SchemaError(f"{path}: not valid YAML ({_first_line(err)})") from None
-        if not isinstance(data, dict):
-            raise SchemaError(f"{path}: a rule book must be a YAML mapping, got {type(data).__name__}")
+        data = read_yaml_mapping(path, "rule book")
         try:
             return cls.model_validate(data)
         except ValidationError as err:
@@ -225,8 +218,8 @@ class Verdict(VerdictAnswer):
         return {"anomalous": 1, "normal": 0}.get(self.verdict)
 
     @classmethod
-    def unparsed(cls, raw: str, error: str, **meta: Any) -> Verdict:
-        return cls(verdict="unparsed", raw=raw, meta={"parse_error": error, **meta})
+    def unparsed(cls, raw: str, error: str, sample_id: str | None = None, **meta: Any) -> Verdict:
+        return cls(verdict="unparsed", raw=raw, sample_id=sample_id, meta={"parse_error": error, **meta})
 
 
 CRITERIA = {
@@ -284,6 +277,19 @@ class Caption(BaseModel):
         if not value:
             raise ValueError("caption is empty")
         return value
+
+
+def read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
+    """A YAML file that must hold a mapping (safe_load only); errors name the file."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SchemaError(f"{path}: {what} not found") from None
+    except yaml.YAMLError as err:
+        raise SchemaError(f"{path}: not valid YAML ({_first_line(err)})") from None
+    if not isinstance(data, dict):
+        raise SchemaError(f"{path}: a {what} must be a YAML mapping, got {type(data).__name__}")
+    return data
 
 
 def json_schema(model: type[BaseModel]) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from eval.caption_benchmark import run_caption_task
-from eval.tasks import TaskError, load_task
+from eval.tasks import TASKS_DIR, TaskError, load_task
 from tests.captions_layout import synthetic_videos, write_caption_set
 from tests.conftest import SHARED_DATA, run_axr
 
@@ -92,3 +92,10 @@ def test_ped2_trigger_stage_with_the_papers_rule_book(tmp_path):
     metrics = json.loads((tmp_path / "ped2" / "metrics.json").read_text())
     assert metrics["frame_auc_pooled"] > 0.97  # 0.979 measured; the paper's full method reports 0.979
     assert metrics["split"]["evaluated_videos"] == 8
+
+
+@pytest.mark.parametrize("path", sorted(TASKS_DIR.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_task_loads(path):
+    task = load_task(str(path))
+    assert {"task", "dataset", "split", "pipeline", "metrics"} <= task.keys()
+    assert task["pipeline"]["recheck"]["policy"] in ("none", "uncertain", "positives", "all")

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
+from reasoning.schema import SchemaError, read_yaml_mapping
 
 TASKS_DIR = Path(__file__).parent
 REPO_ROOT = TASKS_DIR.parent.parent
 
 
-class TaskError(ValueError):
+class TaskError(SchemaError):
     """A task file is missing, malformed, or includes itself."""
 
 
@@ -31,14 +31,7 @@ def load_task(name_or_path: str, _seen: tuple[Path, ...] = ()) -> dict[str, Any]
     path = task_path(name_or_path).resolve()
     if path in _seen:
         raise TaskError(f"{path}: includes itself")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise TaskError(f"{path}: task file not found") from None
-    except yaml.YAMLError as error:
-        raise TaskError(f"{path}: not valid YAML ({' '.join(str(error).split())[:200]})") from None
-    if not isinstance(data, dict):
-        raise TaskError(f"{path}: a task must be a YAML mapping")
+    data = read_yaml_mapping(path, "task")
     parent = data.pop("include", None)
     if parent:
         base = load_task(str(path.parent / parent), (*_seen, path))
