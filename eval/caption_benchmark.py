@@ -62,6 +62,10 @@ def run_caption_task(task: dict[str, Any], output: Path, backend_factory=None, p
     stage = TriggerStage(
         rulebook, references, embedder, trigger_cfg["max_normal_share"], trigger_cfg["keyword_weight"]
     )
+    if trigger_cfg.get("synonyms") and embedder is not None:
+        stage.embedder = embedder
+        added = stage.add_synonyms([c for v in held_out for c in v.captions], trigger_cfg["synonyms"])
+        progress(f"synonyms added from the observations: {added}")
     smoothing = pipeline["smoothing"]
 
     def smoothed(raw) -> np.ndarray:

@@ -63,6 +63,8 @@ class TriggerStage:
         reference_lemmas = [set(lemmas(text)) for text in normal_references]
         share = Counter(w for words in reference_lemmas for w in words)
         n = max(len(reference_lemmas), 1)
+        self.max_normal_share = max_normal_share
+        self._reference_share = {w: k / n for w, k in share.items()}
         self.dropped: set[str] = set()
         self.keywords: dict[str, set[str]] = {}
         for rule in rulebook.rules("anomaly", enabled_only=True):
@@ -74,6 +76,28 @@ class TriggerStage:
         if embedder is not None and normal_references:
             reference_sentences = sorted({s for text in normal_references for s in sentences(text)})
             self._reference_vectors = embedder.encode(reference_sentences)
+
+    def add_synonyms(self, observations: list[str], threshold: float = 0.75, min_count: int = 3) -> dict[str, str]:
+        """Extend each rule's keywords with words of the observations that MiniLM puts near one of them
+        (car -> vehicle, bicyclist -> bicycle), unless they are common in the normal references. Uses no
+        labels. Returns {new word: the keyword it was matched to}."""
+        if self.embedder is None:
+            return {}
+        counts = Counter(w for text in observations for w in set(lemmas(text)))
+        vocabulary = [w for w, k in counts.items() if k >= min_count and _content(w) and w not in self.dropped]
+        keywords = sorted({w for words in self.keywords.values() for w in words})
+        if not vocabulary or not keywords:
+            return {}
+        similarity = self.embedder.encode(vocabulary) @ self.embedder.encode(keywords).T
+        added = {}
+        for i, j in zip(*np.nonzero(similarity >= threshold), strict=True):
+            word, keyword = vocabulary[i], keywords[j]
+            if word != keyword and self._reference_share.get(word, 0.0) < self.max_normal_share:
+                added[word] = keyword
+                for words in self.keywords.values():
+                    if keyword in words:
+                        words.add(word)
+        return added
 
     def keyword_hits(self, text: str) -> dict[str, list[str]]:
         words = set(lemmas(text))

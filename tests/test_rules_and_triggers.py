@@ -101,3 +101,13 @@ def test_novelty_with_minilm_ranks_unfamiliar_sentences_higher():
     familiar, novel = stage.score(["A man is walking with a backpack.", "A car is burning in the middle of the road."])
     assert novel.novelty > familiar.novelty + 0.2
     assert novel.novel_sentence.startswith("A car is burning")
+
+
+def test_synonyms_from_observations_extend_keywords():
+    from reasoning.embedding import Embedder
+
+    stage = TriggerStage(book("Vehicles on the walkway"), NORMAL, Embedder(cache=None))
+    added = stage.add_synonyms(["A car drives by."] * 3 + ["A man walks."] * 3)
+    assert added.get("car") == "vehicle"
+    assert stage.keyword_hits("A red car.") == {"a1": ["car"]}
+    assert "walk" not in added  # common in the normal references
