@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from reasoning.prompting import template_version
 from tests.conftest import run_axr
 
 
@@ -29,7 +30,8 @@ def test_caption_textile_with_tiny_vlm_then_cache(textile_folder, tmp_path, tiny
     [bad] = [r for r in rows if "error" in r]
     assert bad["sample_id"] == "corrupt" and "corrupt.jpg" in bad["error"]
     good = [r for r in rows if "error" not in r]
-    assert all(r["caption"] and r["input"] == "image" and r["prompt_version"] == "caption@1" for r in good)
+    version = template_version("caption")
+    assert all(r["caption"] and r["input"] == "image" and r["prompt_version"] == version for r in good)
     assert not any(r["cached"] for r in good)
     assert "6 captioned, 0 from cache, 1 failed" in first.stderr
     second = run_axr(*args)
