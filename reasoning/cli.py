@@ -291,12 +291,7 @@ def _detect_direct(inputs, references, book, backend, model, base_url, subject):
 
 
 def _detect_observations(inputs, references, book, recheck, band, backend, model, base_url, novelty, window, subject):
-    import numpy as np
-
-    from reasoning.deduction import POLICIES, merge_recheck, select_for_recheck, trigger_verdict
-    from reasoning.deduction import recheck as run_recheck
-    from reasoning.smoothing import centred_mean
-    from reasoning.triggers import TriggerStage
+    from reasoning.deduction import POLICIES, detect_observations
 
     if recheck not in POLICIES:
         fail(f"--recheck must be one of {', '.join(POLICIES)}")
@@ -312,43 +307,8 @@ def _detect_observations(inputs, references, book, recheck, band, backend, model
         from reasoning.embedding import Embedder
 
         embedder = Embedder()
-    try:
-        stage = TriggerStage(book, normal, embedder)
-    except ValueError as error:
-        fail(str(error))
-    scale = stage.keyword_weight + 1
-    results = stage.score([r.text for r in rows])
-    raw = np.array([r.score for r in results])
-    # without references, a keyword hit alone is enough; with them, the 95th percentile of their scores
-    threshold = float(np.quantile([r.score for r in stage.score(normal)], 0.95)) if normal else 0.5 * scale
-    groups: dict[str | None, list[int]] = {}
-    for i, row in enumerate(rows):
-        groups.setdefault(row.group, []).append(i)
-
-    def smoothed_scores(values):
-        out = values.copy()
-        for group, indices in groups.items():
-            if group is not None and len(indices) > 1:
-                out[indices] = centred_mean(values[indices], window)
-        return out
-
-    chosen = select_for_recheck(recheck, smoothed_scores(raw) / scale, threshold / scale, band)
-    rechecked = {}
-    if len(chosen):
-        err.print(f"re-checking {len(chosen)} of {len(rows)} observations with {model}", highlight=False)
-        found = run_recheck(engine, book, [(rows[i].sample_id, rows[i].text) for i in chosen])
-        for i, verdict in zip(chosen, found, strict=True):
-            raw[i] = merge_recheck(raw[i], verdict, scale)
-            rechecked[int(i)] = verdict
-    final = smoothed_scores(raw)
-    verdicts = []
-    for i, (row, result) in enumerate(zip(rows, results, strict=True)):
-        verdict = trigger_verdict(row.sample_id, result, float(final[i]), threshold, scale, book)
-        if i in rechecked:
-            verdict.meta["recheck"] = rechecked[i].model_dump(mode="json", exclude_none=True)
-            verdict.meta["stage"] = "trigger+recheck"
-        verdicts.append(verdict)
-    return verdicts
+    return detect_observations(rows, normal, book, embedder, engine, recheck, band, window,
+                               progress=lambda m: err.print(m, highlight=False))  # fmt: skip
 
 
 def _explain(verdicts, book) -> None:

@@ -131,3 +131,58 @@ def direct(
                 "references": len(references)}  # fmt: skip
         verdicts.append(to_verdict(sample_id, completion, known, meta))
     return verdicts
+
+
+def detect_observations(
+    rows,
+    normal: list[str],
+    book: RuleBook,
+    embedder,
+    backend,
+    policy: str = "none",
+    band: float = 0.1,
+    window: int = 61,
+    progress=lambda message: None,
+) -> list[Verdict]:
+    """Observation rows (with their video groups) -> Verdicts: trigger stage, re-check, smoothing per video.
+
+    The threshold is the 95th percentile of the normal references' trigger scores, or, without references,
+    half the scale (a keyword hit alone is enough).
+    """
+    from reasoning.smoothing import centred_mean
+    from reasoning.triggers import TriggerStage
+
+    stage = TriggerStage(book, normal, embedder)
+    scale = stage.keyword_weight + 1
+    results = stage.score([r.text for r in rows])
+    raw = np.array([r.score for r in results])
+    threshold = float(np.quantile([r.score for r in stage.score(normal)], 0.95)) if normal else 0.5 * scale
+    groups: dict[str | None, list[int]] = {}
+    for i, row in enumerate(rows):
+        groups.setdefault(row.group, []).append(i)
+
+    def smoothed(values: np.ndarray) -> np.ndarray:
+        out = values.copy()
+        for group, indices in groups.items():
+            if group is not None and len(indices) > 1:
+                out[indices] = centred_mean(values[indices], window)
+        return out
+
+    chosen = select_for_recheck(policy, smoothed(raw) / scale, threshold / scale, band)
+    rechecked = {}
+    if len(chosen):
+        progress(f"re-checking {len(chosen)} of {len(rows)} observations with {backend.model}")
+        found = recheck(backend, book, [(rows[i].sample_id, rows[i].text) for i in chosen])
+        for i, verdict in zip(chosen, found, strict=True):
+            raw[i] = merge_recheck(raw[i], verdict, scale)
+            rechecked[int(i)] = verdict
+    final = smoothed(raw)
+    verdicts = []
+    for i, (row, result) in enumerate(zip(rows, results, strict=True)):
+        verdict = trigger_verdict(row.sample_id, result, float(final[i]), threshold, scale, book)
+        if i in rechecked:
+            verdict.meta.update(
+                stage="trigger+recheck", recheck=rechecked[i].model_dump(mode="json", exclude_none=True)
+            )
+        verdicts.append(verdict)
+    return verdicts

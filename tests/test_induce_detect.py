@@ -109,3 +109,18 @@ def test_bad_input_is_one_clear_line(args, message, tmp_path):
     paths = {"video": tmp_path / "video.txt", "rules": tmp_path / "rules.yaml", "empty": tmp_path / "empty.txt"}
     result = run_axr(*[a.format(**paths) for a in args], "--out", str(tmp_path / "o"), check=False)
     assert result.returncode != 0 and message in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.server
+def test_detect_with_recheck_by_smollm2(tmp_path, vllm_server):
+    video = tmp_path / "clip.txt"
+    video.write_text("\n".join([NORMAL[0]] * 3 + [ANOMALOUS[0]] * 3) + "\n")
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(yaml.safe_dump(BOOK))
+    out = tmp_path / "v.jsonl"
+    run_axr("detect", str(video), "--rules", str(rules), "--recheck", "all", "--backend", "openai", "--model",
+            "smollm2", "--base-url", vllm_server.base_url, "--window", "1", "--out", str(out))  # fmt: skip
+    verdicts = [Verdict.model_validate_json(x) for x in out.read_text().splitlines()]
+    assert all(v.meta["stage"] == "trigger+recheck" for v in verdicts)
+    assert all(v.meta["recheck"]["verdict"] in ("normal", "anomalous", "unparsed") for v in verdicts)
+    assert "bicycle" in verdicts[3].evidence[0]  # the trigger evidence stays, whatever the model said
