@@ -249,7 +249,7 @@ def detect(
             fail(f"{path}: no such file or folder")
     book = load_rules(rules) if rules else None
     if direct:
-        verdicts = _detect_direct(inputs, references, book, backend, model, base_url, subject)
+        verdicts = _detect_direct(inputs, references, book, backend, model, base_url, subject, window)
     else:
         if book is None:
             fail("--rules is required (a RuleBook YAML or AnomalyRuler rule file), or use --direct")
@@ -264,21 +264,24 @@ def detect(
     err.print(f"{len(verdicts)} verdicts, {flagged} anomalous -> {out}", highlight=False)
 
 
-def _detect_direct(inputs, references, book, backend, model, base_url, subject):
+def _detect_direct(inputs, references, book, backend, model, base_url, subject, window):
     from reasoning.deduction import direct as run_direct
+    from reasoning.deduction import smooth_frame_verdicts
     from reasoning.media import load_image
     from reasoning.perception import collect_media
 
     engine = make_backend(backend, model, base_url)
     if not engine.supports_images:
         fail(f"--direct needs a vision-language model; {model} reads text only")
-    images = []
+    images, groups = [], {}
     for item in collect_media(inputs):
         if isinstance(item, tuple):
             err.print(f"[yellow]skipped[/] {item[1]}", highlight=False)
             continue
         try:
             images.append((item.sample_id, item.load()))
+            if item.frame_index is not None:
+                groups.setdefault(item.source, []).append(len(images) - 1)
         except MediaError as error:
             err.print(f"[yellow]skipped[/] {error}", highlight=False)
     try:
@@ -287,7 +290,8 @@ def _detect_direct(inputs, references, book, backend, model, base_url, subject):
         fail(f"reference: {error}")
     if not images:
         fail("no readable images in the inputs")
-    return run_direct(engine, images, refs, book, domain="object" if subject == "object" else "scene")
+    verdicts = run_direct(engine, images, refs, book, domain="object" if subject == "object" else "scene")
+    return smooth_frame_verdicts(verdicts, list(groups.values()), window)
 
 
 def _detect_observations(inputs, references, book, recheck, band, backend, model, base_url, novelty, window, subject):

@@ -186,3 +186,21 @@ def detect_observations(
             )
         verdicts.append(verdict)
     return verdicts
+
+
+def smooth_frame_verdicts(verdicts: list[Verdict], videos: list[list[int]], window: int) -> list[Verdict]:
+    """Direct-mode frames of one video: scores smoothed over a centred window (unparsed frames left out),
+    the label re-derived at 0.5, the frame's own score kept in meta."""
+    from reasoning.smoothing import centred_mean
+
+    for indices in videos:
+        parsed = [i for i in indices if verdicts[i].score is not None]
+        if len(parsed) < 2:
+            continue
+        smoothed = centred_mean([verdicts[i].score for i in parsed], window)
+        for i, score in zip(parsed, smoothed, strict=True):
+            verdict = verdicts[i]
+            verdict.meta["frame_score"] = verdict.score
+            verdict.score = float(score)
+            verdict.verdict = "anomalous" if score > 0.5 else "normal"
+    return verdicts

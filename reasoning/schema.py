@@ -193,8 +193,10 @@ class VerdictAnswer(BaseModel):
         None, max_length=60, description="e.g. scratch, missing part, running; null when normal"
     )
     severity: Severity = "none"
-    location: BoundingBox | str | None = Field(None, description="normalised box or a region name")
-    time_span: list[float] | None = Field(None, description="[start, end] seconds, for video")
+    location: BoundingBox | Annotated[str, Field(max_length=60)] | None = Field(
+        None, description="normalised box or a region name"
+    )
+    time_span: list[float] | None = Field(None, max_length=2, description="[start, end] seconds, for video")
     confidence: float = Field(0.5, ge=0, le=1)
 
 

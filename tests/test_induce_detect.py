@@ -124,3 +124,23 @@ def test_detect_with_recheck_by_smollm2(tmp_path, vllm_server):
     assert all(v.meta["stage"] == "trigger+recheck" for v in verdicts)
     assert all(v.meta["recheck"]["verdict"] in ("normal", "anomalous", "unparsed") for v in verdicts)
     assert "bicycle" in verdicts[3].evidence[0]  # the trigger evidence stays, whatever the model said
+
+
+def test_detect_direct_on_video_frames_is_smoothed(tmp_path, tiny_vlm):
+    av = pytest.importorskip("av")
+    path = tmp_path / "clip.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(12):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), i * 20, dtype=np.uint8), format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    out = tmp_path / "v.jsonl"
+    run_axr("detect", str(path), "--direct", "--backend", "hf", "--model", str(tiny_vlm), "--window", "3",
+            "--out", str(out))  # fmt: skip
+    verdicts = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [v["sample_id"] for v in verdicts] == [f"clip/{i:06d}" for i in range(12)]
+    assert all(v["verdict"] != "unparsed" for v in verdicts)  # constrained decoding, bounded fields
+    assert all("frame_score" in v["meta"] and v["verdict"] == ("anomalous" if v["score"] > 0.5 else "normal")
+               for v in verdicts)  # fmt: skip
