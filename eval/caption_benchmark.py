@@ -7,6 +7,7 @@ novelty, smoothed score, predicted label, and the re-check verdict where there w
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -15,13 +16,17 @@ from typing import Any
 import numpy as np
 
 from eval.datasets.captions import CaptionVideo, load_caption_set, split_videos
+from eval.journal import Journal
 from eval.metrics import frame_metrics
 from eval.tasks import repo_path
 from reasoning.deduction import merge_recheck, recheck, select_for_recheck
+from reasoning.prompting import template_version
 from reasoning.rulebook_import import load_rules
-from reasoning.schema import RuleBook, SchemaError
+from reasoning.schema import RuleBook, SchemaError, Verdict
 from reasoning.smoothing import smooth
 from reasoning.triggers import TriggerStage
+
+CHUNK = 64  # frames per re-check call: each chunk is journaled as soon as it returns
 
 
 def run_caption_task(task: dict[str, Any], output: Path, backend_factory=None, progress=print) -> dict[str, Any]:
@@ -75,7 +80,7 @@ def run_caption_task(task: dict[str, Any], output: Path, backend_factory=None, p
     raw = {v.video: np.array([r.score for r in stage.score(v.captions)]) for v in held_out}
     details = {v.video: stage.score(v.captions) for v in held_out}
     verdicts, cost = _recheck_stage(pipeline["recheck"], rulebook, held_out, raw, smoothed, threshold,
-                                    stage.keyword_weight + 1, backend_factory, progress)  # fmt: skip
+                                    stage.keyword_weight + 1, backend_factory, progress, output)  # fmt: skip
     scores = {v: smoothed(s) for v, s in raw.items()}
     metrics = frame_metrics({v.video: v.labels for v in held_out}, scores, threshold)
     metrics.update(
@@ -114,31 +119,44 @@ def _reference_threshold(stage, reference: list[CaptionVideo], smoothed, quantil
     return float(np.quantile(normal, quantile)) if normal else 0.5
 
 
-def _recheck_stage(config, rulebook, videos, raw, smoothed, threshold, scale, backend_factory, progress):
-    """Re-check the selected frames with the model and merge its scores into `raw` (in place)."""
-    cost = {"model_calls": 0, "tokens_in": 0, "tokens_out": 0, "frames_rechecked": 0, "unparsed": 0}
-    verdicts: dict[tuple[str, int], Any] = {}
+def _recheck_stage(config, rulebook, videos, raw, smoothed, threshold, scale, backend_factory, progress, output):
+    """Re-check the selected frames with the model and merge its scores into `raw` (in place).
+
+    Verdicts go to a journal in the run folder as each chunk returns; a re-run with the same rule book and
+    model reuses them, so an interrupted re-check resumes instead of starting over.
+    """
+    cost = {"model_calls": 0, "tokens_in": 0, "tokens_out": 0, "frames_rechecked": 0, "unparsed": 0, "resumed": 0}
     if config["policy"] == "none":
-        return verdicts, cost
-    chosen = {v.video: select_for_recheck(config["policy"], smoothed(raw[v.video]), threshold, config["band"])
-              for v in videos}  # fmt: skip
-    batch = [(v, int(i)) for v in videos for i in chosen[v.video]]
+        return {}, cost
+    policy, band = config["policy"], config["band"]
+    chosen = [(v, int(i)) for v in videos for i in select_for_recheck(policy, smoothed(raw[v.video]), threshold, band)]
     total = sum(len(v.captions) for v in videos)
-    progress(f"re-checking {len(batch)} of {total} frames ({len(batch) / total:.1%}) with the model")
-    if not batch:
-        return verdicts, cost
-    backend = backend_factory(config)
-    results = recheck(backend, rulebook, [(f"{v.video}/{i:06d}", v.captions[i]) for v, i in batch])
-    for (video, i), verdict in zip(batch, results, strict=True):
+    progress(f"re-checking {len(chosen)} of {total} frames ({len(chosen) / total:.1%}) with the model")
+    fingerprint = hashlib.sha256(
+        json.dumps([rulebook.model_dump(mode="json", exclude={"provenance"}), config["backend"], config["model"],
+                    template_version("deduce_system"), template_version("deduce_user")]).encode()
+    ).hexdigest()[:12]  # fmt: skip
+    journal = Journal(output / f"recheck-{fingerprint}.jsonl")
+    todo = [(v, i) for v, i in chosen if f"{v.video}/{i:06d}" not in journal]
+    cost["resumed"] = len(chosen) - len(todo)
+    if todo:
+        backend = backend_factory(config)
+        for start in range(0, len(todo), CHUNK):
+            chunk = todo[start : start + CHUNK]
+            results = recheck(backend, rulebook, [(f"{v.video}/{i:06d}", v.captions[i]) for v, i in chunk])
+            journal.append([r.model_dump(mode="json", exclude_none=True) for r in results])
+            for verdict in results:
+                cost["tokens_in"] += verdict.meta.get("tokens_in", 0)
+                cost["tokens_out"] += verdict.meta.get("tokens_out", 0)
+                cost["model_calls"] += 1 + bool(verdict.meta.get("repaired"))
+            progress(f"re-checked {min(start + CHUNK, len(todo))} of {len(todo)}")
+    verdicts = {}
+    for video, i in chosen:
+        verdict = Verdict.model_validate(journal.records[f"{video.video}/{i:06d}"])
         verdicts[(video.video, i)] = verdict
         raw[video.video][i] = merge_recheck(raw[video.video][i], verdict, scale)
-        cost["tokens_in"] += verdict.meta.get("tokens_in", 0)
-        cost["tokens_out"] += verdict.meta.get("tokens_out", 0)
         cost["unparsed"] += verdict.verdict == "unparsed"
-    cost.update(
-        model_calls=len(batch) + sum(bool(v.meta.get("repaired")) for v in results), frames_rechecked=len(batch)
-    )
-    cost["share_rechecked"] = len(batch) / total
+    cost.update(frames_rechecked=len(chosen), share_rechecked=len(chosen) / total)
     return verdicts, cost
 
 

@@ -99,3 +99,37 @@ def test_every_shipped_task_loads(path):
     task = load_task(str(path))
     assert {"task", "dataset", "split", "pipeline", "metrics"} <= task.keys()
     assert task["pipeline"]["recheck"]["policy"] in ("none", "uncertain", "positives", "all")
+
+
+def test_journal_skips_a_torn_line_and_never_duplicates(tmp_path):
+    from eval.journal import Journal
+
+    path = tmp_path / "j.jsonl"
+    journal = Journal(path)
+    journal.append([{"sample_id": "a", "v": 1}, {"sample_id": "b", "v": 2}])
+    with path.open("a") as sink:
+        sink.write('{"sample_id": "c", "v"')  # a run killed mid-write
+    again = Journal(path)
+    assert set(again.records) == {"a", "b"} and "c" not in again
+    again.append([{"sample_id": "a", "v": 9}, {"sample_id": "c", "v": 3}])
+    lines = [json.loads(x) for x in path.read_text().splitlines()]
+    assert [x["sample_id"] for x in lines] == ["a", "b", "c"] and lines[0]["v"] == 1
+
+
+@pytest.mark.server
+def test_interrupted_recheck_resumes_without_redoing(caption_set, tmp_path, vllm_server):
+    """Run, then drop half of the journaled verdicts (as a killed run would have) and run again."""
+    data_dir, rules = caption_set
+    args = ["eval", "run", "captions", "--data-dir", str(data_dir), "--rules", str(rules), "--recheck", "all",
+            "--base-url", vllm_server.base_url, "--model", "smollm2", "--output", str(tmp_path / "run")]  # fmt: skip
+    run_axr(*args)
+    first = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    [journal] = list((tmp_path / "run").glob("recheck-*.jsonl"))
+    lines = journal.read_text().splitlines()
+    journal.write_text("\n".join(lines[:20]) + "\n" + lines[20][:15])  # 20 kept, one torn, the rest lost
+    run_axr(*args)
+    second = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert second["cost"]["resumed"] == 20 and second["cost"]["model_calls"] >= 28
+    assert second["frame_auc_pooled"] == first["frame_auc_pooled"]
+    keys = [json.loads(x)["sample_id"] for x in journal.read_text().splitlines()]
+    assert len(keys) == len(set(keys)) == 48
