@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from reasoning.smoothing import smooth
 from reasoning.triggers import TriggerStage
 
 CHUNK = 64  # frames per re-check call: each chunk is journaled as soon as it returns
+MIN_SCENE_REFERENCES = 50  # fewer normal frames than this cannot tell a scene's normal vocabulary
 
 
 def run_caption_task(task: dict[str, Any], output: Path, backend_factory=None, progress=print) -> dict[str, Any]:
@@ -59,28 +61,25 @@ def run_caption_task(task: dict[str, Any], output: Path, backend_factory=None, p
              f"{len(held_out)} evaluated; rule book {rulebook.name} ({n_anomaly} anomaly rules)")  # fmt: skip
 
     trigger_cfg = pipeline["trigger"]
-    embedder = None
-    if trigger_cfg.get("novelty", True):
-        from reasoning.embedding import Embedder
-
-        embedder = Embedder()
-    stage = TriggerStage(
-        rulebook, references, embedder, trigger_cfg["max_normal_share"], trigger_cfg["keyword_weight"]
-    )
+    novelty = embedder if trigger_cfg.get("novelty", True) else None
+    stages = _scene_stages(rulebook, reference, held_out, task["split"].get("scene_pattern"), novelty, trigger_cfg)
     if trigger_cfg.get("synonyms") and embedder is not None:
-        stage.embedder = embedder
-        added = stage.add_synonyms([c for v in held_out for c in v.captions], trigger_cfg["synonyms"])
+        for stage in stages.values():
+            stage.embedder = embedder
+            added = stage.add_synonyms([c for v in held_out for c in v.captions], trigger_cfg["synonyms"])
         progress(f"synonyms added from the observations: {added}")
     smoothing = pipeline["smoothing"]
 
     def smoothed(raw) -> np.ndarray:
         return smooth(raw, smoothing["method"], smoothing["window"], smoothing["alpha"])
 
-    threshold = _reference_threshold(stage, reference, smoothed, pipeline["threshold"]["reference_quantile"])
-    raw = {v.video: np.array([r.score for r in stage.score(v.captions)]) for v in held_out}
-    details = {v.video: stage.score(v.captions) for v in held_out}
+    pattern = task["split"].get("scene_pattern")
+    details = {v.video: stages[scene_of(v.video, pattern)].score(v.captions) for v in [*reference, *held_out]}
+    threshold = _reference_threshold(reference, details, smoothed, pipeline["threshold"]["reference_quantile"])
+    raw = {v.video: np.array([r.score for r in details[v.video]]) for v in held_out}
+    scale = stages["all"].keyword_weight + 1
     verdicts, cost = _recheck_stage(pipeline["recheck"], rulebook, held_out, raw, smoothed, threshold,
-                                    stage.keyword_weight + 1, backend_factory, progress, output)  # fmt: skip
+                                    scale, backend_factory, progress, output)  # fmt: skip
     scores = {v: smoothed(s) for v, s in raw.items()}
     metrics = frame_metrics({v.video: v.labels for v in held_out}, scores, threshold)
     metrics.update(
@@ -88,8 +87,9 @@ def run_caption_task(task: dict[str, Any], output: Path, backend_factory=None, p
         rules="induced" if induced else str(rules_path),
         split={"reference_videos": [v.video for v in reference], "evaluated_videos": len(held_out),
                "reference_normal_frames": len(references)},
-        keywords={k: sorted(w) for k, w in stage.keywords.items()},
-        dropped_keywords=sorted(stage.dropped),
+        keywords={k: sorted(w) for k, w in stages["all"].keywords.items()},
+        dropped_keywords=sorted(stages["all"].dropped),
+        scenes=sorted(k for k in stages if k != "all"),
         settings={"trigger": trigger_cfg, "smoothing": smoothing, "threshold": pipeline["threshold"],
                   "recheck": {k: v for k, v in pipeline["recheck"].items() if k != "api_key"}},
         cost={**cost, "seconds": round(time.perf_counter() - started, 2)},
@@ -111,10 +111,35 @@ def _induce(pipeline, normal_frames, embedder, backend_factory, progress, name) 
     return induce(backend, normal_frames, config, embedder, name=f"{name}-induced", progress=progress)
 
 
-def _reference_threshold(stage, reference: list[CaptionVideo], smoothed, quantile: float) -> float:
+def scene_of(video: str, pattern: str | None) -> str:
+    """The scene (camera) a video belongs to, by the task's regex on its name; one scene without a pattern."""
+    match = re.search(pattern, video) if pattern else None
+    return match.group(1) if match else "all"
+
+
+def _scene_stages(rulebook, reference, held_out, pattern, embedder, cfg) -> dict[str, TriggerStage]:
+    """One trigger stage per scene, its keywords filtered and its novelty measured against that scene's own
+    normal references (normal differs by camera); scenes without enough references use all of them."""
+    by_scene: dict[str, list[str]] = {}
+    for video in reference:
+        normal = [c for c, y in zip(video.captions, video.labels, strict=True) if y == 0]
+        by_scene.setdefault(scene_of(video.video, pattern), []).extend(normal)
+    everything = [c for captions in by_scene.values() for c in captions]
+    stages = {"all": TriggerStage(rulebook, everything, embedder, cfg["max_normal_share"], cfg["keyword_weight"])}
+    for scene in {scene_of(v.video, pattern) for v in [*reference, *held_out]} - {"all"}:
+        own = by_scene.get(scene, [])
+        stages[scene] = (
+            TriggerStage(rulebook, own, embedder, cfg["max_normal_share"], cfg["keyword_weight"])
+            if len(own) >= MIN_SCENE_REFERENCES
+            else stages["all"]
+        )
+    return stages
+
+
+def _reference_threshold(reference: list[CaptionVideo], details, smoothed, quantile: float) -> float:
     normal = []
     for video in reference:
-        scores = smoothed(np.array([r.score for r in stage.score(video.captions)]))
+        scores = smoothed(np.array([r.score for r in details[video.video]]))
         normal.extend(s for s, y in zip(scores, video.labels, strict=True) if y == 0)
     return float(np.quantile(normal, quantile)) if normal else 0.5
 

@@ -133,3 +133,11 @@ def test_interrupted_recheck_resumes_without_redoing(caption_set, tmp_path, vllm
     assert second["frame_auc_pooled"] == first["frame_auc_pooled"]
     keys = [json.loads(x)["sample_id"] for x in journal.read_text().splitlines()]
     assert len(keys) == len(set(keys)) == 48
+
+
+def test_scene_of_reads_the_camera_from_the_video_name():
+    from eval.caption_benchmark import scene_of
+
+    assert scene_of("test_01_0014", r"^test_(\d+)_") == "01"
+    assert scene_of("test_01", r"^test_(\d+)_") == "all"
+    assert scene_of("test_01_0014", None) == "all"
