@@ -123,3 +123,18 @@ def run_axr(*args: str, check: bool = True, env: dict | None = None) -> subproce
     if check and result.returncode != 0:
         raise AssertionError(f"axr {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
     return result
+
+
+def write_mp4(path: Path, frames: int, width: int = 64, height: int = 48, rate: int = 10) -> Path:
+    """A real MPEG-4 file whose frame i is a flat grey of level 10*i (PyAV)."""
+    import av
+    import numpy as np
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=rate)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for i in range(frames):
+            pixels = np.full((height, width, 3), (i * 10) % 256, dtype=np.uint8)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")))
+        container.mux(stream.encode())
+    return path

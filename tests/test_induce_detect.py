@@ -11,7 +11,7 @@ from reasoning.embedding import Embedder
 from reasoning.induction import InductionConfig, _aggregate, seeded_batches
 from reasoning.schema import InducedRules, RuleBook, Verdict
 from tests.captions_layout import ANOMALOUS, NORMAL
-from tests.conftest import run_axr
+from tests.conftest import run_axr, write_mp4
 
 BOOK = {
     "name": "walkway",
@@ -127,15 +127,8 @@ def test_detect_with_recheck_by_smollm2(tmp_path, vllm_server):
 
 
 def test_detect_direct_on_video_frames_is_smoothed(tmp_path, tiny_vlm):
-    av = pytest.importorskip("av")
-    path = tmp_path / "clip.mp4"
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("mpeg4", rate=10)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        for i in range(12):
-            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), i * 20, dtype=np.uint8), format="rgb24")
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode())
+    pytest.importorskip("av")
+    path = write_mp4(tmp_path / "clip.mp4", 12)
     out = tmp_path / "v.jsonl"
     run_axr("detect", str(path), "--direct", "--backend", "hf", "--model", str(tiny_vlm), "--window", "3",
             "--out", str(out))  # fmt: skip

@@ -16,6 +16,7 @@ from reasoning.media import (
     sha256_of,
     smart_resize,
 )
+from tests.conftest import write_mp4
 
 
 def png_header_only(width: int, height: int) -> bytes:
@@ -91,15 +92,8 @@ def test_image_stats_points_at_odd_region():
 
 
 def test_video_frames_by_stride_and_fps(tmp_path):
-    av = pytest.importorskip("av")
-    path = tmp_path / "clip.mp4"
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("mpeg4", rate=10)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        for i in range(20):
-            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), i * 10, dtype=np.uint8), format="rgb24")
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode())
+    pytest.importorskip("av")
+    path = write_mp4(tmp_path / "clip.mp4", 20)
     assert [f.index for f in sample_frames(path, stride=5)] == [0, 5, 10, 15]
     by_fps = sample_frames(path, fps=2)
     assert [f.index for f in by_fps] == [0, 5, 10, 15] and by_fps[1].timestamp == pytest.approx(0.5)
