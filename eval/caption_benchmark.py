@@ -64,7 +64,7 @@ def run_caption_task(task: dict[str, Any], output: Path, backend_factory=None, p
     novelty = embedder if trigger_cfg.get("novelty", True) else None
     stages = _scene_stages(rulebook, reference, held_out, task["split"].get("scene_pattern"), novelty, trigger_cfg)
     if trigger_cfg.get("synonyms") and embedder is not None:
-        for stage in stages.values():
+        for stage in {id(s): s for s in stages.values()}.values():  # scenes without references share "all"
             stage.embedder = embedder
             added = stage.add_synonyms([c for v in held_out for c in v.captions], trigger_cfg["synonyms"])
         progress(f"synonyms added from the observations: {added}")

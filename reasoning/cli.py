@@ -92,7 +92,7 @@ def caption(
     batch_size: int = typer.Option(8, help="images per model call (hf) or per dispatch (others)"),
     max_tokens: int = typer.Option(512, help="token budget per caption (captions are capped at 800 characters)"),
     repetition_penalty: float = typer.Option(1.1, help="above 1 discourages small models from looping"),
-    cache: Path = typer.Option(Path.home() / ".cache" / "axr" / "captions.sqlite", help="SQLite caption cache"),
+    cache: Path = typer.Option(None, help="SQLite caption cache (default $AXR_CACHE/captions.sqlite)"),
     no_cache: bool = typer.Option(False, help="neither read nor write the cache"),
     fps: float = typer.Option(None, help="frames per second to sample from videos"),
     stride: int = typer.Option(None, help="take every n-th frame of videos"),
@@ -103,7 +103,7 @@ def caption(
     adapter: str = typer.Option(None, help="hf/vllm: a peft LoRA adapter folder"),
 ):
     """Caption images or video frames (perception), batched and cached; records go to a JSONL file."""
-    from reasoning.perception import CaptionCache, Captioner, collect_media
+    from reasoning.perception import DEFAULT_CACHE, CaptionCache, Captioner, collect_media
 
     if subject not in ("scene", "object"):
         fail(f"--subject must be scene or object, not {subject!r}")
@@ -119,7 +119,7 @@ def caption(
     if not items:
         fail("no images or videos found in the inputs")
     engine = make_backend(backend, model, base_url, adapter, batch_size, concurrency, timeout, text_only)
-    store = None if no_cache else CaptionCache(cache)
+    store = None if no_cache else CaptionCache(cache or DEFAULT_CACHE)
     size = batch_size if backend == "hf" else max(batch_size, concurrency)
     sampling = Sampling(max_tokens=max_tokens, repetition_penalty=repetition_penalty)
     captioner = Captioner(engine, store, subject, size, sampling)
@@ -150,7 +150,7 @@ def caption(
 def observations_from(inputs: list[Path], engine, subject: str) -> list:
     """Observations from caption files as they are, or from images and videos captioned by `engine`."""
     from reasoning.observations import ObservationRow, load_observations
-    from reasoning.perception import CaptionCache, Captioner, collect_media
+    from reasoning.perception import DEFAULT_CACHE, CaptionCache, Captioner, collect_media
 
     text = [p for p in inputs if p.suffix in (".txt", ".jsonl") or (p.is_dir() and not _has_images(p))]
     media = [p for p in inputs if p not in text]
@@ -158,7 +158,7 @@ def observations_from(inputs: list[Path], engine, subject: str) -> list:
     if media:
         if engine is None:
             fail("images and videos need a backend to caption them (--backend, --model)")
-        captioner = Captioner(engine, CaptionCache(Path.home() / ".cache" / "axr" / "captions.sqlite"), subject)
+        captioner = Captioner(engine, CaptionCache(DEFAULT_CACHE), subject)
         for record in captioner.run(collect_media(media)):
             if "error" in record:
                 err.print(f"[yellow]skipped[/] {record['error']}", highlight=False)

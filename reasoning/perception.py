@@ -18,6 +18,7 @@ from typing import Any
 from PIL import Image
 
 from reasoning.backends.base import Backend, Sampling, user
+from reasoning.local_models import CACHE
 from reasoning.media import (
     IMAGE_SUFFIXES,
     VIDEO_SUFFIXES,
@@ -30,6 +31,8 @@ from reasoning.media import (
 )
 from reasoning.prompting import render, template_version
 from reasoning.schema import Caption
+
+DEFAULT_CACHE = CACHE / "captions.sqlite"
 
 
 class CaptionCache:

@@ -137,3 +137,14 @@ def test_detect_direct_on_video_frames_is_smoothed(tmp_path, tiny_vlm):
     assert all(v["verdict"] != "unparsed" for v in verdicts)  # constrained decoding, bounded fields
     assert all("frame_score" in v["meta"] and v["verdict"] == ("anomalous" if v["score"] > 0.5 else "normal")
                for v in verdicts)  # fmt: skip
+
+
+def test_detect_images_captions_them_first(textile_folder, tmp_path, tiny_vlm):
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(yaml.safe_dump(BOOK))
+    out = tmp_path / "v.jsonl"
+    result = run_axr("detect", str(textile_folder), "--rules", str(rules), "--backend", "hf", "--model",
+                     str(tiny_vlm), "--subject", "object", "--out", str(out))  # fmt: skip
+    verdicts = [Verdict.model_validate_json(x) for x in out.read_text().splitlines()]
+    assert len(verdicts) == 6 and all(v.meta["stage"] == "trigger" for v in verdicts)
+    assert "corrupt.jpg" in result.stderr  # the unreadable image is reported and skipped

@@ -7,6 +7,7 @@ JSON schema, as vLLM does it.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -177,8 +178,6 @@ class _GrammarCache:
     def processors(self, schema: type[BaseModel]) -> list | None:
         if self._compiler is None:
             return None
-        import json
-
         from xgrammar.contrib.hf import LogitsProcessor
 
         key = json.dumps(json_schema(schema), sort_keys=True)
