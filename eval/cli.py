@@ -40,7 +40,7 @@ def run(
 ):
     """Run an evaluation task and write predictions.jsonl and metrics.json."""
     from eval.caption_benchmark import run_caption_task
-    from eval.datasets.captions import LayoutError
+    from eval.datasets import LayoutError
     from eval.tasks import TaskError, load_task
     from reasoning.backends import BackendError
     from reasoning.cli import fail, make_backend

@@ -22,14 +22,15 @@ class Journal:
                     record = json.loads(line)
                 except json.JSONDecodeError:
                     continue  # the line a killed run was writing
-                self.records.setdefault(record[key], record)
+                self.records[record[key]] = record  # a retried record replaces the earlier one
             self._rewrite()  # drop a torn tail so that appends start on a clean line
 
     def __contains__(self, key: str) -> bool:
         return key in self.records
 
-    def append(self, records: list[dict[str, Any]]) -> None:
-        fresh = [r for r in records if r[self.key] not in self.records]
+    def append(self, records: list[dict[str, Any]], replace: bool = False) -> None:
+        """Write records whose keys are new (or, with `replace`, any: the later line wins on reopening)."""
+        fresh = [r for r in records if replace or r[self.key] not in self.records]
         if not fresh:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -265,8 +265,8 @@ def detect(
 
 
 def _detect_direct(inputs, references, book, backend, model, base_url, subject, window):
+    from reasoning.deduction import DirectItem, smooth_frame_verdicts
     from reasoning.deduction import direct as run_direct
-    from reasoning.deduction import smooth_frame_verdicts
     from reasoning.media import load_image
     from reasoning.perception import collect_media
 
@@ -290,7 +290,8 @@ def _detect_direct(inputs, references, book, backend, model, base_url, subject, 
         fail(f"reference: {error}")
     if not images:
         fail("no readable images in the inputs")
-    verdicts = run_direct(engine, images, refs, book, domain="object" if subject == "object" else "scene")
+    items = [DirectItem(sample_id, [image], refs) for sample_id, image in images]
+    verdicts = run_direct(engine, items, book, domain="object" if subject == "object" else "scene")
     return smooth_frame_verdicts(verdicts, list(groups.values()), window)
 
 

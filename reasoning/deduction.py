@@ -9,6 +9,8 @@ the same rule-book system message, so vLLM's prefix cache computes it once.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 
 from reasoning.backends.base import Backend, Sampling, system, user
@@ -109,27 +111,43 @@ def trigger_verdict(
     )
 
 
+@dataclass
+class DirectItem:
+    """One query for direct mode: its image (or a video's frames, in order) and its normal references."""
+
+    sample_id: str
+    images: list
+    references: list = field(default_factory=list)
+
+
 def direct(
     backend: Backend,
-    images: list[tuple[str, object]],
-    references: list[object],
+    items: list[DirectItem],
     rulebook: RuleBook | None,
     domain: str = "object",
     sampling: Sampling | None = None,
 ) -> list[Verdict]:
-    """Direct VLM mode: reference images, then the query image, and the rule book -> a Verdict, no caption."""
+    """Direct VLM mode: reference images, then the query image(s), and the rule book -> a Verdict, no caption.
+
+    The system prompt depends only on the counts of images, so items alike share it (and the prefix cache).
+    """
     sampling = sampling or Sampling(max_tokens=512)
-    prompt = render("direct_system", domain=domain, n_references=len(references), rulebook=rulebook, hint=None,
-                    schema=VerdictAnswer)  # fmt: skip
-    requests = [[system(prompt), user("Judge the last image.", [*references, image])] for _, image in images]
+    requests = []
+    for item in items:
+        prompt = render("direct_system", domain=domain, n_references=len(item.references), n_query=len(item.images),
+                        rulebook=rulebook, hint=None, schema=VerdictAnswer)  # fmt: skip
+        ask = "Judge the last image." if len(item.images) == 1 else f"Judge the last {len(item.images)} frames."
+        requests.append([system(prompt), user(ask, [*item.references, *item.images])])
     completions = backend.generate(requests, sampling, VerdictAnswer)
     known = rulebook.rule_ids() if rulebook else set()
     verdicts = []
-    for (sample_id, _), completion in zip(images, completions, strict=True):
+    for item, completion in zip(items, completions, strict=True):
         meta = {**backend.describe(), "stage": "direct", "prompt_version": template_version("direct_system"),
                 "tokens_in": completion.tokens_in, "tokens_out": completion.tokens_out,
-                "references": len(references)}  # fmt: skip
-        verdicts.append(to_verdict(sample_id, completion, known, meta))
+                "references": len(item.references), "repaired": completion.repaired}  # fmt: skip
+        if completion.error:
+            meta["error"] = completion.error
+        verdicts.append(to_verdict(item.sample_id, completion, known, meta))
     return verdicts
 
 

@@ -235,3 +235,35 @@ def _video_frames(path: Path, fps: float | None, stride: int | None) -> list[Fra
             return frames
     except (av.error.FFmpegError, IndexError) as err:
         raise MediaError(f"{path}: cannot decode video ({err})") from None
+
+
+def render_series(values: list[float], size: tuple[int, int] = (448, 224)) -> Image.Image:
+    """A time-series window drawn as a plain line plot (white ground, black line, grey midline) for a VLM."""
+    from PIL import ImageDraw
+
+    width, height = size
+    image = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(image)
+    draw.line([(0, height // 2), (width, height // 2)], fill=(200, 200, 200))
+    if len(values) < 2:
+        return image
+    low, high = min(values), max(values)
+    span = (high - low) or 1.0
+    margin = 8
+    points = [
+        (
+            margin + i * (width - 2 * margin) / (len(values) - 1),
+            height - margin - (v - low) / span * (height - 2 * margin),
+        )
+        for i, v in enumerate(values)
+    ]
+    draw.line(points, fill="black", width=2)
+    return image
+
+
+def even_frames(frames: list[Frame], count: int) -> list[Frame]:
+    """`count` frames spread evenly over the list (all of them when there are fewer)."""
+    if len(frames) <= count:
+        return frames
+    step = (len(frames) - 1) / (count - 1) if count > 1 else 0
+    return [frames[round(i * step)] for i in range(count)]

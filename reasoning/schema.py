@@ -34,7 +34,13 @@ class Rationale(BaseModel):
 
 
 class GroundTruthRationale(Rationale):
-    """A reference explanation written by a person (or a template), for judges and training targets."""
+    """A reference explanation written by a person (or a template), for judges and training targets.
+
+    Not generated under constrained decoding, so its fields may be longer than a model's answer."""
+
+    what: str = Field("", max_length=4000)
+    why: str = Field("", max_length=4000)
+    how: str = Field("", max_length=4000)
 
 
 class Sample(BaseModel):
@@ -348,3 +354,12 @@ class KeywordProposal(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     rules: list[RuleKeywords]
+
+
+class ChoiceAnswer(BaseModel):
+    """A multiple-choice answer (MMAD): a short reason first, then exactly one option letter."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field("", max_length=300, description="what in the image decides the answer")
+    answer: Literal["A", "B", "C", "D", "E"]

@@ -2,7 +2,8 @@
 
 import pytest
 
-from eval.datasets.captions import LayoutError, load_caption_set, split_videos
+from eval.datasets import LayoutError
+from eval.datasets.captions import load_caption_set, split_videos
 from reasoning.rulebook_import import import_anomalyruler
 from reasoning.schema import Rule, RuleBook, RuleSection, SchemaError
 from reasoning.smoothing import centred_mean, ema, event_spans, majority, smooth

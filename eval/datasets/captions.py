@@ -11,11 +11,8 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
+from eval.datasets import LayoutError
 from reasoning.schema import Sample
-
-
-class LayoutError(ValueError):
-    """The folder is not in the expected layout; the message says what is missing or inconsistent."""
 
 
 @dataclass
