@@ -13,10 +13,13 @@ from rich.table import Table
 app = typer.Typer(help="Evaluate and benchmark reasoners.", no_args_is_help=True)
 RUN_EPILOG = (
     "Examples:\n\n"
-    "  axr eval run ped2                      (trigger stage only, the paper's rule book)\n\n"
-    "  axr eval run shtech --recheck uncertain --base-url http://127.0.0.1:8000/v1\n\n"
-    "  axr eval run ped2 --rules induce --model smollm2 --base-url http://127.0.0.1:8000/v1\n\n"
-    "  axr eval run captions --data-dir my_captions/ --rules rules.yaml --output runs/mine"
+    "  axr eval run textile --limit 40                 (tiny VLM through hf on the textile images)\n\n"
+    "  axr eval run mvtec_ad --data-dir ~/data/mvtec --backend openai --model Qwen/Qwen2.5-VL-7B-Instruct "
+    "--base-url http://127.0.0.1:8000/v1\n\n"
+    "  axr eval run mvtec_ad --data-dir D --shard 0/4 --output runs/mv   (one of four machines; then run "
+    "without --shard in the same folder to merge and finish)\n\n"
+    "  axr eval run ped2                               (caption task: trigger stage, the paper's rule book)\n\n"
+    "  axr eval run shtech --recheck uncertain --base-url http://127.0.0.1:8000/v1"
 )
 
 
@@ -27,23 +30,24 @@ err = Console(stderr=True)
 
 @app.command("run", epilog=RUN_EPILOG)
 def run(
-    task: str = typer.Argument(..., help="a task name from eval/tasks (captions, ped2, shtech) or a YAML path"),
+    task: str = typer.Argument(..., help="a task name from eval/tasks (see `axr eval validate`) or a YAML path"),
     data_dir: Path = typer.Option(None, help="override dataset.data_dir"),
-    rules: str = typer.Option(
-        None, help="override pipeline.rules: a RuleBook YAML, AnomalyRuler rule file, or 'induce'"
-    ),
-    recheck: str = typer.Option(None, help="override the re-check policy: none | uncertain | positives | all"),
-    backend: str = typer.Option(None, help="re-check backend (hf, vllm, openai)"),
-    model: str = typer.Option(None, help="re-check model"),
-    base_url: str = typer.Option(None, help="re-check server URL (openai backend)"),
-    output: Path = typer.Option(None, help="run folder (default runs/<task>)"),
+    rules: str = typer.Option(None, help="override pipeline.rules: a RuleBook YAML, AnomalyRuler rule file, "
+                              "or (caption tasks) 'induce'"),  # fmt: skip
+    backend: str = typer.Option(None, help="hf, vllm or openai (caption tasks: the re-check backend)"),
+    model: str = typer.Option(None, help="model path, hub id or alias (smollm2, tiny-qwen2.5-vl)"),
+    base_url: str = typer.Option(None, help="server URL for the openai backend"),
+    recheck: str = typer.Option(None, help="caption tasks: none | uncertain | positives | all"),
+    limit: int = typer.Option(None, help="run on this many samples (a fixed, mixed subset)"),
+    shard: str = typer.Option("0/1", help="i/n: this machine's share of the samples"),
+    retry_errors: bool = typer.Option(False, help="run again the samples recorded with an error"),
+    output: Path = typer.Option(None, help="run folder (default runs/<task>); rerun to resume"),
 ):
-    """Run an evaluation task and write predictions.jsonl and metrics.json."""
-    from eval.caption_benchmark import run_caption_task
+    """Run an evaluation task: predictions.jsonl (resumable) and metrics.json in the run folder."""
     from eval.datasets import LayoutError
     from eval.tasks import TaskError, load_task
     from reasoning.backends import BackendError
-    from reasoning.cli import fail, make_backend
+    from reasoning.cli import fail
     from reasoning.schema import SchemaError
 
     try:
@@ -54,22 +58,82 @@ def run(
         config["dataset"]["data_dir"] = str(data_dir.resolve())
     if rules:
         config["pipeline"]["rules"] = rules if rules == "induce" else str(Path(rules).resolve())
-    overrides = {"policy": recheck, "backend": backend, "model": model, "base_url": base_url}
-    config["pipeline"]["recheck"].update({k: v for k, v in overrides.items() if v is not None})
+    output = output or Path("runs") / config["task"]
+    overrides = {"backend": backend, "model": model, "base_url": base_url}
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        if config["dataset"]["adapter"] == "anomalyruler_captions":
+            metrics = _run_captions(config, output, overrides, recheck)
+        else:
+            metrics = _run_samples(config, output, overrides, limit, shard, retry_errors)
+    except (LayoutError, SchemaError, BackendError, ValueError) as error:
+        fail(str(error))
+    wanted = config.get("metrics", [])
+    Console().print_json(json.dumps({"task": config["task"], **{k: metrics.get(k) for k in wanted},
+                                     "cost": metrics["cost"]}))  # fmt: skip
+    err.print(f"wrote {output}/metrics.json and predictions", highlight=False)
+
+
+def _run_captions(config, output: Path, overrides: dict, recheck: str | None) -> dict:
+    from eval.caption_benchmark import run_caption_task
+    from reasoning.cli import make_backend
+
+    config["pipeline"]["recheck"].update(overrides)
+    if recheck:
+        config["pipeline"]["recheck"]["policy"] = recheck
 
     def backend_factory(cfg):
         text_only = cfg["backend"] == "openai"  # captions are text: no image parts are sent
         return make_backend(cfg["backend"], cfg["model"], cfg.get("base_url"), concurrency=cfg.get("concurrency"),
                             text_only=text_only)  # fmt: skip
 
-    output = output or Path("runs") / config["task"]
-    try:
-        metrics = run_caption_task(config, output, backend_factory, progress=lambda m: err.print(m, highlight=False))
-    except (LayoutError, SchemaError, BackendError, ValueError) as error:
-        fail(str(error))
-    summary = {k: metrics[k] for k in ("frame_auc_pooled", "frame_auc_per_video_mean", "frame_ap", "frame_f1")}
-    Console().print_json(json.dumps({"task": config["task"], **summary, "cost": metrics["cost"]}))
-    err.print(f"wrote {output}/metrics.json and predictions.jsonl", highlight=False)
+    return run_caption_task(config, output, backend_factory, progress=lambda m: err.print(m, highlight=False))
+
+
+def _run_samples(config, output: Path, overrides: dict, limit, shard: str, retry_errors: bool) -> dict:
+    from eval.runner import RunOptions, parse_shard, run_task
+    from reasoning.cli import make_backend, progress_bar
+
+    pipeline = config["pipeline"]
+    pipeline.update(overrides)
+    options = RunOptions(shard=parse_shard(shard), limit=limit, retry_errors=retry_errors)
+    engine = make_backend(pipeline["backend"], pipeline["model"], pipeline.get("base_url"),
+                          batch_size=pipeline.get("batch"), concurrency=pipeline.get("concurrency"))  # fmt: skip
+    output.mkdir(parents=True, exist_ok=True)
+    with engine, progress_bar() as bar:
+        job = bar.add_task(config["task"], total=None)
+
+        def on_start(total: int, pending: int) -> None:
+            bar.update(job, total=total, completed=total - pending)
+            if pending < total:
+                err.print(f"resuming: {total - pending} of {total} samples already done", highlight=False)
+
+        return run_task(config, output, engine, options, on_start=on_start,
+                        on_chunk=lambda n: bar.advance(job, n))  # fmt: skip
+
+
+@app.command(
+    "validate",
+    epilog="Examples:\n\n  axr eval validate              (every shipped task)\n\n  axr eval validate my_task.yaml",
+)
+def validate(tasks: list[str] = typer.Argument(None, help="task names or YAML paths (default: every shipped task)")):
+    """Load and check task files without a model: adapters, pipeline, metrics, rule books, judges."""
+    from eval.tasks import TaskError, all_tasks, load_task, validate_task
+
+    failed = 0
+    for name in tasks or all_tasks():
+        try:
+            errors, warnings = validate_task(load_task(name))
+        except TaskError as error:
+            errors, warnings = [str(error)], []
+        failed += bool(errors)
+        err.print(f"{'[red]FAIL[/]' if errors else '[green]ok[/]  '} {name}", highlight=False)
+        for line in errors:
+            err.print(f"     error: {line}", highlight=False)
+        for line in warnings:
+            err.print(f"     [yellow]warning:[/] {line}", highlight=False)
+    if failed:
+        raise typer.Exit(1)
 
 
 @bench_app.command(

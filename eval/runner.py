@@ -124,7 +124,7 @@ def dataset_root(dataset: dict[str, Any]) -> Path | None:
 
 def load_task_samples(task: dict[str, Any]) -> list[Sample]:
     dataset = task["dataset"]
-    return load_samples(dataset["adapter"], dataset_root(dataset), task.get("split", "test"),
+    return load_samples(dataset["adapter"], dataset_root(dataset), dataset.get("split", "test"),
                         **dataset.get("options", {}))  # fmt: skip
 
 

@@ -21,7 +21,7 @@ def task_path(name_or_path: str) -> Path:
         return path
     candidate = TASKS_DIR / f"{name_or_path}.yaml"
     if not candidate.is_file():
-        known = ", ".join(sorted(p.stem for p in TASKS_DIR.glob("*.yaml")))
+        known = ", ".join(all_tasks())
         raise TaskError(f"unknown task {name_or_path!r}; known tasks: {known}")
     return candidate
 
@@ -52,3 +52,77 @@ def repo_path(value: str | None) -> Path | None:
         return None
     path = Path(value)
     return path if path.is_absolute() else (REPO_ROOT / path).resolve()
+
+
+SAMPLE_METRICS = {"auroc", "ap", "f1_max", "accuracy", "precision", "recall", "f1", "balanced_accuracy",
+                  "type_accuracy", "box_iou", "mask_hit", "doubly_right", "rule_consistency", "unparsed_rate",
+                  "errors", "mmad_accuracy", "unanswered", "per_category_auroc"}  # fmt: skip
+CAPTION_METRICS = {"frame_auc_pooled", "frame_auc_per_video_mean", "frame_ap", "frame_f1_max", "frame_accuracy",
+                   "frame_precision", "frame_recall", "frame_f1", "frame_balanced_accuracy"}  # fmt: skip
+
+
+def all_tasks() -> list[str]:
+    """Shipped task names; files starting with `_` are bases that tasks include."""
+    return sorted(p.stem for p in TASKS_DIR.glob("*.yaml") if not p.stem.startswith("_"))
+
+
+def validate_task(config: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """(errors, warnings) for a loaded task, checked without a model. A dataset folder that is absent is only
+    a warning: most datasets are not shipped and a user points --data-dir at them."""
+    from eval.datasets import adapter_names
+    from eval.runner import PIPELINES
+    from reasoning.backends import BACKENDS
+    from reasoning.deduction import POLICIES
+
+    errors, warnings = [], []
+    dataset, pipeline = config.get("dataset") or {}, config.get("pipeline") or {}
+    if not isinstance(config.get("task"), str):
+        errors.append("task: a name is required")
+    captions = dataset.get("adapter") == "anomalyruler_captions"
+    if not captions and dataset.get("adapter") not in adapter_names():
+        errors.append(f"dataset.adapter {dataset.get('adapter')!r}: choose one of {', '.join(adapter_names())}")
+    if captions:
+        recheck = pipeline.get("recheck") or {}
+        if recheck.get("policy") not in POLICIES:
+            errors.append(f"pipeline.recheck.policy {recheck.get('policy')!r}: choose one of {', '.join(POLICIES)}")
+        backend, known = recheck.get("backend"), CAPTION_METRICS
+    else:
+        if pipeline.get("mode", "direct") not in PIPELINES:
+            errors.append(f"pipeline.mode {pipeline.get('mode')!r}: choose one of {', '.join(PIPELINES)}")
+        count = (pipeline.get("references") or {}).get("count", 0)
+        if not isinstance(count, int) or count < 0:
+            errors.append(f"pipeline.references.count {count!r}: a whole number >= 0")
+        backend, known = pipeline.get("backend"), SAMPLE_METRICS
+    if backend not in BACKENDS:
+        errors.append(f"pipeline backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    unknown = [m for m in config.get("metrics") or [] if m not in known]
+    if unknown:
+        errors.append(f"metrics: unknown {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    errors += _check_rules(pipeline.get("rules"))
+    errors += _check_judge(config.get("judge"))
+    data_dir = repo_path(dataset.get("data_dir"))
+    if data_dir is not None and not data_dir.exists():
+        warnings.append(f"dataset.data_dir {data_dir} does not exist here (pass --data-dir)")
+    return errors, warnings
+
+
+def _check_rules(rules: str | None) -> list[str]:
+    if not rules or rules == "induce":
+        return []
+    from reasoning.rulebook_import import load_rules
+
+    try:
+        load_rules(repo_path(rules))
+    except (SchemaError, OSError) as error:
+        return [f"pipeline.rules: {error}"]
+    return []
+
+
+def _check_judge(judge: Any) -> list[str]:
+    if judge is None:
+        return []
+    judges = judge.get("judges") if isinstance(judge, dict) else None
+    if not isinstance(judges, list) or not judges:
+        return ["judge: expected {judges: [{backend, model, base_url}, ...]}"]
+    return [f"judge.judges[{i}]: needs backend and model" for i, j in enumerate(judges)
+            if not isinstance(j, dict) or not {"backend", "model"} <= set(j)]  # fmt: skip
