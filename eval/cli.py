@@ -32,8 +32,9 @@ err = Console(stderr=True)
 def run(
     task: str = typer.Argument(..., help="a task name from eval/tasks (see `axr eval validate`) or a YAML path"),
     data_dir: Path = typer.Option(None, help="override dataset.data_dir"),
-    rules: str = typer.Option(None, help="override pipeline.rules: a RuleBook YAML, AnomalyRuler rule file, "
-                              "or (caption tasks) 'induce'"),  # fmt: skip
+    rules: str = typer.Option(
+        None, help="override pipeline.rules: a RuleBook YAML, AnomalyRuler rule file, or (caption tasks) 'induce'"
+    ),  # fmt: skip
     backend: str = typer.Option(None, help="hf, vllm or openai (caption tasks: the re-check backend)"),
     model: str = typer.Option(None, help="model path, hub id or alias (smollm2, tiny-qwen2.5-vl)"),
     base_url: str = typer.Option(None, help="server URL for the openai backend"),
@@ -134,6 +135,72 @@ def validate(tasks: list[str] = typer.Argument(None, help="task names or YAML pa
             err.print(f"     [yellow]warning:[/] {line}", highlight=False)
     if failed:
         raise typer.Exit(1)
+
+
+@app.command(
+    "judge",
+    epilog="Examples:\n\n"
+    "  axr eval judge runs/cuva                 (the judges named in the task file)\n\n"
+    "  axr eval judge runs/cuva --judge openai:Qwen/Qwen2.5-7B-Instruct@http://127.0.0.1:8000/v1 "
+    "--judge hf:smollm2   (two judges: scores of each and their agreement)",
+)
+def judge(
+    run_dir: Path = typer.Argument(..., help="a run folder written by `axr eval run`"),
+    judges: list[str] = typer.Option(None, "--judge", help="BACKEND:MODEL[@BASE_URL]; repeat for several judges"),
+    text_metrics: bool = typer.Option(True, help="also ROUGE-L, BLEU and MiniLM similarity to the references"),
+):
+    """Grade the run's what/why/how explanations against the references with MMEval-style judges."""
+    from eval.judge import judge_run
+    from reasoning.cli import fail, make_backend, progress_bar
+
+    if not (run_dir / "predictions.jsonl").is_file():
+        fail(f"{run_dir}: no predictions.jsonl (run `axr eval run` first)")
+    specs = [_judge_spec(text) for text in judges or []] or _task_judges(run_dir)
+    if not specs:
+        fail(f"{run_dir}: the task names no judge; pass --judge BACKEND:MODEL[@BASE_URL]")
+    embedder = None
+    if text_metrics:
+        from reasoning.embedding import Embedder
+
+        embedder = Embedder()
+    engines = [
+        (f"{spec['backend']}:{Path(spec['model']).name}", make_backend(spec["backend"], spec["model"],
+                                                                       spec.get("base_url"), text_only=True))
+        for spec in specs
+    ]  # fmt: skip
+    with progress_bar() as bar:
+        job = bar.add_task("judging", total=None)
+        result = judge_run(run_dir, engines, embedder, on_chunk=lambda n: bar.advance(job, n))
+    for _, engine in engines:
+        engine.close()
+    (run_dir / "judge.json").write_text(json.dumps(result, indent=2))
+    table = Table("judge", *DIMENSION_COLUMNS, "overall", "samples", "unparsed", title="judge scores (0-10)")
+    for name, row in result["judges"].items():
+        table.add_row(name, *(f"{row[d]:.2f}" for d in DIMENSION_COLUMNS), f"{row['overall']:.2f}",
+                      str(row["samples"]), str(row["unparsed"]))  # fmt: skip
+    Console().print(table)
+    err.print(f"wrote {run_dir}/judge.json ({result['judgeable']} samples with reference explanations)")
+
+
+DIMENSION_COLUMNS = ("what", "why", "how")
+
+
+def _judge_spec(text: str) -> dict:
+    from reasoning.cli import fail
+
+    head, _, base_url = text.partition("@")
+    backend, _, model = head.partition(":")
+    if not backend or not model:
+        fail(f"--judge {text!r}: expected BACKEND:MODEL[@BASE_URL], e.g. hf:smollm2")
+    return {"backend": backend, "model": model, "base_url": base_url or None}
+
+
+def _task_judges(run_dir: Path) -> list[dict]:
+    task_file = run_dir / "task.json"
+    if not task_file.is_file():
+        return []
+    judge_config = json.loads(task_file.read_text()).get("judge") or {}
+    return judge_config.get("judges", [])
 
 
 @bench_app.command(

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 Label = Literal["normal", "anomalous"]
 Severity = Literal["none", "low", "medium", "high", "critical"]
@@ -237,39 +237,39 @@ CRITERIA = {
 }
 
 
-class CriterionScore(BaseModel):
-    criterion: str
-    score: int = Field(ge=0, le=2)
-    reason: str = ""
+Grade = Annotated[int, Field(ge=0, le=2)]
 
 
-class DimensionScore(BaseModel):
-    dimension: Literal["what", "why", "how"]
-    criteria: list[CriterionScore]
-    comment: str = ""
+def _dimension_model(dimension: str) -> type[BaseModel]:
+    """One dimension's rubric: every criterion a required key scored 0 (absent/wrong), 1 (partly), 2 (fully)."""
+    fields = {criterion: (Grade, ...) for criterion in CRITERIA[dimension]}
+    return create_model(f"{dimension.capitalize()}Scores", __config__=ConfigDict(extra="forbid"), **fields)
 
-    @property
-    def total(self) -> int:
-        """0-10: five criteria scored 0-2 each."""
-        return sum(c.score for c in self.criteria)
+
+WhatScores, WhyScores, HowScores = (_dimension_model(d) for d in ("what", "why", "how"))
 
 
 class JudgeAnswer(BaseModel):
-    """What a judge model writes: per dimension, every criterion scored 0-2."""
+    """What a judge model writes: each dimension's criteria scored 0-2 (fixed keys, so structured output cannot
+    skip or invent a criterion), then one short comment."""
 
     model_config = ConfigDict(extra="forbid")
 
-    dimensions: list[DimensionScore]
+    what: WhatScores
+    why: WhyScores
+    how: HowScores
+    comment: str = Field("", max_length=300)
 
 
 class Judgement(JudgeAnswer):
+    """A judge's answer for one sample as AXR records it; `scores()` gives 0-10 per dimension."""
+
     sample_id: str | None = None
     judge: str | None = None
-    raw: str | None = None
     meta: dict[str, Any] = Field(default_factory=dict)
 
     def scores(self) -> dict[str, int]:
-        return {d.dimension: d.total for d in self.dimensions}
+        return {d: sum(getattr(self, d).model_dump().values()) for d in CRITERIA}
 
 
 class Caption(BaseModel):

@@ -4,7 +4,6 @@ from pydantic import ValidationError
 from reasoning.schema import (
     CRITERIA,
     BoundingBox,
-    DimensionScore,
     Judgement,
     RuleBook,
     Sample,
@@ -97,10 +96,13 @@ def test_sample_needs_media():
 
 
 def test_judgement_totals_per_dimension():
-    dims = [
-        DimensionScore(dimension=d, criteria=[{"criterion": c, "score": 2} for c in CRITERIA[d]]) for d in CRITERIA
-    ]
-    judgement = Judgement(dimensions=dims)
-    assert judgement.scores() == {"what": 10, "why": 10, "how": 10}
-    with pytest.raises(ValidationError):
-        DimensionScore(dimension="what", criteria=[{"criterion": "clarity", "score": 3}])
+    grades = {d: {c: 2 for c in CRITERIA[d]} for d in CRITERIA}
+    grades["why"]["clarity"] = 0
+    judgement = Judgement(**grades)
+    assert judgement.scores() == {"what": 10, "why": 8, "how": 10}
+    with pytest.raises(ValidationError):  # out of range
+        Judgement(**{**grades, "what": {**grades["what"], "details": 3}})
+    with pytest.raises(ValidationError):  # a criterion missing
+        Judgement(**{**grades, "how": {"clarity": 2}})
+    with pytest.raises(ValidationError):  # an invented criterion
+        Judgement(**{**grades, "how": {**grades["how"], "vibes": 2}})
