@@ -203,6 +203,28 @@ def _task_judges(run_dir: Path) -> list[dict]:
     return judge_config.get("judges", [])
 
 
+@app.command(
+    "report",
+    epilog="Examples:\n\n  axr eval report runs/textile            (writes runs/textile/report.html)\n\n"
+    "  axr eval report runs/a --compare runs/b --out a_vs_b.html",
+)
+def report(
+    run_dir: Path = typer.Argument(..., help="a run folder written by `axr eval run`"),
+    compare: Path = typer.Option(None, help="a second run folder, shown side by side"),
+    out: Path = typer.Option(None, help="the HTML file (default RUN/report.html)"),
+):
+    """One HTML file: summary, ROC/PR curves, confusion matrix, timelines, per-sample cards."""
+    from eval.report import write_report
+    from reasoning.cli import fail
+
+    out = out or run_dir / "report.html"
+    try:
+        write_report([run_dir, *([compare] if compare else [])], out)
+    except FileNotFoundError as error:
+        fail(str(error))
+    err.print(f"wrote {out}", highlight=False)
+
+
 @bench_app.command(
     "backends",
     epilog="Examples:\n\n"

@@ -1,0 +1,295 @@
+"""One self-contained HTML report of a run (or two side by side): summary table, ROC and PR curves,
+confusion matrices, score timelines for video, and per-sample cards with the image, the verdict, the
+rationale, the matched rules and the judge scores. Plots are inline SVG and images are embedded, so the
+file opens anywhere with no network and no JavaScript.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw
+from sklearn.metrics import precision_recall_curve, roc_curve
+
+from eval.journal import Journal
+from eval.verify import consistent_score, location_box, predicted_label
+
+COLORS = ("#1f77b4", "#d62728")
+CARD_LIMIT = 120
+TIMELINE_LIMIT = 12
+
+
+@dataclass
+class Run:
+    name: str
+    path: Path
+    metrics: dict[str, Any]
+    records: list[dict[str, Any]]
+    judgements: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path) -> Run:
+        predictions = path / "predictions.jsonl"
+        if not predictions.is_file():
+            raise FileNotFoundError(f"{path}: no predictions.jsonl (not a run folder)")
+        metrics_file = path / "metrics.json"
+        metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+        judgements: dict[str, list[dict[str, Any]]] = {}
+        if (path / "judgements.jsonl").is_file():
+            for entry in Journal(path / "judgements.jsonl", key="key").records.values():
+                judgements.setdefault(entry["sample_id"], []).append(entry)
+        return cls(path.name, path, metrics, list(Journal(predictions).records.values()), judgements)
+
+    def scored(self) -> list[tuple[int, float, int]]:
+        """(truth, score, predicted label) of every labelled record, for runner and caption-task runs alike."""
+        rows = []
+        for r in self.records:
+            if r.get("gt_label") is None or r.get("status") == "error":
+                continue
+            if "verdict" in r:
+                rows.append((r["gt_label"], consistent_score(r["verdict"]), int(predicted_label(r["verdict"]) == 1)))
+            elif "pred_score" in r:
+                rows.append((r["gt_label"], r["pred_score"], r["pred_label"]))
+        return rows
+
+
+def build_report(runs: list[Run]) -> str:
+    title = " vs ".join(run.name for run in runs)
+    parts = [
+        f"<h1>AXR report: {_e(title)}</h1>",
+        _summary(runs),
+        _curves(runs),
+        _confusions(runs),
+        _timelines(runs[0]),
+        _compare(runs) if len(runs) == 2 else "",
+        _cards(runs[0]),
+    ]
+    return f"<!doctype html><html><head><meta charset='utf-8'><title>{_e(title)}</title><style>{CSS}</style>" \
+           f"</head><body>{''.join(parts)}</body></html>"  # fmt: skip
+
+
+def write_report(run_dirs: list[Path], out: Path) -> Path:
+    out.write_text(build_report([Run.load(Path(d)) for d in run_dirs]), encoding="utf-8")
+    return out
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value))
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else _e(value)
+
+
+def _summary(runs: list[Run]) -> str:
+    keys = [k for k, v in runs[0].metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)]
+    for run in runs[1:]:
+        keys += [k for k, v in run.metrics.items() if isinstance(v, int | float) and k not in keys]
+    cost_keys = ["model_calls", "tokens_in", "tokens_out", "seconds"]
+    head = "".join(f"<th>{_e(run.name)}</th>" for run in runs)
+    rows = "".join(_row(k, [run.metrics.get(k) for run in runs]) for k in keys)
+    rows += "".join(_row(f"cost: {k}", [run.metrics.get("cost", {}).get(k) for run in runs]) for k in cost_keys)
+    return f"<section id='summary'><h2>Summary</h2><table><tr><th>metric</th>{head}</tr>{rows}</table></section>"
+
+
+def _row(name: str, values: list[Any]) -> str:
+    return f"<tr><td>{_e(name)}</td>{''.join(f'<td>{_fmt(v)}</td>' for v in values)}</tr>"
+
+
+def _svg_plot(curves: list[tuple[str, np.ndarray, np.ndarray]], xlabel: str, ylabel: str, diagonal: bool) -> str:
+    size, pad = 300, 36
+    scale = size - 2 * pad
+
+    def point(x: float, y: float) -> str:
+        return f"{pad + x * scale:.1f},{size - pad - y * scale:.1f}"
+
+    body = [f"<rect x='{pad}' y='{pad}' width='{scale}' height='{scale}' fill='none' stroke='#999'/>"]
+    if diagonal:
+        body.append(f"<line x1='{pad}' y1='{size - pad}' x2='{size - pad}' y2='{pad}' stroke='#ccc'/>")
+    for i, (label, xs, ys) in enumerate(curves):
+        points = " ".join(point(x, y) for x, y in zip(xs, ys, strict=True))
+        color = COLORS[i % len(COLORS)]
+        body.append(f"<polyline class='curve' fill='none' stroke='{color}' stroke-width='2' points='{points}'/>")
+        body.append(f"<text x='{pad + 6}' y='{pad + 16 + 14 * i}' fill='{color}' font-size='12'>{_e(label)}</text>")
+    body.append(f"<text x='{size / 2}' y='{size - 8}' text-anchor='middle' font-size='12'>{xlabel}</text>")
+    body.append(f"<text x='12' y='{size / 2}' font-size='12' transform='rotate(-90 12 {size / 2})' "
+                f"text-anchor='middle'>{ylabel}</text>")  # fmt: skip
+    return f"<svg width='{size}' height='{size}' xmlns='http://www.w3.org/2000/svg'>{''.join(body)}</svg>"
+
+
+def _curves(runs: list[Run]) -> str:
+    roc, pr = [], []
+    for run in runs:
+        rows = run.scored()
+        truth = np.array([r[0] for r in rows])
+        if len(set(truth.tolist())) < 2:
+            continue
+        scores = np.array([r[1] for r in rows])
+        fpr, tpr, _ = roc_curve(truth, scores)
+        precision, recall, _ = precision_recall_curve(truth, scores)
+        roc.append((run.name, fpr, tpr))
+        pr.append((run.name, recall, precision))
+    if not roc:
+        return "<section id='curves'><h2>Curves</h2><p>Needs both normal and anomalous samples.</p></section>"
+    return (f"<section id='curves'><h2>ROC and precision-recall</h2><div class='row'>"
+            f"<figure id='roc'>{_svg_plot(roc, 'false positive rate', 'true positive rate', True)}</figure>"
+            f"<figure id='pr'>{_svg_plot(pr, 'recall', 'precision', False)}</figure></div></section>")  # fmt: skip
+
+
+def _confusions(runs: list[Run]) -> str:
+    tables = []
+    for run in runs:
+        counts = np.zeros((2, 2), dtype=int)
+        for truth, _, predicted in run.scored():
+            counts[truth, predicted] += 1
+        tables.append(
+            f"<table class='confusion'><caption>{_e(run.name)}</caption><tr><th></th><th>pred normal</th>"
+            f"<th>pred anomalous</th></tr><tr><th>normal</th><td>{counts[0, 0]}</td><td>{counts[0, 1]}</td></tr>"
+            f"<tr><th>anomalous</th><td>{counts[1, 0]}</td><td>{counts[1, 1]}</td></tr></table>"
+        )
+    return f"<section id='confusion'><h2>Confusion matrix</h2><div class='row'>{''.join(tables)}</div></section>"
+
+
+def _timelines(run: Run) -> str:
+    videos: dict[str, list[dict[str, Any]]] = {}
+    for record in run.records:
+        if "video" in record and "frame" in record and "pred_score" in record:
+            videos.setdefault(record["video"], []).append(record)
+    if not videos:
+        return ""
+    threshold = run.metrics.get("threshold")
+    svgs = [_timeline(name, sorted(rows, key=lambda r: r["frame"]), threshold)
+            for name, rows in sorted(videos.items())[:TIMELINE_LIMIT]]  # fmt: skip
+    more = f"<p>{len(videos) - TIMELINE_LIMIT} more videos not drawn.</p>" if len(videos) > TIMELINE_LIMIT else ""
+    return f"<section id='timelines'><h2>Score timelines</h2>{''.join(svgs)}{more}</section>"
+
+
+def _timeline(name: str, rows: list[dict[str, Any]], threshold: float | None) -> str:
+    width, height = 640, 90
+    scores = np.array([r["pred_score"] for r in rows], dtype=float)
+    top = max(float(scores.max()), threshold or 0.0, 1e-9)
+    step = width / max(len(rows) - 1, 1)
+    shades = "".join(f"<rect x='{i * step:.1f}' y='0' width='{max(step, 1):.1f}' height='{height}' fill='#fbd'/>"
+                     for i, r in enumerate(rows) if r["gt_label"] == 1)  # fmt: skip
+    points = " ".join(f"{i * step:.1f},{height - s / top * (height - 4):.1f}" for i, s in enumerate(scores))
+    line = ""
+    if threshold is not None:
+        y = height - threshold / top * (height - 4)
+        line = f"<line x1='0' x2='{width}' y1='{y:.1f}' y2='{y:.1f}' stroke='#888' stroke-dasharray='4'/>"
+    return (f"<div class='timeline'><div>{_e(name)} (pink: ground-truth anomaly; dashed: threshold)</div>"
+            f"<svg width='{width}' height='{height}' xmlns='http://www.w3.org/2000/svg'>{shades}{line}"
+            f"<polyline fill='none' stroke='#1f77b4' points='{points}'/></svg></div>")  # fmt: skip
+
+
+def _thumbnail(record: dict[str, Any]) -> str:
+    media = record.get("media")
+    if not media or not Path(media).is_file() or Path(media).suffix.lower() in (".mp4", ".avi", ".mkv", ".webm"):
+        return ""
+    try:
+        image = Image.open(media).convert("RGB")
+    except OSError:
+        return ""
+    image.thumbnail((224, 224))
+    draw = ImageDraw.Draw(image)
+    boxes = [(record.get("gt_box"), "#00c000"), (location_box(record.get("verdict") or {}), "#ff0000")]
+    for box, color in boxes:
+        if box:
+            w, h = image.size
+            draw.rectangle([box[0] * w, box[1] * h, box[2] * w, box[3] * h], outline=color, width=2)
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=80)
+    return f"<img alt='sample' src='data:image/jpeg;base64,{base64.b64encode(buffer.getvalue()).decode()}'/>"
+
+
+def _verdict_html(record: dict[str, Any]) -> str:
+    if record.get("status") == "error":
+        return f"<div class='verdict error'>error: {_e(record.get('error'))}</div>"
+    if "answer" in record:
+        return f"<div class='verdict'>answer {_e(record['answer'])} (truth {_e(record.get('gt_answer'))})</div>"
+    verdict = record.get("verdict") or record.get("recheck")
+    if verdict is None:
+        return (
+            f"<div class='verdict'>score {_fmt(record.get('pred_score'))}, label {_e(record.get('pred_label'))}</div>"
+        )
+    rationale = verdict.get("rationale") or {}
+    parts = [f"<div class='verdict {_e(verdict['verdict'])}'>{_e(verdict['verdict'])} "
+             f"(score {_fmt(verdict.get('score'))}, type {_e(verdict.get('anomaly_type'))}, "
+             f"severity {_e(verdict.get('severity'))})</div>"]  # fmt: skip
+    parts += [f"<div><b>{k}</b>: {_e(rationale[k])}</div>" for k in ("what", "why", "how") if rationale.get(k)]
+    if verdict.get("rules_matched"):
+        parts.append(f"<div class='rules'>rules: {_e(', '.join(verdict['rules_matched']))}</div>")
+    if verdict.get("raw"):
+        parts.append(f"<div class='raw'>unparsed: {_e(verdict['raw'][:300])}</div>")
+    return "".join(parts)
+
+
+def _card(record: dict[str, Any], judgements: list[dict[str, Any]]) -> str:
+    truth = record.get("gt_label")
+    gt = f"truth: {'anomalous' if truth == 1 else 'normal' if truth == 0 else '?'}"
+    if record.get("gt_type"):
+        gt += f" ({_e(record['gt_type'])})"
+    judged = "".join(
+        f"<div class='judge'>{_e(j['judge'])}: "
+        + ("unparsed" if j.get("unparsed") else ", ".join(f"{d} {s}/10" for d, s in j["scores"].items()))
+        + "</div>"
+        for j in judgements
+    )
+    return (f"<div class='card' data-sample='{_e(record['sample_id'])}'>{_thumbnail(record)}<div class='body'>"
+            f"<div class='id'>{_e(record['sample_id'])}</div><div class='gt'>{gt}</div>{_verdict_html(record)}"
+            f"{judged}</div></div>")  # fmt: skip
+
+
+def _interesting_first(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Errors, then wrong verdicts, then the rest: what a reader looks for first."""
+
+    def rank(record: dict[str, Any]) -> int:
+        if record.get("status") == "error":
+            return 0
+        verdict = record.get("verdict")
+        predicted = predicted_label(verdict) if verdict else record.get("pred_label")
+        return 1 if predicted != record.get("gt_label") else 2
+
+    return sorted(records, key=rank)
+
+
+def _cards(run: Run) -> str:
+    chosen = _interesting_first(run.records)[:CARD_LIMIT]
+    cards = "".join(_card(r, run.judgements.get(r["sample_id"], [])) for r in chosen)
+    note = f" (the first {CARD_LIMIT} of {len(run.records)}: errors and wrong verdicts first)" \
+        if len(run.records) > CARD_LIMIT else ""  # fmt: skip
+    return f"<section id='samples'><h2>Samples{note}</h2><div class='cards'>{cards}</div></section>"
+
+
+def _compare(runs: list[Run]) -> str:
+    first, second = ({r["sample_id"]: r for r in run.records} for run in runs)
+    shared = sorted(set(first) & set(second))
+    differing = [s for s in shared if _label_of(first[s]) != _label_of(second[s])][:CARD_LIMIT]
+    rows = "".join(f"<div class='pair'>{_card(first[s], runs[0].judgements.get(s, []))}"
+                   f"{_card(second[s], runs[1].judgements.get(s, []))}</div>" for s in differing)  # fmt: skip
+    return (f"<section id='compare'><h2>{_e(runs[0].name)} vs {_e(runs[1].name)}</h2><p>{len(shared)} shared "
+            f"samples; {len(differing)} shown where the two runs disagree.</p>{rows}</section>")  # fmt: skip
+
+
+def _label_of(record: dict[str, Any]):
+    if "verdict" in record:
+        return predicted_label(record["verdict"])
+    return record.get("answer", record.get("pred_label"))
+
+
+CSS = """
+body { font-family: system-ui, sans-serif; margin: 24px; color: #222; }
+table { border-collapse: collapse; margin: 8px 0; } td, th { border: 1px solid #ddd; padding: 4px 8px; }
+.row { display: flex; gap: 24px; flex-wrap: wrap; } figure { margin: 0; }
+.cards { display: flex; flex-wrap: wrap; gap: 12px; }
+.card { display: flex; gap: 8px; border: 1px solid #ccc; border-radius: 6px; padding: 8px; width: 520px; }
+.card img { width: 160px; height: auto; } .card .id { font-weight: bold; font-size: 13px; }
+.verdict.anomalous { color: #b00; } .verdict.normal { color: #060; } .verdict.error, .raw { color: #a50; }
+.pair { display: flex; gap: 12px; margin-bottom: 12px; } .timeline { margin: 8px 0; }
+"""
