@@ -111,6 +111,31 @@ def vllm_server(vllm_python, smollm2, tmp_path_factory):
     server.stop()
 
 
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's Chromium, installed by tests/chromium.sh when missing (as root)."""
+    if not shutil.which("chromium"):
+        result = subprocess.run(["bash", str(REPO / "tests" / "chromium.sh")], capture_output=True, text=True)
+        if result.returncode != 0:
+            pytest.skip(f"headless Chromium unavailable: {result.stderr.strip()[-300:]}")
+    return shutil.which("chromium")
+
+
+def open_in_chromium(chromium: str, page: Path, tmp_path: Path, screenshot: Path | None = None) -> str:
+    """The DOM of a local HTML file as headless Chromium renders it (and a screenshot when asked)."""
+    flags = [*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'chromium-profile'}"]
+    if screenshot:
+        subprocess.run([chromium, *flags, f"--screenshot={screenshot}", "--window-size=1200,1600", page.as_uri()],
+                       capture_output=True, timeout=120, check=True)  # fmt: skip
+    result = subprocess.run([chromium, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True,
+                            timeout=120, check=True)  # fmt: skip
+    return result.stdout
+
+
 def run_axr(*args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
     """The installed `axr` command as a user runs it."""
     result = subprocess.run(
