@@ -119,13 +119,14 @@ def _run_samples(config, output: Path, overrides: dict, limit, shard: str, retry
 )
 def validate(tasks: list[str] = typer.Argument(None, help="task names or YAML paths (default: every shipped task)")):
     """Load and check task files without a model: adapters, pipeline, metrics, rule books, judges."""
-    from eval.tasks import TaskError, all_tasks, load_task, validate_task
+    from eval.tasks import all_tasks, load_task, validate_task
+    from reasoning.schema import SchemaError
 
     failed = 0
     for name in tasks or all_tasks():
         try:
             errors, warnings = validate_task(load_task(name))
-        except TaskError as error:
+        except SchemaError as error:
             errors, warnings = [str(error)], []
         failed += bool(errors)
         err.print(f"{'[red]FAIL[/]' if errors else '[green]ok[/]  '} {name}", highlight=False)

@@ -164,7 +164,7 @@ def _timelines(run: Run) -> str:
             videos.setdefault(record["video"], []).append(record)
     if not videos:
         return ""
-    threshold = run.metrics.get("threshold")
+    threshold = run.metrics.get("threshold", run.metrics.get("frame_threshold"))
     svgs = [_timeline(name, sorted(rows, key=lambda r: r["frame"]), threshold)
             for name, rows in sorted(videos.items())[:TIMELINE_LIMIT]]  # fmt: skip
     more = f"<p>{len(videos) - TIMELINE_LIMIT} more videos not drawn.</p>" if len(videos) > TIMELINE_LIMIT else ""

@@ -88,18 +88,21 @@ class MediaLoader:
         raise MediaError(f"{sample.sample_id}: no image, video or series to show a model")
 
     def references(self, sample: Sample) -> list:
-        """The sample's own references (MMAD templates), else the first normal train images of its category."""
+        """The sample's own references (MMAD templates), else the first normal train samples of its category
+        (images, or the first frames of clips, or rendered series windows)."""
         if not self.count:
             return []
-        paths = sample.references[: self.count] or self._category_references(sample.meta.get("category"))
-        images = []
-        for path in paths:
-            if path not in self._cache:
-                self._cache[path] = load_image(path)
-            images.append(self._cache[path])
-        return images
+        if sample.references:
+            return [self._cached(path, lambda p=path: load_image(p)) for path in sample.references[: self.count]]
+        return [self._cached(ref.sample_id, lambda r=ref: self.query(r)[0])
+                for ref in self._category_references(sample.meta.get("category"))]  # fmt: skip
 
-    def _category_references(self, category: str | None) -> list[str]:
+    def _cached(self, key: str, make):
+        if key not in self._cache:
+            self._cache[key] = make()
+        return self._cache[key]
+
+    def _category_references(self, category: str | None) -> list[Sample]:
         if self._train is None:
             self._train = {}
             try:
@@ -107,9 +110,9 @@ class MediaLoader:
                                      **self.dataset.get("options", {}))  # fmt: skip
             except LayoutError:
                 train = []  # the dataset has no normal training split: no references
-            for sample in sorted(train, key=lambda s: s.sample_id):
-                if sample.gt_label == 0 and sample.image_path:
-                    self._train.setdefault(sample.meta.get("category"), []).append(sample.image_path)
+            for ref in sorted(train, key=lambda s: s.sample_id):
+                if ref.gt_label == 0:
+                    self._train.setdefault(ref.meta.get("category"), []).append(ref)
         return self._train.get(category, [])[: self.count]
 
 

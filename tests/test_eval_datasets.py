@@ -133,7 +133,8 @@ def test_cuva_annotations_with_release_spellings(tmp_path):
     (root / "videos").mkdir(parents=True)
     write_mp4(root / "videos" / "clip1.mp4", 12)
     annotations = [{"Video_name": "clip1", "Type": "Traffic accident", "Description": "a car hits a pole",
-                    "Cause": "the driver was speeding", "Result": "the car is wrecked", "Moment": ["1.5-3", "4-5"]}]  # fmt: skip
+                    "Cause": "the driver was speeding", "Result": "the car is wrecked",
+                    "Moment": ["1.5-3", "4-5"]}]  # fmt: skip
     (root / "annotations.json").write_text(json.dumps(annotations))
     (sample,) = load_samples("cuva", root)
     assert sample.gt_type == "Traffic accident" and sample.gt_span == [1.5, 3.0] and sample.gt_label == 1

@@ -1,0 +1,218 @@
+"""`axr eval run / validate / report` on image tasks with the tiny VLM through hf: resumable after SIGKILL,
+shardable, bad samples recorded, MMAD multiple choice, clips, rendered series, and the report in Chromium."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from PIL import Image
+
+from eval.runner import RunOptions, run_task, select_samples
+from eval.tasks import TASKS_DIR, all_tasks, load_task, validate_task
+from reasoning.schema import Sample
+from tests.conftest import REPO, open_in_chromium, run_axr, write_mp4
+
+ARTIFACTS = Path(os.environ.get("AXR_TEST_ARTIFACTS", REPO / "test-artifacts"))
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _task_file(tmp_path: Path, **overrides) -> Path:
+    """A task that includes the shipped textile task, with overrides (deep-merged by `include:`)."""
+    path = tmp_path / "task.yaml"
+    path.write_text(yaml.safe_dump({"include": str(TASKS_DIR / "textile.yaml"), **overrides}))
+    return path
+
+
+def _jsonl_task(tmp_path: Path, rows: list[dict], **pipeline) -> dict:
+    (tmp_path / "data").mkdir(exist_ok=True)
+    (tmp_path / "data" / "samples.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    task = load_task("jsonl")
+    task["dataset"]["data_dir"] = str(tmp_path / "data")
+    task["pipeline"].update({"backend": "hf", "model": "tiny-qwen2.5-vl", "max_tokens": 64, **pipeline})
+    return task
+
+
+def test_every_shipped_task_validates_and_validate_names_bad_fields(tmp_path):
+    for name in all_tasks():
+        errors, _ = validate_task(load_task(name))
+        assert errors == [], name
+    result = run_axr("eval", "validate")
+    assert "ok   textile" in result.stderr and "ok   ped2" in result.stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"include": str(TASKS_DIR / "textile.yaml"), "metrics": ["auroc", "vibes"],
+                                   "pipeline": {"backend": "magic", "references": {"count": -1}}}))  # fmt: skip
+    result = run_axr("eval", "validate", str(bad), check=False)
+    assert result.returncode == 1
+    assert "unknown vibes" in result.stderr and "'magic'" in result.stderr and "count -1" in result.stderr
+    bad.write_text("task: [unclosed")
+    result = run_axr("eval", "validate", str(bad), check=False)
+    assert result.returncode == 1 and "bad.yaml" in result.stderr
+
+
+def test_textile_run_and_report_open_in_chromium(tmp_path, tiny_vlm, chromium):
+    run = tmp_path / "run"
+    result = run_axr("eval", "run", "textile", "--limit", "24", "--output", str(run))
+    summary = json.loads(result.stdout)
+    assert summary["task"] == "textile" and summary["cost"]["model_calls"] >= 24
+    records = _lines(run / "predictions.jsonl")
+    assert len(records) == 24 and len({r["sample_id"] for r in records}) == 24
+    assert all(r["status"] == "ok" and r["verdict"]["verdict"] in ("normal", "anomalous", "unparsed") for r in records)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert {"auroc", "f1_max", "doubly_right", "type_accuracy", "per_category_auroc"} <= metrics.keys()
+    assert metrics["cost"]["tokens_in"] > 0 and metrics["samples"] == 24
+    run_axr("eval", "report", str(run))
+    ARTIFACTS.mkdir(exist_ok=True)
+    dom = open_in_chromium(chromium, run / "report.html", tmp_path, screenshot=ARTIFACTS / "eval-report.png")
+    assert 'id="summary"' in dom and "auroc" in dom
+    assert 'id="roc"' in dom and 'id="pr"' in dom and "polyline" in dom
+    assert 'class="confusion"' in dom
+    assert dom.count('class="card"') == 24 and dom.count("data:image/jpeg;base64") == 24
+    assert (ARTIFACTS / "eval-report.png").stat().st_size > 10_000
+
+
+def test_sigkill_mid_run_resumes_to_identical_metrics(tmp_path, tiny_vlm):
+    task = _task_file(tmp_path, pipeline={"batch": 4, "max_tokens": 48})
+    command = [sys.executable, "-m", "reasoning.cli", "eval", "run", str(task), "--limit", "120"]
+    env = {**os.environ, "COLUMNS": "200"}
+    killed = tmp_path / "killed"
+    process = subprocess.Popen([*command, "--output", str(killed)], cwd=REPO, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    predictions = killed / "predictions.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        if predictions.is_file() and len(predictions.read_text().splitlines()) >= 12:
+            break
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done_before = len(_lines(predictions))
+    assert 12 <= done_before < 120, "the run was not killed mid-way"
+    resumed = run_axr(*command[3:], "--output", str(killed))
+    assert f"resuming: {done_before} of 120" in resumed.stderr
+    records = _lines(predictions)
+    assert len(records) == 120 and len({r["sample_id"] for r in records}) == 120  # none lost, none duplicated
+    run_axr(*command[3:], "--output", str(tmp_path / "clean"))
+    metrics = [json.loads((folder / "metrics.json").read_text()) for folder in (killed, tmp_path / "clean")]
+    for m in metrics:
+        m["cost"].pop("seconds")
+    assert metrics[0] == metrics[1]
+
+
+@pytest.fixture()
+def images(tmp_path, textile_root):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    paths = sorted((textile_root / "nominal").glob("*.jpg"))[:3] + sorted((textile_root / "local").glob("*.jpg"))[:3]
+    for path in paths:
+        (folder / f"{path.parent.name}_{path.name}").write_bytes(path.read_bytes())
+    (folder / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+    return folder
+
+
+def test_bad_samples_are_recorded_the_run_goes_on_and_retry_fixes_them(tmp_path, images, hf_tiny):
+    rows = [{"sample_id": p.stem, "image_path": p.name, "gt_label": int("local" in p.name)}
+            for p in sorted(images.glob("*.jpg"))]  # fmt: skip
+    rows.append({"sample_id": "gone", "image_path": "gone.jpg", "gt_label": 0})
+    task = _jsonl_task(images.parent, rows)
+    metrics = run_task(task, tmp_path / "run", hf_tiny)
+    records = {r["sample_id"]: r for r in _lines(tmp_path / "run" / "predictions.jsonl")}
+    assert records["corrupt"]["status"] == "error" and "corrupt.jpg" in records["corrupt"]["error"]
+    assert records["gone"]["status"] == "error" and "gone.jpg" in records["gone"]["error"]
+    assert metrics["errors"] == 2 and sum(r["status"] == "ok" for r in records.values()) == 6
+    Image.new("RGB", (64, 64), "gray").save(images / "corrupt.jpg")  # the user fixes the file
+    started = []
+    run_task(task, tmp_path / "run", hf_tiny, RunOptions(retry_errors=True), on_start=lambda t, p: started.append(p))
+    assert started == [2]  # only the two failed samples are run again
+    records = {r["sample_id"]: r for r in _lines(tmp_path / "run" / "predictions.jsonl")}  # reopened: last wins
+    assert records["corrupt"]["status"] == "ok" and records["gone"]["status"] == "error"
+
+
+def test_shards_partition_the_samples_and_merge_without_model_calls(tmp_path, images, hf_tiny):
+    rows = [{"sample_id": p.stem, "image_path": p.name, "gt_label": int("local" in p.name)}
+            for p in sorted(images.glob("*_*.jpg"))]  # fmt: skip
+    task = _jsonl_task(images.parent, rows)
+    for index in range(3):
+        run_task(task, tmp_path / "run", hf_tiny, RunOptions(shard=(index, 3)))
+    shards = [_lines(p) for p in sorted((tmp_path / "run").glob("predictions.shard-*.jsonl"))]
+    ids = [r["sample_id"] for shard in shards for r in shard]
+    assert len(shards) == 3 and sorted(ids) == sorted(r["sample_id"] for r in rows)  # a partition
+    pending = []
+    metrics = run_task(task, tmp_path / "run", hf_tiny, on_start=lambda t, p: pending.append(p))
+    assert pending == [0] and metrics["samples"] == 6  # merged, nothing recomputed
+    samples = [Sample(sample_id=str(i), caption="x") for i in range(10)]
+    assert [s.sample_id for s in select_samples(samples, 4, (0, 1))] == [
+        s.sample_id for s in select_samples(list(reversed(samples)), 4, (0, 1))
+    ]  # the subset does not depend on the listing order
+
+
+def test_mmad_multiple_choice_per_question_type(tmp_path, textile_root, hf_tiny):
+    root = tmp_path / "mmad"
+    (root / "imgs").mkdir(parents=True)
+    nominal, local = (
+        sorted((textile_root / "nominal").glob("*.jpg"))[:2],
+        sorted((textile_root / "local").glob("*.jpg"))[:2],
+    )
+    for path in nominal + local:
+        (root / "imgs" / path.name).write_bytes(path.read_bytes())
+    questions = [{"Question": "Is there any defect?", "Answer": "A", "Options": {"A": "Yes.", "B": "No."},
+                  "type": "Anomaly Detection"},
+                 {"Question": "Where is the defect?", "Answer": "B", "Options": {"A": "Top", "B": "Bottom"},
+                  "type": "Defect Localization"}]  # fmt: skip
+    index = {f"imgs/{p.name}": {"image_path": f"imgs/{p.name}", "similar_templates": [f"imgs/{nominal[0].name}"],
+                                "conversation": questions} for p in local}  # fmt: skip
+    (root / "mmad.json").write_text(json.dumps(index))
+    task = load_task("mmad")
+    task["dataset"]["data_dir"] = str(root)
+    task["pipeline"].update(backend="hf", model="tiny-qwen2.5-vl")
+    metrics = run_task(task, tmp_path / "run", hf_tiny)
+    assert set(metrics["mmad_accuracy"]) == {"Anomaly Detection", "Defect Localization", "average"}
+    records = _lines(tmp_path / "run" / "predictions.jsonl")
+    assert len(records) == 4 and all(r["answer"] in ("A", "B", None) for r in records)
+    assert metrics["unanswered"] == sum(r["answer"] is None for r in records)
+
+
+def test_clips_and_series_go_to_the_vlm_as_images(tmp_path, hf_tiny):
+    root = tmp_path / "cuva"
+    (root / "videos").mkdir(parents=True)
+    for name in ("a", "b"):
+        write_mp4(root / "videos" / f"{name}.mp4", 30)
+    (root / "annotations.json").write_text(json.dumps([
+        {"video": "a", "type": "fall", "description": "a person falls", "cause": "ice", "result": "injury"},
+        {"video": "b", "type": "fire", "description": "smoke rises", "cause": "a spark", "result": "damage"},
+    ]))  # fmt: skip
+    task = load_task("cuva")
+    task["dataset"]["data_dir"] = str(root)
+    task["pipeline"].update(backend="hf", model="tiny-qwen2.5-vl", max_tokens=64, video={"fps": 5, "frames": 4})
+    metrics = run_task(task, tmp_path / "clips", hf_tiny)
+    records = _lines(tmp_path / "clips" / "predictions.jsonl")
+    assert metrics["errors"] == 0 and all(r["verdict"]["meta"]["tokens_in"] > 0 for r in records)
+    assert records[0]["gt_rationale"]["why"] in ("ice", "a spark")
+    csv_lines = ["timestamp,value,label"] + [f"{i},{(i % 7) / 7},{int(i > 90)}" for i in range(120)]
+    (tmp_path / "ts").mkdir()
+    (tmp_path / "ts" / "s.csv").write_text("\n".join(csv_lines))
+    task = load_task("timeseries")
+    task["dataset"].update(data_dir=str(tmp_path / "ts"), options={"window": 32, "stride": 16})
+    task["pipeline"].update(backend="hf", model="tiny-qwen2.5-vl", max_tokens=48)
+    metrics = run_task(task, tmp_path / "series", hf_tiny)
+    assert metrics["errors"] == 0 and metrics["samples"] == 3  # windows starting at 48, 64, 80 (after the first 36)
+    # one normal window of the same series is shown before each query: 2 images a request
+    assert all(r["verdict"]["meta"]["references"] == 1 for r in _lines(tmp_path / "series" / "predictions.jsonl"))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--shard", "3/2"], "--shard '3/2': need 0 <= i < n"),
+    (["--data-dir", "/nonexistent/mvtec"], "/nonexistent/mvtec: dataset folder does not exist"),
+])  # fmt: skip
+def test_run_bad_input_is_one_clear_line(args, message, tmp_path, tiny_vlm):
+    result = run_axr("eval", "run", "mvtec_ad", "--backend", "hf", "--model", "tiny-qwen2.5-vl", *args,
+                     "--output", str(tmp_path / "r"), check=False)  # fmt: skip
+    assert result.returncode == 2 and message in result.stderr
