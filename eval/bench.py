@@ -87,3 +87,43 @@ def bench_openai(backend: Backend, n: int, concurrency: int, sampling: Sampling)
     backend.concurrency = concurrency
     many = timed(backend, f"concurrency {concurrency}", [requests], sampling)
     return [one, many]
+
+
+def parse_setting(text: str) -> dict:
+    """'batch=8,backend=hf' -> {'batch': 8, 'backend': 'hf'} (values read as YAML scalars)."""
+    import yaml
+
+    setting = {}
+    for part in filter(None, text.split(",")):
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--setting {text!r}: expected key=value[,key=value]")
+        setting[key.strip()] = yaml.safe_load(value)
+    return setting
+
+
+def bench_task(task: dict, settings: list[dict], limit: int, workdir, make_engine) -> list[dict]:
+    """Run the same `limit` samples of a task under each pipeline setting (fresh run folders, model loading
+    not timed) and return one row per setting: throughput, cost and the headline metrics."""
+    from pathlib import Path
+
+    from eval.runner import RunOptions, run_task
+    from eval.tasks import deep_merge
+
+    rows = []
+    for number, setting in enumerate(settings):
+        config = deep_merge(task, {"pipeline": setting})
+        with make_engine(config["pipeline"]) as engine:
+            started = time.perf_counter()
+            metrics = run_task(config, Path(workdir) / f"setting-{number}", engine, RunOptions(limit=limit))
+            seconds = time.perf_counter() - started
+        cost = metrics["cost"]
+        rows.append({
+            "setting": ",".join(f"{k}={v}" for k, v in setting.items()) or "task defaults",
+            "samples": metrics["samples"], "seconds": round(seconds, 2),
+            "samples_per_s": metrics["samples"] / seconds, "model_calls": cost["model_calls"],
+            "tokens_in": cost["tokens_in"], "tokens_out": cost["tokens_out"],
+            "tokens_out_per_s": cost["tokens_out"] / seconds, "auroc": metrics.get("auroc"),
+            "unparsed_rate": metrics.get("unparsed_rate"), "errors": metrics["errors"],
+        })  # fmt: skip
+    return rows

@@ -288,3 +288,56 @@ def bench_backends(
         )
     if out:
         out.write_text(json.dumps([r.as_dict() for r in rows], indent=2))
+
+
+@bench_app.command(
+    "task",
+    epilog="Examples:\n\n"
+    "  axr eval bench task textile --setting batch=1 --setting batch=8 --limit 64\n\n"
+    "  axr eval bench task textile --setting backend=hf --setting "
+    "backend=openai,model=Qwen/Qwen2.5-VL-3B-Instruct,base_url=http://127.0.0.1:8000/v1",
+)
+def bench_task_command(
+    task: str = typer.Argument(..., help="a task name or YAML path"),
+    settings: list[str] = typer.Option(..., "--setting", help="pipeline overrides key=value[,key=value]; repeat"),
+    limit: int = typer.Option(32, help="samples per setting (the same fixed subset for each)"),
+    data_dir: Path = typer.Option(None, help="override dataset.data_dir"),
+    out: Path = typer.Option(None, help="also write the rows as JSON"),
+):
+    """Throughput and cost of one task under several settings, side by side, on the same samples."""
+    import tempfile
+
+    from eval.bench import bench_task, parse_setting
+    from eval.datasets import LayoutError
+    from eval.tasks import load_task
+    from reasoning.cli import fail, make_backend
+    from reasoning.schema import SchemaError
+
+    try:
+        config = load_task(task)
+        parsed = [parse_setting(s) for s in settings]
+    except (SchemaError, ValueError) as error:
+        fail(str(error))
+    if data_dir:
+        config["dataset"]["data_dir"] = str(data_dir.resolve())
+
+    def make_engine(pipeline):
+        return make_backend(pipeline["backend"], pipeline["model"], pipeline.get("base_url"),
+                            batch_size=pipeline.get("batch"), concurrency=pipeline.get("concurrency"))  # fmt: skip
+
+    with tempfile.TemporaryDirectory(prefix="axr-bench-") as workdir:
+        try:
+            rows = bench_task(config, parsed, limit, workdir, make_engine)
+        except (LayoutError, SchemaError, ValueError) as error:
+            fail(str(error))
+    columns = ("setting", "samples", "seconds", "samples_per_s", "model_calls", "tokens_in", "tokens_out",
+               "tokens_out_per_s", "auroc", "unparsed_rate", "errors")  # fmt: skip
+    table = Table(*columns, title=f"{config['task']}: {limit} samples per setting, model loading not timed")
+    for row in rows:
+        table.add_row(*(f"{row[c]:.2f}" if isinstance(row[c], float) else str(row[c]) for c in columns))
+    Console().print(table)
+    for row in rows[1:]:
+        Console().print(f"{row['setting']}: {row['samples_per_s'] / rows[0]['samples_per_s']:.1f}x the samples/s "
+                        f"of {rows[0]['setting']}")  # fmt: skip
+    if out:
+        out.write_text(json.dumps(rows, indent=2))

@@ -33,3 +33,18 @@ def test_bench_backends_command(vllm_server, tmp_path):
     ]  # fmt: skip
     assert all(r["requests"] == 8 and r["seconds"] > 0 for r in rows)
     assert "batch 4 is" in result.stdout and "concurrency 4 is" in result.stdout
+
+
+def test_bench_task_compares_settings_on_the_same_samples(tmp_path, tiny_vlm):
+    out = tmp_path / "rows.json"
+    result = run_axr("eval", "bench", "task", "textile", "--setting", "batch=1", "--setting", "batch=4",
+                     "--setting", "batch=4,max_tokens=8", "--limit", "8", "--out", str(out))  # fmt: skip
+    rows = json.loads(out.read_text())
+    assert [r["setting"] for r in rows] == ["batch=1", "batch=4", "batch=4,max_tokens=8"]
+    assert all(r["samples"] == 8 and r["samples_per_s"] > 0 for r in rows)
+    assert rows[0]["tokens_in"] == rows[1]["tokens_in"]  # the same samples and prompts in each setting
+    # 8 tokens cannot hold a verdict: every answer fails, takes its one repair turn, and is recorded unparsed
+    assert rows[2]["unparsed_rate"] == 1.0 and rows[2]["model_calls"] == 16 and rows[0]["model_calls"] == 8
+    assert "the samples/s of batch=1" in result.stdout
+    bad = run_axr("eval", "bench", "task", "textile", "--setting", "batch", check=False)
+    assert bad.returncode == 2 and "expected key=value" in bad.stderr
