@@ -207,7 +207,7 @@ def _ask_verdicts(ready, backend: Backend, book, task) -> dict[str, dict[str, An
     verdicts = direct(backend, items, book, domain=pipeline.get("domain", "object"), sampling=sampling)
     out = {}
     for (sample, _, _), verdict in zip(ready, verdicts, strict=True):
-        error = verdict.meta.get("error")
+        error = verdict.meta.get("request_error")
         meta = verdict.meta
         record = {
             **_base(sample),

@@ -146,7 +146,7 @@ def direct(
                 "tokens_in": completion.tokens_in, "tokens_out": completion.tokens_out,
                 "references": len(item.references), "repaired": completion.repaired}  # fmt: skip
         if completion.error:
-            meta["error"] = completion.error
+            meta["request_error"] = completion.error
         verdicts.append(to_verdict(item.sample_id, completion, known, meta))
     return verdicts
 

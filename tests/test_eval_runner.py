@@ -216,3 +216,16 @@ def test_run_bad_input_is_one_clear_line(args, message, tmp_path, tiny_vlm):
     result = run_axr("eval", "run", "mvtec_ad", "--backend", "hf", "--model", "tiny-qwen2.5-vl", *args,
                      "--output", str(tmp_path / "r"), check=False)  # fmt: skip
     assert result.returncode == 2 and message in result.stderr
+
+
+def test_a_server_that_is_down_is_recorded_per_sample_and_the_run_finishes(tmp_path, images):
+    from reasoning.backends.openai_server import OpenAIBackend
+    from reasoning.vllm_server import free_port
+
+    rows = [{"sample_id": p.stem, "image_path": p.name, "gt_label": 0} for p in sorted(images.glob("*_*.jpg"))[:3]]
+    task = _jsonl_task(images.parent, rows, backend="openai", model="m")
+    backend = OpenAIBackend("m", f"http://127.0.0.1:{free_port()}/v1", timeout_s=2, max_retries=1, backoff_s=0.01)
+    metrics = run_task(task, tmp_path / "run", backend)
+    records = _lines(tmp_path / "run" / "predictions.jsonl")
+    assert metrics["errors"] == 3 and all(r["status"] == "error" and "127.0.0.1" in r["error"] for r in records)
+    assert metrics["cost"]["tokens_out"] == 0
