@@ -77,6 +77,12 @@ def test_textile_run_and_report_open_in_chromium(tmp_path, tiny_vlm, chromium):
     assert 'class="confusion"' in dom
     assert dom.count('class="card"') == 24 and dom.count("data:image/jpeg;base64") == 24
     assert (ARTIFACTS / "eval-report.png").stat().st_size > 10_000
+    other = _task_file(tmp_path, pipeline={"references": {"count": 0}})  # the same samples without a reference
+    run_axr("eval", "run", str(other), "--limit", "24", "--output", str(tmp_path / "other"))
+    run_axr("eval", "report", str(run), "--compare", str(tmp_path / "other"), "--out", str(tmp_path / "cmp.html"))
+    dom = open_in_chromium(chromium, tmp_path / "cmp.html", tmp_path)
+    assert 'id="compare"' in dom and "24 shared samples" in dom and "<th>other</th>" in dom
+    assert dom.count('class="curve"') == 4  # both runs on the ROC and on the PR plot
 
 
 def test_sigkill_mid_run_resumes_to_identical_metrics(tmp_path, tiny_vlm):
