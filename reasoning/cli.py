@@ -17,6 +17,7 @@ from eval.cli import app as eval_app
 from reasoning.backends import BACKENDS, BackendError, Sampling, load_backend
 from reasoning.media import MediaError
 from reasoning.schema import SchemaError
+from training.cli import app as train_app
 
 app = typer.Typer(
     help="AXR: vision-language models that say whether something is anomalous, and why.",
@@ -24,6 +25,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(eval_app, name="eval")
+app.add_typer(train_app, name="train")
 err = Console(stderr=True)
 
 BACKEND_HELP = f"one of: {', '.join(BACKENDS)}"

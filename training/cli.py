@@ -1,0 +1,191 @@
+"""`axr train ...`: datasets, synthetic anomalies, SFT, GRPO, merged export. Heavy imports stay inside commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(help="Fine-tune compact reasoners: data, synthetic anomalies, SFT, GRPO, export.",
+                  no_args_is_help=True)  # fmt: skip
+err = Console(stderr=True)
+
+
+@app.command(
+    "data",
+    epilog="Examples:\n\n"
+    "  axr train data textile --kind sft --out data/textile-sft --limit 200\n\n"
+    "  axr train data mvtec_ad --data-dir ~/data/mvtec --split train --kind grpo --out data/mvtec-grpo\n\n"
+    "  axr train data jsonl --data-dir synth/ --split train --kind sft --think --out data/synth-sft\n\n"
+    "  axr train data textile --kind sft --rationale teacher --backend openai --model Qwen/Qwen2.5-VL-7B-Instruct "
+    "--base-url http://127.0.0.1:8000/v1 --out data/textile-teacher",
+)
+def data(
+    task: str = typer.Argument(..., help="an eval task name or YAML path (its adapter, split and prompt settings)"),
+    out: Path = typer.Option(..., help="the dataset folder to write (datasets.save_to_disk, plus README.md)"),
+    kind: str = typer.Option("sft", help="sft (prompt + Verdict completion) or grpo (prompt + ground-truth columns)"),
+    split: str = typer.Option(None, help="the dataset split to read (default: the task's)"),
+    data_dir: Path = typer.Option(None, help="override dataset.data_dir"),
+    rationale: str = typer.Option("gt", help="gt | template | teacher: where SFT rationales come from"),
+    think: bool = typer.Option(False, help="SFT completions as <think>...</think><answer>{json}</answer>"),
+    references: int = typer.Option(None, help="normal reference images per prompt (default: the task's)"),
+    limit: int = typer.Option(None, help="at most this many samples (a fixed, mixed subset)"),
+    backend: str = typer.Option("openai", help="teacher backend"),
+    model: str = typer.Option(None, help="teacher model"),
+    base_url: str = typer.Option(None, help="teacher server URL"),
+):
+    """Build an SFT or GRPO dataset from an eval task's samples, with a data card."""
+    from eval.datasets import LayoutError
+    from eval.tasks import load_task
+    from reasoning.cli import fail, make_backend
+    from reasoning.schema import SchemaError
+    from training.data import build_rows, save_dataset
+
+    try:
+        config = load_task(task)
+    except SchemaError as error:
+        fail(str(error))
+    if data_dir:
+        config["dataset"]["data_dir"] = str(data_dir.resolve())
+    if split:
+        config["dataset"]["split"] = split
+    if references is not None:
+        config["pipeline"]["references"] = {"count": references}
+    teacher = None
+    if rationale == "teacher":
+        if not model:
+            fail("--rationale teacher needs --model (and --base-url for the openai backend)")
+        teacher = make_backend(backend, model, base_url)
+    try:
+        rows, stats = build_rows(config, kind, rationale, think, teacher, limit)
+        card = {"source task": config["task"], "adapter": config["dataset"]["adapter"],
+                "split": config["dataset"].get("split", "test"), "kind": kind, "rationale": rationale,
+                "think": think, "references per prompt": config["pipeline"].get("references", {}).get("count", 0),
+                "rows": len(rows), **stats}  # fmt: skip
+        save_dataset(rows, out, card)
+    except (LayoutError, SchemaError, ValueError) as error:
+        fail(str(error))
+    err.print(f"wrote {len(rows)} {kind} rows to {out} ({json.dumps(stats)})", highlight=False)
+
+
+@app.command(
+    "synth",
+    epilog="Examples:\n\n  axr train synth good_parts/ --out synth/ --per-image 2 --subject 'metal bracket'\n\n"
+    "  then: axr eval run jsonl --data-dir synth/ ...   or   axr train data jsonl --data-dir synth/ --split train",
+)
+def synth(
+    normal_dir: Path = typer.Argument(..., help="a folder of normal images"),
+    out: Path = typer.Option(..., help="output folder: samples.jsonl, images/, masks/"),
+    per_image: int = typer.Option(1, help="defective copies per normal image"),
+    seed: int = typer.Option(0, help="the same seed gives the same defects"),
+    kinds: str = typer.Option("cut_paste,scratch,stain,noise_blob", help="defect kinds, in turn"),
+    subject: str = typer.Option("surface", help="what the images show (used in the rationale texts)"),
+    train_share: float = typer.Option(0.5, help="share of the images (by name) marked split=train"),
+):
+    """Synthetic anomalies (masks, boxes, what/why/how) on normal images, in the generic JSONL layout."""
+    from reasoning.cli import fail
+    from reasoning.media import MediaError
+    from training.synth import KINDS, synthesize_set
+
+    chosen = tuple(k.strip() for k in kinds.split(",") if k.strip())
+    unknown = [k for k in chosen if k not in KINDS]
+    if unknown or not chosen:
+        fail(f"unknown defect kind(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(KINDS)}")
+    try:
+        path = synthesize_set(normal_dir, out, per_image, seed, chosen, subject, train_share)
+    except (MediaError, ValueError) as error:
+        fail(str(error))
+    err.print(f"wrote {path}", highlight=False)
+
+
+def _train(kind: str, config: str, resume: bool, overrides: dict) -> None:
+    from reasoning.cli import fail
+    from reasoning.schema import SchemaError
+    from training.recipe import load_recipe
+    from training.trainers import run_grpo, run_sft
+
+    try:
+        recipe = load_recipe(config, **overrides)
+        if recipe.kind != kind:
+            fail(f"{recipe.path}: a {recipe.kind} recipe; run it with `axr train {recipe.kind}`")
+        summary = (run_sft if kind == "sft" else run_grpo)(recipe, resume=resume)
+    except SchemaError as error:
+        fail(str(error))
+    print_curve(summary["log_history"], kind)
+    err.print(
+        f"saved to {recipe.output_dir}" + (f"; merged model: {summary['merged']}" if "merged" in summary else "")
+    )
+
+
+def print_curve(history: list[dict], kind: str) -> None:
+    """The loss (SFT) or the mean reward per function (GRPO) at every logged step."""
+    rows = [h for h in history if "loss" in h and "train_runtime" not in h]
+    keys = ["loss"] if kind == "sft" else ["reward"] + sorted({k for h in rows for k in h if k.endswith("/mean")
+                                                                and k.startswith("rewards/")})  # fmt: skip
+    table = Table("step", *(k.removeprefix("rewards/").removesuffix("/mean") for k in keys), title=f"{kind} curve")
+    for h in rows:
+        table.add_row(str(h.get("step")), *(f"{h[k]:.4f}" if isinstance(h.get(k), float) else "-" for k in keys))
+    Console().print(table)
+
+
+RESUME_HELP = "continue from the latest checkpoint in output_dir"
+
+
+SFT_EPILOG = (
+    "Examples:\n\n  axr train sft --config qwen2.5-vl-3b-sft-lora --dataset data/textile-sft\n\n"
+    "  accelerate launch --config_file training/accelerate/ddp.yaml -m training.sft --config my_recipe.yaml"
+)
+GRPO_EPILOG = (
+    "Examples:\n\n  axr train grpo --config qwen2.5-vl-3b-grpo-lora --dataset data/mvtec-grpo\n\n"
+    "  accelerate launch --config_file training/accelerate/zero2.yaml -m training.grpo --config my_recipe.yaml"
+)
+EXPORT_EPILOG = (
+    "Examples:\n\n  axr train export runs/grpo-lora --out models/axr-3b\n\n"
+    "  then: axr eval run textile --backend hf --model models/axr-3b   or   vllm serve models/axr-3b"
+)
+
+
+@app.command("sft", epilog=SFT_EPILOG)
+def sft(
+    config: str = typer.Option(..., help="a recipe name from training/recipes or a YAML path"),
+    dataset: str = typer.Option(None, help="override the recipe's dataset"),
+    output_dir: str = typer.Option(None, help="override the recipe's output_dir"),
+    model: str = typer.Option(None, help="override the recipe's model"),
+    resume: bool = typer.Option(False, help=RESUME_HELP),
+):
+    """Supervised fine-tuning with TRL's SFTTrainer (completion-only loss, LoRA or full)."""
+    _train("sft", config, resume, {"dataset": dataset, "output_dir": output_dir, "model": model})
+
+
+@app.command("grpo", epilog=GRPO_EPILOG)
+def grpo(
+    config: str = typer.Option(..., help="a recipe name from training/recipes or a YAML path"),
+    dataset: str = typer.Option(None, help="override the recipe's dataset"),
+    output_dir: str = typer.Option(None, help="override the recipe's output_dir"),
+    model: str = typer.Option(None, help="override the recipe's model (e.g. your SFT output)"),
+    resume: bool = typer.Option(False, help=RESUME_HELP),
+):
+    """GRPO with TRL's GRPOTrainer and AXR's rewards (vLLM generation when the recipe asks and it is installed)."""
+    _train("grpo", config, resume, {"dataset": dataset, "output_dir": output_dir, "model": model})
+
+
+@app.command("export", epilog=EXPORT_EPILOG)
+def export(
+    trained: Path = typer.Argument(..., help="a training output folder (LoRA adapter or full model)"),
+    out: Path = typer.Option(..., help="the folder for the merged model"),
+    base_model: str = typer.Option(None, help="the base model of a LoRA adapter (default: as recorded)"),
+):
+    """Merge a LoRA adapter into its base: a plain model folder for the `hf` backend and `vllm serve`."""
+    from reasoning.cli import fail
+    from training.trainers import export_merged
+
+    if not trained.is_dir():
+        fail(f"{trained}: not a folder")
+    try:
+        export_merged(trained, out, base_model)
+    except (OSError, ValueError) as error:
+        fail(f"{trained}: {str(error).splitlines()[0]}")
+    err.print(f"wrote {out}", highlight=False)

@@ -1,0 +1,151 @@
+"""SFT and GRPO with TRL's own trainers: model and processor loading, LoRA or full, a frozen vision tower,
+dataset checks before training, checkpoints and resume, and a merged export that `hf` and `vllm serve` load.
+
+Entry points: `axr train sft|grpo --config RECIPE`, or for several GPUs
+`accelerate launch --config_file training/accelerate/zero2.yaml -m training.grpo --config RECIPE`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from reasoning.schema import SchemaError
+from training.recipe import Recipe, trl_config
+
+SFT_DEFAULTS: dict[str, Any] = {"learning_rate": 2e-4, "num_train_epochs": 1, "per_device_train_batch_size": 2,
+                                "logging_steps": 1, "save_strategy": "epoch", "report_to": "none",
+                                "max_length": None}  # fmt: skip
+GRPO_DEFAULTS: dict[str, Any] = {"learning_rate": 1e-5, "num_generations": 4, "per_device_train_batch_size": 4,
+                                 "max_completion_length": 256, "logging_steps": 1, "save_strategy": "epoch",
+                                 "report_to": "none", "beta": 0.0}  # fmt: skip
+
+
+def load_dataset_checked(recipe: Recipe):
+    """The recipe's dataset, with every row's images present and, for GRPO, every column its rewards read."""
+    from datasets import load_from_disk
+
+    from training.rewards import RewardError, get_rewards
+
+    path = Path(recipe.dataset)
+    if not (path / "dataset_info.json").is_file():
+        raise SchemaError(f"{recipe.path}: dataset {path} is not a dataset folder (build one with `axr train data`)")
+    dataset = load_from_disk(str(path))
+    needed = {"prompt", "images"} | ({"completion"} if recipe.kind == "sft" else set())
+    missing = needed - set(dataset.column_names)
+    if missing:
+        raise SchemaError(f"{recipe.path}: dataset {path} lacks column(s) {', '.join(sorted(missing))}")
+    for index, (prompt, images) in enumerate(zip(dataset["prompt"], dataset["images"], strict=True)):
+        slots = sum(part["type"] == "image" for message in prompt for part in message["content"])
+        if slots != len(images or []) or any(image is None for image in images or []):
+            raise SchemaError(f"{recipe.path}: dataset row {index} has {len(images or [])} image(s) for {slots} "
+                              "image slot(s) in its prompt (an image is missing)")  # fmt: skip
+    if recipe.kind == "grpo":
+        try:
+            get_rewards(recipe.rewards, dataset.column_names)
+        except RewardError as error:
+            raise SchemaError(f"{recipe.path}: {error}") from None
+    return dataset
+
+
+def load_model(recipe: Recipe):
+    """(model, processor) on the recipe's terms: dtype by device, vision tower frozen if asked, LoRA if asked."""
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from reasoning.local_models import resolve_model
+
+    name = resolve_model(recipe.model)
+    dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    kwargs = {"trust_remote_code": recipe.trust_remote_code}
+    processor = AutoProcessor.from_pretrained(name, **kwargs)
+    model = AutoModelForImageTextToText.from_pretrained(name, dtype=dtype, **kwargs)
+    if recipe.freeze_vision:
+        for param in vision_parameters(model):
+            param.requires_grad_(False)
+    if recipe.lora is not None:
+        from peft import LoraConfig, get_peft_model
+
+        lora = recipe.lora
+        config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                            target_modules=lora.target_modules, task_type="CAUSAL_LM",
+                            exclude_modules=r".*visual.*" if recipe.freeze_vision else None)  # fmt: skip
+        model = get_peft_model(model, config)
+    return model, processor
+
+
+def vision_parameters(model) -> list:
+    """The parameters of the vision tower (Qwen-VL's `visual`, other VLMs' `vision_tower` / `vision_model`)."""
+    return [p for name, p in model.named_parameters() if any(k in name for k in ("visual", "vision_tower",
+                                                                                 "vision_model"))]  # fmt: skip
+
+
+def run_sft(recipe: Recipe, resume: bool = False) -> dict[str, Any]:
+    from trl import SFTConfig, SFTTrainer
+
+    dataset = load_dataset_checked(recipe)
+    config = trl_config(recipe, SFTConfig, **SFT_DEFAULTS)
+    model, processor = load_model(recipe)
+    trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=processor)
+    result = trainer.train(resume_from_checkpoint=_checkpoint(recipe) if resume else None)
+    return _finish(recipe, trainer, processor, result)
+
+
+def run_grpo(recipe: Recipe, resume: bool = False, callbacks: list | None = None) -> dict[str, Any]:
+    from trl import GRPOConfig, GRPOTrainer
+
+    from training.rewards import get_rewards
+
+    dataset = load_dataset_checked(recipe)
+    defaults = dict(GRPO_DEFAULTS)
+    if recipe.reward_weights:
+        defaults["reward_weights"] = recipe.reward_weights
+    config = trl_config(recipe, GRPOConfig, **defaults)
+    model, processor = load_model(recipe)
+    trainer = GRPOTrainer(model=model, reward_funcs=get_rewards(recipe.rewards), args=config,
+                          train_dataset=dataset, processing_class=processor, callbacks=callbacks)  # fmt: skip
+    result = trainer.train(resume_from_checkpoint=_checkpoint(recipe) if resume else None)
+    return _finish(recipe, trainer, processor, result)
+
+
+def _checkpoint(recipe: Recipe) -> str | bool:
+    """The latest checkpoint in the output folder, or False to start afresh when there is none."""
+    checkpoints = sorted(Path(recipe.output_dir).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+    return str(checkpoints[-1]) if checkpoints else False
+
+
+def _finish(recipe: Recipe, trainer, processor, result) -> dict[str, Any]:
+    out = Path(recipe.output_dir)
+    trainer.save_model(str(out))
+    processor.save_pretrained(str(out))
+    summary = {"kind": recipe.kind, "global_step": result.global_step, "training_loss": result.training_loss,
+               "log_history": trainer.state.log_history, "lora": recipe.lora is not None}  # fmt: skip
+    if recipe.merge_on_finish and recipe.lora is not None:
+        summary["merged"] = str(export_merged(out, out / "merged", recipe.model))
+    (out / "axr_training.json").write_text(json.dumps(summary, indent=2, default=str))
+    return summary
+
+
+def export_merged(adapter_dir: Path, out: Path, base_model: str | None = None) -> Path:
+    """Fold a LoRA adapter into its base model and save model + processor: a plain folder that the `hf`
+    backend and `vllm serve` load with no peft at all. A full fine-tune is copied as it is."""
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from reasoning.local_models import resolve_model
+
+    adapter_dir = Path(adapter_dir)
+    processor = AutoProcessor.from_pretrained(str(adapter_dir))
+    config_file = adapter_dir / "adapter_config.json"
+    if config_file.is_file():
+        from peft import PeftModel
+
+        base = base_model or json.loads(config_file.read_text())["base_model_name_or_path"]
+        model = AutoModelForImageTextToText.from_pretrained(resolve_model(base), dtype=torch.float32)
+        model = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+    else:
+        model = AutoModelForImageTextToText.from_pretrained(str(adapter_dir), dtype=torch.float32)
+    model.save_pretrained(str(out))
+    processor.save_pretrained(str(out))
+    return out
