@@ -341,3 +341,43 @@ def bench_task_command(
                         f"of {rows[0]['setting']}")  # fmt: skip
     if out:
         out.write_text(json.dumps(rows, indent=2))
+
+
+@bench_app.command(
+    "grpo",
+    epilog="Examples:\n\n  axr eval bench grpo                      (tiny model, CPU, about a minute)\n\n"
+    "  axr eval bench grpo --model path/to/qwen2.5-vl-3b --grpo-steps 20   (on a GPU machine)",
+)
+def bench_grpo_command(
+    model: str = typer.Option("tiny-qwen2.5-vl", help="the base model (an offline alias or a local folder)"),
+    sft_steps: int = typer.Option(200, help="SFT warm-up steps (teaches the Verdict format)"),
+    grpo_steps: int = typer.Option(30, help="GRPO steps"),
+    generations: int = typer.Option(8, help="completions per prompt"),
+    out: Path = typer.Option(None, help="also write the result as JSON"),
+):
+    """SFT then GRPO on the textile images: the reward curve, completions/s and peak memory."""
+    import tempfile
+
+    import numpy as np
+
+    from training.bench import bench_grpo
+
+    with tempfile.TemporaryDirectory(prefix="axr-bench-grpo-") as workdir:
+        result = bench_grpo(Path(workdir), model, sft_steps, grpo_steps, generations)
+    curve = result["grpo"]["curve"]
+    table = Table("step", "reward", "format", "verdict", "completion tokens", title="GRPO reward curve")
+    for row in curve:
+        table.add_row(str(row["step"]), f"{row['reward']:.3f}", f"{row['format']:.3f}", f"{row['verdict']:.3f}",
+                      f"{row['completion_length'] or 0:.0f}")  # fmt: skip
+    Console().print(table)
+    head, tail = curve[:5], curve[-10:]
+    sft = result["sft"]
+    Console().print(
+        f"{result['model']}: SFT {sft['steps']} steps, loss {sft['first_loss']:.3f} -> {sft['last_loss']:.3f} "
+        f"({sft['seconds']} s); GRPO {result['grpo']['steps']} steps x {generations} completions, "
+        f"{result['grpo']['completions_per_s']:.1f} completions/s; verdict reward, mean of the first 5 steps "
+        f"{np.mean([r['verdict'] for r in head]):.3f} -> last 10 {np.mean([r['verdict'] for r in tail]):.3f}; "
+        f"peak memory {result['peak_memory_gb']} GB"
+    )
+    if out:
+        out.write_text(json.dumps(result, indent=2))

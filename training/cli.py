@@ -125,7 +125,8 @@ def print_curve(history: list[dict], kind: str) -> None:
     rows = [h for h in history if "loss" in h and "train_runtime" not in h]
     keys = ["loss"] if kind == "sft" else ["reward"] + sorted({k for h in rows for k in h if k.endswith("/mean")
                                                                 and k.startswith("rewards/")})  # fmt: skip
-    table = Table("step", *(k.removeprefix("rewards/").removesuffix("/mean") for k in keys), title=f"{kind} curve")
+    names = (k.removeprefix("rewards/").removesuffix("/mean").removesuffix("_reward") for k in keys)
+    table = Table("step", *names, title=f"{kind} curve")
     for h in rows:
         table.add_row(str(h.get("step")), *(f"{h[k]:.4f}" if isinstance(h.get(k), float) else "-" for k in keys))
     Console().print(table)

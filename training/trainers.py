@@ -7,7 +7,9 @@ Entry points: `axr train sft|grpo --config RECIPE`, or for several GPUs
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +104,10 @@ def run_grpo(recipe: Recipe, resume: bool = False, callbacks: list | None = None
     if recipe.reward_weights:
         defaults["reward_weights"] = recipe.reward_weights
     config = trl_config(recipe, GRPOConfig, **defaults)
+    if config.use_vllm and importlib.util.find_spec("vllm") is None:
+        warnings.warn("the recipe asks for vLLM generation but vLLM is not installed: generating with "
+                      "transformers instead (pip install 'axr[vllm]' on the GPU machines)", stacklevel=1)  # fmt: skip
+        config.use_vllm = False
     model, processor = load_model(recipe)
     trainer = GRPOTrainer(model=model, reward_funcs=get_rewards(recipe.rewards), args=config,
                           train_dataset=dataset, processing_class=processor, callbacks=callbacks)  # fmt: skip
