@@ -86,8 +86,8 @@ def vision_parameters(model) -> list:
 def run_sft(recipe: Recipe, resume: bool = False) -> dict[str, Any]:
     from trl import SFTConfig, SFTTrainer
 
-    dataset = load_dataset_checked(recipe)
     config = trl_config(recipe, SFTConfig, **SFT_DEFAULTS)
+    dataset = load_dataset_checked(recipe)
     model, processor = load_model(recipe)
     trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=processor)
     result = trainer.train(resume_from_checkpoint=_checkpoint(recipe) if resume else None)
@@ -99,7 +99,6 @@ def run_grpo(recipe: Recipe, resume: bool = False, callbacks: list | None = None
 
     from training.rewards import get_rewards
 
-    dataset = load_dataset_checked(recipe)
     defaults = dict(GRPO_DEFAULTS)
     if recipe.reward_weights:
         defaults["reward_weights"] = recipe.reward_weights
@@ -108,6 +107,7 @@ def run_grpo(recipe: Recipe, resume: bool = False, callbacks: list | None = None
         warnings.warn("the recipe asks for vLLM generation but vLLM is not installed: generating with "
                       "transformers instead (pip install 'axr[vllm]' on the GPU machines)", stacklevel=1)  # fmt: skip
         config.use_vllm = False
+    dataset = load_dataset_checked(recipe)
     model, processor = load_model(recipe)
     trainer = GRPOTrainer(model=model, reward_funcs=get_rewards(recipe.rewards), args=config,
                           train_dataset=dataset, processing_class=processor, callbacks=callbacks)  # fmt: skip
