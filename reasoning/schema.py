@@ -300,6 +300,18 @@ def read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
     return data
 
 
+def named_yaml(name_or_path: str, folder: Path, what: str, error_cls: type[Exception] = SchemaError) -> Path:
+    """A YAML path as given, or the shipped `<folder>/<name>.yaml`; an unknown name lists the shipped ones."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml"):
+        return path
+    candidate = folder / f"{name_or_path}.yaml"
+    if not candidate.is_file():
+        known = ", ".join(sorted(p.stem for p in folder.glob("*.yaml") if not p.stem.startswith("_")))
+        raise error_cls(f"unknown {what} {name_or_path!r}; known: {known}")
+    return candidate
+
+
 def json_schema(model: type[BaseModel]) -> dict[str, Any]:
     """The JSON schema given to structured-output engines and shown in prompts."""
     return model.model_json_schema()

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
-from reasoning.schema import SchemaError, describe_validation_error, read_yaml_mapping
+from reasoning.schema import SchemaError, describe_validation_error, named_yaml, read_yaml_mapping
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
 
@@ -45,19 +45,8 @@ class Recipe(BaseModel):
         return self._path
 
 
-def recipe_path(name_or_path: str) -> Path:
-    path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml"):
-        return path
-    candidate = RECIPES_DIR / f"{name_or_path}.yaml"
-    if not candidate.is_file():
-        known = ", ".join(sorted(p.stem for p in RECIPES_DIR.glob("*.yaml")))
-        raise SchemaError(f"unknown recipe {name_or_path!r}; shipped recipes: {known}")
-    return candidate
-
-
 def load_recipe(name_or_path: str, **overrides: Any) -> Recipe:
-    path = recipe_path(name_or_path)
+    path = named_yaml(name_or_path, RECIPES_DIR, "recipe")
     data = read_yaml_mapping(path, "recipe")
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:

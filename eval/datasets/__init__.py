@@ -7,6 +7,7 @@ induction, references and training; `test` is held out for evaluation.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +22,13 @@ def require(path: Path, what: str) -> Path:
     if not path.exists():
         raise LayoutError(f"{path}: missing {what}")
     return path
+
+
+def read_json(path: Path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise LayoutError(f"{path}: not valid JSON ({error})") from None
 
 
 def _adapters() -> dict[str, Callable[..., list[Sample]]]:

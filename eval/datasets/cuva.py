@@ -8,11 +8,10 @@ Every CUVA video holds an anomaly (label 1); all of it is test data.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
-from eval.datasets import LayoutError, require
+from eval.datasets import LayoutError, read_json, require
 from reasoning.schema import GroundTruthRationale, Sample
 
 FIELDS = {
@@ -66,10 +65,7 @@ def load(root: Path, split: str = "test", annotations: str = "annotations.json")
         raise LayoutError("CUVA/ECVA annotations are evaluation data: only the test split exists")
     path = require(root / annotations, "annotation file (annotations.json)")
     videos = require(root / "videos", "videos/ folder")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise LayoutError(f"{path}: not valid JSON ({error})") from None
+    data = read_json(path)
     entries = [{"video": k, **v} for k, v in data.items()] if isinstance(data, dict) else data
     samples = []
     for number, entry in enumerate(entries):

@@ -9,10 +9,9 @@ Object Classification, Object Analysis. One Sample per question; its references 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from eval.datasets import LayoutError, require
+from eval.datasets import LayoutError, read_json, require
 from reasoning.schema import Sample
 
 LETTERS = "ABCDE"
@@ -22,10 +21,7 @@ def load(root: Path, split: str = "test", max_references: int = 8) -> list[Sampl
     if split != "test":
         raise LayoutError("MMAD has only a test split")
     path = require(root / "mmad.json", "mmad.json")
-    try:
-        index = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise LayoutError(f"{path}: not valid JSON ({error})") from None
+    index = read_json(path)
     if not isinstance(index, dict):
         raise LayoutError(f"{path}: expected an object mapping image paths to their questions")
     samples = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from reasoning.schema import SchemaError, read_yaml_mapping
+from reasoning.schema import SchemaError, named_yaml, read_yaml_mapping
 
 TASKS_DIR = Path(__file__).parent
 REPO_ROOT = TASKS_DIR.parent.parent
@@ -16,14 +16,7 @@ class TaskError(SchemaError):
 
 
 def task_path(name_or_path: str) -> Path:
-    path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml"):
-        return path
-    candidate = TASKS_DIR / f"{name_or_path}.yaml"
-    if not candidate.is_file():
-        known = ", ".join(all_tasks())
-        raise TaskError(f"unknown task {name_or_path!r}; known tasks: {known}")
-    return candidate
+    return named_yaml(name_or_path, TASKS_DIR, "task", TaskError)
 
 
 def load_task(name_or_path: str, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
