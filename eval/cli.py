@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import typer
@@ -381,3 +382,60 @@ def bench_grpo_command(
     )
     if out:
         out.write_text(json.dumps(result, indent=2))
+
+
+@bench_app.command(
+    "gate",
+    epilog="Examples:\n\n  axr eval bench gate                      (textile, tiny VLM: random features)\n\n"
+    "  axr eval bench gate --model Qwen/Qwen2.5-VL-3B-Instruct --references 200 --limit 2000",
+)
+def bench_gate_command(
+    task: str = typer.Argument("textile", help="a task whose train split holds normal images"),
+    model: str = typer.Option("tiny-qwen2.5-vl", help="the VLM whose vision encoder gives the features"),
+    references: int = typer.Option(100, help="normal images in the memory bank"),
+    limit: int = typer.Option(None, help="test images to score (a fixed, mixed subset; default all)"),
+    bank_size: int = typer.Option(4096, help="patches kept by the coreset"),
+    data_dir: Path = typer.Option(None, help="override dataset.data_dir"),
+    out: Path = typer.Option(None, help="also write the result as JSON"),
+):
+    """The visual gate alone: image AUROC, and the VLM calls it saves at a stated recall."""
+    import numpy as np
+
+    from eval.datasets import load_samples
+    from eval.metrics import binary_metrics
+    from eval.runner import dataset_root, select_samples
+    from eval.tasks import load_task
+    from reasoning.local_models import resolve_model
+    from reasoning.media import load_image
+    from reasoning.visual_gate import MemoryBank, PatchFeatures, calls_saved_at_recall
+
+    config = load_task(task)
+    if data_dir:
+        config["dataset"]["data_dir"] = str(data_dir.resolve())
+    dataset = config["dataset"]
+    root, options = dataset_root(dataset), dataset.get("options", {})
+    normal = [s for s in load_samples(dataset["adapter"], root, "train", **options) if s.gt_label == 0][:references]
+    test = select_samples([s for s in load_samples(dataset["adapter"], root, "test", **options)
+                           if s.gt_label is not None], limit, (0, 1))  # fmt: skip
+    started = time.perf_counter()
+    bank = MemoryBank(PatchFeatures(resolve_model(model)), bank_size).fit([load_image(s.image_path) for s in normal])
+    fitted = time.perf_counter()
+    results = bank.score([load_image(s.image_path) for s in test])
+    scored = time.perf_counter()
+    labels, scores = [s.gt_label for s in test], [r.score for r in results]
+    metrics = binary_metrics(labels, scores, threshold=float(np.median(scores)))
+    row = {"task": config["task"], "model": model, "references": len(normal), "test_images": len(test),
+           "auroc": metrics["auroc"], "ap": metrics["ap"], "fit_seconds": round(fitted - started, 2),
+           "images_per_s": len(test) / (scored - fitted),
+           "at_recall": [calls_saved_at_recall(labels, scores, r) for r in (0.8, 0.95, 1.0)]}  # fmt: skip
+    table = Table("recall target", "recall", "sent to VLM", "calls saved", title=f"visual gate on {config['task']}")
+    for item in row["at_recall"]:
+        table.add_row(f"{item['recall_target']:.2f}", f"{item['recall']:.3f}", f"{item['share_sent_to_vlm']:.3f}",
+                      f"{item['calls_saved']:.3f}")  # fmt: skip
+    Console().print(table)
+    note = " (random weights: the features carry no learned meaning)" if "tiny" in model else ""
+    Console().print(f"{model}{note}: bank from {len(normal)} normal images in {row['fit_seconds']} s; "
+                    f"{len(test)} test images at {row['images_per_s']:.1f} images/s; image AUROC {row['auroc']:.3f}, "
+                    f"AP {row['ap']:.3f}")  # fmt: skip
+    if out:
+        out.write_text(json.dumps(row, indent=2))

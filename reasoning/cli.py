@@ -242,8 +242,16 @@ def detect(
     window: int = typer.Option(61, help="centred smoothing window for frames of one video (1 = none)"),
     subject: str = typer.Option("scene", help="for captioning images: scene or object"),
     explain: bool = typer.Option(False, help="print each verdict, the rules it broke and the evidence"),
+    gate: str = typer.Option(None, help="direct: send only images the visual gate flags: THRESHOLD or top:FRACTION"),
+    hint: bool = typer.Option(False, help="direct: tell the VLM where the visual gate saw the most unusual region"),
+    retrieve: int = typer.Option(0, help="direct: show each image only its K most similar references (0 = all)"),
+    gate_model: str = typer.Option(None, help="the VLM whose vision encoder the gate uses (default --model)"),
+    draw: Path = typer.Option(None, help="direct: write each image with its verdict's box (and the gate's map)"),
 ):
-    """Judge observations against a rule book: trigger stage, optional model re-check, smoothing per video."""
+    """Judge observations against a rule book: trigger stage, optional model re-check, smoothing per video.
+
+    With --direct, images go straight to the VLM with normal reference images; the visual gate (patch
+    features of the VLM's vision encoder against the references) can decide which images are worth a call."""
     from reasoning.rulebook_import import load_rules
 
     for path in [*inputs, *references]:
@@ -251,7 +259,8 @@ def detect(
             fail(f"{path}: no such file or folder")
     book = load_rules(rules) if rules else None
     if direct:
-        verdicts = _detect_direct(inputs, references, book, backend, model, base_url, subject, window)
+        visual = {"gate": gate, "hint": hint, "retrieve": retrieve, "gate_model": gate_model or model, "draw": draw}
+        verdicts = _detect_direct(inputs, references, book, backend, model, base_url, subject, window, visual)
     else:
         if book is None:
             fail("--rules is required (a RuleBook YAML or AnomalyRuler rule file), or use --direct")
@@ -266,7 +275,7 @@ def detect(
     err.print(f"{len(verdicts)} verdicts, {flagged} anomalous -> {out}", highlight=False)
 
 
-def _detect_direct(inputs, references, book, backend, model, base_url, subject, window):
+def _detect_direct(inputs, references, book, backend, model, base_url, subject, window, visual):
     from reasoning.deduction import DirectItem, smooth_frame_verdicts
     from reasoning.deduction import direct as run_direct
     from reasoning.media import load_image
@@ -292,9 +301,49 @@ def _detect_direct(inputs, references, book, backend, model, base_url, subject, 
         fail(f"reference: {error}")
     if not images:
         fail("no readable images in the inputs")
-    items = [DirectItem(sample_id, [image], refs) for sample_id, image in images]
-    verdicts = run_direct(engine, items, book, domain="object" if subject == "object" else "scene")
+    domain = "object" if subject == "object" else "scene"
+    if visual["gate"] or visual["hint"] or visual["retrieve"] or (visual["draw"] and refs):
+        verdicts = _gated_direct(engine, images, refs, book, domain, visual)
+    else:
+        verdicts = run_direct(engine, [DirectItem(sid, [image], refs) for sid, image in images], book, domain=domain)
+    if visual["draw"]:
+        _draw_verdicts(visual["draw"], images, verdicts)
     return smooth_frame_verdicts(verdicts, list(groups.values()), window)
+
+
+def _gated_direct(engine, images, refs, book, domain, visual):
+    from reasoning.local_models import resolve_model
+    from reasoning.visual_gate import PatchFeatures, gated_direct, parse_gate
+
+    if not refs:
+        fail("--gate, --hint, --retrieve and --draw need normal reference images (--reference)")
+    try:
+        features = PatchFeatures(resolve_model(visual["gate_model"]))
+        spec = parse_gate(visual["gate"]) if visual["gate"] else None
+    except ValueError as error:
+        fail(str(error))
+    verdicts, sent = gated_direct(
+        engine, images, refs, book, domain, features, spec, visual["hint"], visual["retrieve"]
+    )
+    err.print(f"visual gate: {sent} of {len(images)} images sent to the VLM", highlight=False)
+    return verdicts
+
+
+def _draw_verdicts(folder: Path, images, verdicts) -> None:
+    """Each image with its verdict's box, and next to it the gate's heat map when there is one."""
+    import numpy as np
+
+    from reasoning.chat import boxed_image
+    from reasoning.visual_gate import GateResult
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for (sample_id, image), verdict in zip(images, verdicts, strict=True):
+        name = sample_id.replace("/", "_")
+        boxed_image(image, verdict).save(folder / f"{name}.png")
+        if "gate_map" in verdict.meta:
+            result = GateResult(verdict.meta["gate_score"], np.array(verdict.meta["gate_map"]))
+            result.heatmap(image).save(folder / f"{name}.map.png")
+    err.print(f"drew {len(verdicts)} images in {folder}", highlight=False)
 
 
 def _detect_observations(inputs, references, book, recheck, band, backend, model, base_url, novelty, window, subject):
@@ -357,6 +406,123 @@ def models(prepare: bool = typer.Option(False, help="build the offline models in
     except FileNotFoundError as error:
         table.add_row("minilm (embeddings)", str(error), "missing")
     Console().print(table)
+
+
+CHAT_HELP = """commands:
+  /image PATH     add a query image          /ref PATH     add a normal reference image
+  /rules PATH     use a rule book            /verdict      a structured verdict on the last image
+  /save PATH      save the session (JSON)    /load PATH    load a saved session
+  /help           this list                  /quit         leave (also Ctrl-D)
+anything else is a question to the model"""
+
+
+@app.command(
+    epilog="Examples:\n\n  axr chat part.png --reference good1.png --reference good2.png --rules rules.yaml\n\n"
+    "  axr chat part.png --backend openai --model Qwen/Qwen2.5-VL-7B-Instruct --base-url http://127.0.0.1:8000/v1\n\n"
+    "  axr chat --load session.json",
+)
+def chat(
+    images: list[Path] = typer.Argument(None, help="query image(s)"),
+    reference: list[Path] = typer.Option(None, "--reference", help="a normal reference image; repeat for several"),
+    rules: Path = typer.Option(None, help="a RuleBook YAML or an AnomalyRuler rule file"),
+    backend: str = typer.Option("hf", help=BACKEND_HELP),
+    model: str = typer.Option("tiny-qwen2.5-vl", help=MODEL_HELP),
+    base_url: str = typer.Option(None, help="server URL for the openai backend"),
+    load: Path = typer.Option(None, help="continue a saved session"),
+    subject: str = typer.Option("object", help="what the images show, e.g. 'metal bracket'"),
+    text_only: bool = typer.Option(False, help="the model reads text only (no images are sent; no verdicts)"),
+):
+    """Chat about images in the terminal: ask questions, ask for a verdict, add images, save the session."""
+    from reasoning.chat import Chat, ChatError, Session
+
+    engine = make_backend(backend, model, base_url, text_only=text_only)
+    try:
+        session = Session.load(load) if load else Session()
+        conversation = Chat(engine, session, domain=subject)
+        for path in images or []:
+            conversation.add_image(str(path))
+        for path in reference or []:
+            if warning := conversation.add_reference(str(path)):
+                err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
+        if rules:
+            conversation.set_rules(str(rules))
+    except ChatError as error:
+        fail(str(error))
+    out = Console()
+    out.print(f"AXR chat: {len(conversation.session.images)} image(s), {len(conversation.session.references)} "
+              "reference(s). /help for commands.", highlight=False)  # fmt: skip
+    while True:
+        try:
+            line = input("you> ")
+        except (EOFError, KeyboardInterrupt):
+            break
+        if line.strip() in ("/quit", "/exit"):
+            break
+        try:
+            _chat_turn(conversation, line, out)
+        except ChatError as error:
+            err.print(f"[yellow]{escape(str(error))}[/]", highlight=False)
+
+
+def _chat_turn(conversation, line: str, out: Console) -> None:
+    from reasoning.chat import Session
+
+    command, _, argument = line.strip().partition(" ")
+    argument = argument.strip()
+    if command == "/help":
+        out.print(CHAT_HELP, highlight=False)
+    elif command == "/image":
+        conversation.add_image(argument)
+        out.print(f"added query image {argument}", highlight=False)
+    elif command == "/ref":
+        warning = conversation.add_reference(argument)
+        out.print(f"added reference {argument}" + (f" ({warning})" if warning else ""), highlight=False)
+    elif command == "/rules":
+        conversation.set_rules(argument)
+        out.print(f"using rules {argument}", highlight=False)
+    elif command == "/verdict":
+        verdict = conversation.judge()
+        out.print_json(verdict.model_dump_json(exclude={"raw", "meta"}, exclude_none=True))
+    elif command == "/save":
+        out.print(f"saved {conversation.session.save(argument or 'axr-chat.json')}", highlight=False)
+    elif command == "/load":
+        conversation.__init__(conversation.backend, Session.load(argument), conversation.domain)
+        out.print(f"loaded {argument}: {len(conversation.session.history) // 2} earlier turn(s)", highlight=False)
+    elif command.startswith("/"):
+        out.print(f"unknown command {command}; /help lists them", highlight=False)
+    else:
+        out.print(f"axr> {escape(conversation.ask(line))}", highlight=False)
+
+
+@app.command(
+    epilog="Examples:\n\n  axr ui                                   (tiny VLM through hf, http://127.0.0.1:7860)\n\n"
+    "  axr ui --backend openai --model Qwen/Qwen2.5-VL-7B-Instruct --base-url http://127.0.0.1:8000/v1 "
+    "--rules-dir rules/\n\n  axr ui --host 0.0.0.0 --port 8080   (reachable from other machines: only if you mean it)",
+)
+def ui(
+    backend: str = typer.Option("hf", help=BACKEND_HELP),
+    model: str = typer.Option("tiny-qwen2.5-vl", help=MODEL_HELP),
+    base_url: str = typer.Option(None, help="server URL for the openai backend"),
+    text_only: bool = typer.Option(False, help="the model reads text only (chat without images; no verdicts)"),
+    rules_dir: Path = typer.Option(None, help="a folder of rule books (YAML or AnomalyRuler .txt) to pick from"),
+    subject: str = typer.Option("object", help="what the images show, e.g. 'metal bracket'"),
+    host: str = typer.Option("127.0.0.1", help="interface to bind; 127.0.0.1 keeps it on this machine"),
+    port: int = typer.Option(7860, help="port"),
+):
+    """A web page to chat with images about defects, with verdict cards (needs the `ui` extra)."""
+    try:
+        from reasoning.ui import Engines, serve
+    except ImportError:
+        fail("the web UI needs Gradio: pip install 'axr[ui]'")
+    books = sorted(str(p) for p in rules_dir.iterdir() if p.suffix in (".yaml", ".yml", ".txt")) if rules_dir else []
+
+    def loader(backend_name, model_name, url, text_only_flag):
+        return make_backend(backend_name, model_name, url, text_only=text_only_flag)
+
+    engines = Engines(loader, backend, model, base_url, text_only)
+    engines.get(backend, model, base_url or "")  # load the model before the page opens
+    err.print(f"AXR UI on http://{host}:{port}", highlight=False)
+    serve(engines, books, host, port, subject)
 
 
 def main() -> None:

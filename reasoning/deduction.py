@@ -118,6 +118,7 @@ class DirectItem:
     sample_id: str
     images: list
     references: list = field(default_factory=list)
+    hint: str | None = None  # e.g. the visual gate's "the most unusual region is the top left"
 
 
 def direct(
@@ -135,7 +136,7 @@ def direct(
     requests = []
     for item in items:
         prompt = render("direct_system", domain=domain, n_references=len(item.references), n_query=len(item.images),
-                        rulebook=rulebook, hint=None, schema=VerdictAnswer)  # fmt: skip
+                        rulebook=rulebook, hint=item.hint, schema=VerdictAnswer)  # fmt: skip
         ask = "Judge the last image." if len(item.images) == 1 else f"Judge the last {len(item.images)} frames."
         requests.append([system(prompt), user(ask, [*item.references, *item.images])])
     completions = backend.generate(requests, sampling, VerdictAnswer)

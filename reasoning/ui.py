@@ -1,0 +1,138 @@
+"""`axr ui`: a Gradio page to chat with images about defects (extra `ui`).
+
+Upload a query image and normal references, pick a rule book and a backend/model, chat, and ask for a
+verdict card with the box drawn on the image. Binds 127.0.0.1 unless told otherwise. Uploads arrive as
+files (Gradio does not decode them), are checked by `reasoning.media.load_image` like any image (format,
+size, decompression bombs), and live only in a temporary folder made for this server. Every bad input
+shows one line in the status area and the session goes on.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+from reasoning.chat import Chat, ChatError, Session, check_image, draw_box, read_rules, size_warning
+from reasoning.media import MediaError, load_image
+
+MAX_UPLOAD = "25mb"
+
+
+class Engines:
+    """Backends by (backend, model, base_url), loaded once and shared by every browser session."""
+
+    def __init__(self, make_backend, backend: str, model: str, base_url: str | None, text_only: bool):
+        self.make_backend, self.text_only = make_backend, text_only
+        self.default = (backend, model, base_url or "")
+        self._loaded: dict[tuple[str, str, str], object] = {}
+
+    def get(self, backend: str, model: str, base_url: str):
+        key = (backend, model, base_url or "")
+        if key not in self._loaded:
+            self._loaded[key] = self.make_backend(backend, model, base_url or None, self.text_only)
+        return self._loaded[key]
+
+
+def _path(upload) -> str | None:
+    if upload is None:
+        return None
+    return upload if isinstance(upload, str) else getattr(upload, "name", None)
+
+
+def verdict_card(verdict) -> str:
+    rationale = verdict.rationale
+    rows = [("verdict", verdict.verdict), ("score", f"{verdict.score:.2f}" if verdict.score is not None else "-"),
+            ("type", verdict.anomaly_type or "-"), ("severity", verdict.severity),
+            ("what", rationale.what), ("why", rationale.why), ("how", rationale.how),
+            ("rules", ", ".join(verdict.rules_matched) or "-")]  # fmt: skip
+    body = "".join(f"<tr><th>{k}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
+    return f"<div class='verdict-card {html.escape(verdict.verdict)}'><table>{body}</table></div>"
+
+
+def build_app(engines: Engines, rule_books: list[str], subject: str = "object"):
+    import gradio as gr
+
+    backend0, model0, url0 = engines.default
+
+    def chat_for(session: Session | None, backend: str, model: str, base_url: str) -> Chat:
+        try:
+            engine = engines.get(backend, model, base_url)
+        except Exception as error:  # the backend's own message, whatever the library raised
+            raise ChatError(f"cannot load {backend}:{model}: {str(error).splitlines()[0]}") from None
+        return Chat(engine, replace(session) if session else Session(), domain=subject)
+
+    def set_inputs(query, references, rules, session):
+        """A new query/references/rules: checked first; a bad file leaves the session as it was."""
+        fresh = Session(history=session.history if session else [])
+        try:
+            if _path(query):
+                check_image(_path(query))
+                fresh.images.append(_path(query))
+            for reference in references or []:
+                check_image(_path(reference))
+                fresh.references.append(_path(reference))
+            if rules and rules != "(none)":
+                read_rules(rules)
+                fresh.rules = rules
+        except ChatError as error:
+            return session, None, f"**Not used:** {html.escape(str(error))}"
+        warnings = [w for r in fresh.references if fresh.images and (w := size_warning(r, fresh.images[-1]))]
+        counts = f"{len(fresh.images)} query image, {len(fresh.references)} reference(s)"
+        return fresh, load_image(fresh.images[-1]) if fresh.images else None, "; ".join([counts, *warnings])
+
+    def send(message, history, session, backend, model, base_url):
+        try:
+            conversation = chat_for(session, backend, model, base_url)
+            answer = conversation.ask(message)
+        except (ChatError, MediaError) as error:
+            return history, session, message, f"**{html.escape(str(error))}**"
+        history = [*history, {"role": "user", "content": message}, {"role": "assistant", "content": answer}]
+        return history, conversation.session, "", "answered"
+
+    def judge(session, backend, model, base_url):
+        try:
+            conversation = chat_for(session, backend, model, base_url)
+            verdict = conversation.judge()
+        except (ChatError, MediaError) as error:
+            return session, gr.update(), "", f"**{html.escape(str(error))}**"
+        boxed = draw_box(conversation.session.images[-1], verdict)
+        return conversation.session, boxed, verdict_card(verdict), "verdict ready"
+
+    with gr.Blocks(title="AXR: chat with images about defects") as app:
+        session = gr.State(None)
+        gr.Markdown("## AXR: chat with images about defects")
+        with gr.Row():
+            with gr.Column(scale=1):
+                query = gr.File(label="Query image", file_types=["image"], elem_id="query")
+                references = gr.File(label="Normal references", file_count="multiple", file_types=["image"],
+                                     elem_id="references")  # fmt: skip
+                rules = gr.Dropdown(["(none)", *rule_books], value="(none)", label="Rule book", elem_id="rules")
+                with gr.Row():
+                    backend = gr.Dropdown(["hf", "vllm", "openai"], value=backend0, label="Backend", elem_id="backend")
+                    model = gr.Textbox(model0, label="Model", elem_id="model")
+                    base_url = gr.Textbox(url0, label="Server URL (openai)", elem_id="base-url")
+                preview = gr.Image(label="Image (box of the last verdict)", interactive=False, elem_id="preview")
+                verdict_button = gr.Button("Verdict", elem_id="verdict-button")
+                card = gr.HTML(elem_id="verdict-card")
+            with gr.Column(scale=1):
+                chatbot = gr.Chatbot(label="Conversation", elem_id="chatbot", height=420)
+                message = gr.Textbox(label="Message", placeholder="What is wrong with this part?", elem_id="message")
+                send_button = gr.Button("Send", variant="primary", elem_id="send")
+                status = gr.Markdown(elem_id="status")
+        for trigger in (query.change, references.change, rules.change):
+            trigger(set_inputs, [query, references, rules, session], [session, preview, status])
+        inputs = [message, chatbot, session, backend, model, base_url]
+        send_button.click(send, inputs, [chatbot, session, message, status])
+        message.submit(send, inputs, [chatbot, session, message, status])
+        verdict_button.click(judge, [session, backend, model, base_url], [session, preview, card, status])
+    return app
+
+
+def serve(engines: Engines, rule_books: list[str], host: str = "127.0.0.1", port: int = 7860, subject: str = "object"):
+    upload_dir = tempfile.mkdtemp(prefix="axr-ui-")
+    os.environ["GRADIO_TEMP_DIR"] = upload_dir  # uploads land here and nowhere else
+    app = build_app(engines, [str(Path(p)) for p in rule_books], subject)
+    app.launch(server_name=host, server_port=port, max_file_size=MAX_UPLOAD, show_error=False)
