@@ -69,17 +69,10 @@ class Chat:
         self.session.images.append(str(path))
 
     def add_reference(self, path: str) -> str | None:
-        """Add a normal reference; returns a warning when its size differs from the query's (allowed: the VLM
-        compares content, not pixels, but the user should know)."""
-        self._check_image(path)
+        """Add a normal reference; returns a warning when its size differs from the query's."""
+        check_image(path)
         self.session.references.append(str(path))
-        if self.session.images:
-            size, query = load_image(path).size, load_image(self.session.images[-1]).size
-            if size != query:
-                return (
-                    f"{path}: its size {size} differs from the query image's {query}; comparisons may be less reliable"
-                )
-        return None
+        return size_warning(path, self.session.images[-1]) if self.session.images else None
 
     def set_rules(self, path: str) -> None:
         self._book = read_rules(path)

@@ -65,12 +65,17 @@ def build_app(engines: Engines, rule_books: list[str], subject: str = "object"):
         return Chat(engine, replace(session) if session else Session(), domain=subject)
 
     def set_inputs(query, references, rules, session):
-        """A new query/references/rules: checked first; a bad file leaves the session as it was."""
+        """A new query/references/rules: checked first. A bad file is named in the status, removed from its
+        upload box, and leaves the session as it was."""
         fresh = Session(history=session.history if session else [])
+        keep = gr.update()
         try:
             if _path(query):
                 check_image(_path(query))
                 fresh.images.append(_path(query))
+        except ChatError as error:
+            return session, keep, f"**Not used:** {html.escape(str(error))}", None, keep
+        try:
             for reference in references or []:
                 check_image(_path(reference))
                 fresh.references.append(_path(reference))
@@ -78,10 +83,11 @@ def build_app(engines: Engines, rule_books: list[str], subject: str = "object"):
                 read_rules(rules)
                 fresh.rules = rules
         except ChatError as error:
-            return session, None, f"**Not used:** {html.escape(str(error))}"
+            return session, keep, f"**Not used:** {html.escape(str(error))}", keep, None
         warnings = [w for r in fresh.references if fresh.images and (w := size_warning(r, fresh.images[-1]))]
         counts = f"{len(fresh.images)} query image, {len(fresh.references)} reference(s)"
-        return fresh, load_image(fresh.images[-1]) if fresh.images else None, "; ".join([counts, *warnings])
+        preview = load_image(fresh.images[-1]) if fresh.images else None
+        return fresh, preview, "; ".join([counts, *warnings]), keep, keep
 
     def send(message, history, session, backend, model, base_url):
         try:
@@ -122,8 +128,9 @@ def build_app(engines: Engines, rule_books: list[str], subject: str = "object"):
                 message = gr.Textbox(label="Message", placeholder="What is wrong with this part?", elem_id="message")
                 send_button = gr.Button("Send", variant="primary", elem_id="send")
                 status = gr.Markdown(elem_id="status")
-        for trigger in (query.change, references.change, rules.change):
-            trigger(set_inputs, [query, references, rules, session], [session, preview, status])
+        # upload/clear, not change: clearing a bad file from code must not run the check again
+        for trigger in (query.upload, query.clear, references.upload, references.clear, rules.change):
+            trigger(set_inputs, [query, references, rules, session], [session, preview, status, query, references])
         inputs = [message, chatbot, session, backend, model, base_url]
         send_button.click(send, inputs, [chatbot, session, message, status])
         message.submit(send, inputs, [chatbot, session, message, status])

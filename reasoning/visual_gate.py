@@ -30,8 +30,9 @@ class GateResult:
         """Where the most unusual patch is, in words, for the VLM prompt."""
         rows, cols = self.anomaly_map.shape
         r, c = np.unravel_index(int(self.anomaly_map.argmax()), self.anomaly_map.shape)
-        vertical = "top" if r < rows / 3 else "bottom" if r >= 2 * rows / 3 else "middle"
-        horizontal = "left" if c < cols / 3 else "right" if c >= 2 * cols / 3 else "centre"
+        y, x = (r + 0.5) / rows, (c + 0.5) / cols  # the patch centre as a fraction of the image
+        vertical = "top" if y < 1 / 3 else "bottom" if y > 2 / 3 else "middle"
+        horizontal = "left" if x < 1 / 3 else "right" if x > 2 / 3 else "centre"
         where = "centre" if (vertical, horizontal) == ("middle", "centre") else f"{vertical} {horizontal}"
         return f"the most unusual region is the {where} (patch distance {self.score:.3f})"
 
