@@ -119,22 +119,26 @@ def test_chat_session_bad_inputs_verdict_and_save_load(textile, bad_images, hf_t
 
 
 @pytest.mark.server
-def test_text_turns_with_smollm2_through_the_server(textile, vllm_server):
-    from reasoning.backends.openai_server import OpenAIBackend
-
-    backend = OpenAIBackend("smollm2", vllm_server.base_url, supports_images=False)
-    chat = Chat(backend, Session(images=[str(textile["local"][0])]))
-    first = chat.ask("What could a defect in woven fabric look like?")
-    second = chat.ask("And how would you check for it?")
-    assert first and second and len(chat.session.history) == 4
-    with pytest.raises(ChatError, match="reads text only"):
-        chat.judge()
+def test_terminal_text_turns_with_smollm2_through_the_server(textile, vllm_server, tmp_path):
+    script = "What could a defect in woven fabric look like?\nAnd how would you check for it?\n/verdict\n" \
+        f"/save {tmp_path / 's.json'}\n"  # fmt: skip
+    command = [sys.executable, "-m", "reasoning.cli", "chat", str(textile["local"][0]), "--backend", "openai",
+               "--model", "smollm2", "--base-url", vllm_server.base_url, "--text-only"]  # fmt: skip
+    result = subprocess.run(command, input=script, capture_output=True, text=True, cwd=REPO,
+                            env={**os.environ, "COLUMNS": "200"})  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("axr> ") == 2 and "reads text only" in result.stderr
+    history = json.loads((tmp_path / "s.json").read_text())["history"]
+    assert [turn["role"] for turn in history] == ["user", "assistant"] * 2 and all(t["content"] for t in history)
 
 
 def test_terminal_chat_commands_and_bad_input(textile, bad_images, tmp_path, tiny_vlm):
+    small = tmp_path / "small.png"
+    Image.open(textile["nominal"][1]).resize((100, 80)).save(small)
     script = "\n".join([
         "", "/verdict", f"/image {bad_images['huge']}", f"/ref {bad_images['not_image']}",
-        f"/ref {textile['nominal'][0]}", "/bogus", f"/save {tmp_path / 's.json'}", "/quit",
+        f"/ref {textile['nominal'][0]}", f"/ref {small}", "what is wrong?", "/bogus", f"/save {tmp_path / 's.json'}",
+        "/quit",
     ])  # fmt: skip
     command = [sys.executable, "-m", "reasoning.cli", "chat", str(textile["local"][0])]
     result = subprocess.run(command, input=script, capture_output=True, text=True, cwd=REPO,
@@ -143,9 +147,10 @@ def test_terminal_chat_commands_and_bad_input(textile, bad_images, tmp_path, tin
     assert "empty message" in result.stderr
     assert '"verdict": "' in result.stdout
     assert "huge.png" in result.stderr and "notes.png" in result.stderr  # each bad file named, the chat goes on
+    assert "differs from the query" in result.stdout and "returned nothing" in result.stderr
     assert "unknown command /bogus" in result.stdout and "saved" in result.stdout
     saved = json.loads((tmp_path / "s.json").read_text())
-    assert saved["references"] == [str(textile["nominal"][0])] and saved["verdict"]["verdict"]
+    assert saved["references"] == [str(textile["nominal"][0]), str(small)] and saved["verdict"]["verdict"]
     missing = run_axr("chat", str(bad_images["missing"]), check=False)
     assert missing.returncode == 2 and "nowhere.png" in missing.stderr
 
@@ -196,6 +201,10 @@ def test_web_ui_upload_chat_verdict_and_bad_inputs(textile, bad_images, tmp_path
                 _status(page, message)  # one clear line; the page lives on
             page.locator("#query input[type=file]").set_input_files(str(textile["local"][0]))
             page.wait_for_selector("#preview img", timeout=60000)
+            small = tmp_path / "small.png"
+            Image.open(textile["nominal"][1]).resize((100, 80)).save(small)
+            page.locator("#references input[type=file]").set_input_files([str(textile["nominal"][0]), str(small)])
+            _status(page, "differs from the query")
             page.locator("#send").click()
             _status(page, "empty message")
             page.locator("#message textarea").fill("What is wrong with this part?")
