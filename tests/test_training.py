@@ -209,7 +209,7 @@ def test_accelerate_configs_parse(name):
 def trained(tmp_path_factory, tiny_vlm, synth_task):
     """SFT of the tiny VLM on the synthetic set's train split (one reference image a prompt): the run folder."""
     root = tmp_path_factory.mktemp("train")
-    run_axr("train", "data", str(synth_task), "--kind", "sft", "--references", "0", "--out", str(root / "sft-data"))
+    run_axr("train", "data", str(synth_task), "--kind", "sft", "--out", str(root / "sft-data"))  # reference + query
     recipe = _recipe(root, "tiny-sft", trainer={"learning_rate": 5e-3, "max_steps": 200, "logging_steps": 10,
                                                 "per_device_train_batch_size": 4, "save_strategy": "no"})  # fmt: skip
     sft = run_axr("train", "sft", "--config", str(recipe), "--dataset", str(root / "sft-data"),
@@ -239,9 +239,7 @@ def test_sft_drives_the_loss_down_and_the_model_then_writes_valid_verdicts(train
 
 def test_grpo_with_every_reward_changes_the_parameters_and_the_export_reloads(trained, synth_task, tmp_path):
     root, _ = trained
-    run_axr(
-        "train", "data", str(synth_task), "--kind", "grpo", "--references", "0", "--out", str(tmp_path / "grpo-data")
-    )
+    run_axr("train", "data", str(synth_task), "--kind", "grpo", "--out", str(tmp_path / "grpo-data"))
     result = run_axr("train", "grpo", "--config", "tiny-grpo", "--model", str(root / "sft"),
                      "--dataset", str(tmp_path / "grpo-data"), "--output-dir", str(tmp_path / "grpo"))  # fmt: skip
     history = json.loads((tmp_path / "grpo" / "axr_training.json").read_text())["log_history"]
