@@ -14,7 +14,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from reasoning.backends.base import Backend, Sampling, system, user
+from reasoning.backends.base import Backend, RequestFailed, Sampling, system, user
 from reasoning.deduction import DirectItem, direct
 from reasoning.media import MediaError, load_image
 from reasoning.prompting import render
@@ -79,8 +79,9 @@ class Chat:
         self.session.rules = str(path)
 
     # -- asking ---------------------------------------------------------------------------------------------
-    def ask(self, text: str) -> str:
-        """The model's answer to one more user message (the history is kept for the next turns)."""
+    def ask(self, text: str, on_piece=None) -> str:
+        """The model's answer to one more user message (the history is kept for the next turns). With
+        `on_piece`, the answer is streamed: each piece goes to on_piece as the model writes it."""
         text = (text or "").strip()
         if not text:
             raise ChatError("empty message: type a question about the image")
@@ -99,10 +100,15 @@ class Chat:
                 messages.append(user(turn["content"], images if index == 0 else []))
             else:
                 messages.append({"role": "assistant", "content": [{"type": "text", "text": turn["content"]}]})
-        (completion,) = self.backend.generate([messages], Sampling(max_tokens=self.max_tokens))
-        if completion.error:
-            raise ChatError(f"the model could not answer: {completion.error}")
-        answer = completion.text.strip()
+        pieces = []
+        try:
+            for piece in self.backend.stream(messages, Sampling(max_tokens=self.max_tokens)):
+                pieces.append(piece)
+                if on_piece:
+                    on_piece(piece)
+        except RequestFailed as error:
+            raise ChatError(f"the model could not answer: {error}") from None
+        answer = "".join(pieces).strip()
         if not answer:
             raise ChatError("the model returned nothing; ask again or rephrase")
         self.session.history += [{"role": "user", "content": text}, {"role": "assistant", "content": answer}]

@@ -491,7 +491,11 @@ def _chat_turn(conversation, line: str, out: Console) -> None:
     elif command.startswith("/"):
         out.print(f"unknown command {command}; /help lists them", highlight=False)
     else:
-        out.print(f"axr> {escape(conversation.ask(line))}", highlight=False)
+        out.print("axr> ", end="", highlight=False)
+        try:
+            conversation.ask(line, on_piece=lambda piece: out.print(escape(piece), end="", highlight=False))
+        finally:
+            out.print()
 
 
 @app.command(

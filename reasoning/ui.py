@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import html
 import os
+import queue
 import tempfile
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -90,13 +92,29 @@ def build_app(engines: Engines, rule_books: list[str], subject: str = "object"):
         return fresh, preview, "; ".join([counts, *warnings]), keep, keep
 
     def send(message, history, session, backend, model, base_url):
-        try:
-            conversation = chat_for(session, backend, model, base_url)
-            answer = conversation.ask(message)
-        except (ChatError, MediaError) as error:
-            return history, session, message, f"**{html.escape(str(error))}**"
-        history = [*history, {"role": "user", "content": message}, {"role": "assistant", "content": answer}]
-        return history, conversation.session, "", "answered"
+        """Streams: the answer grows in the chatbot as the model writes it."""
+        pieces: queue.Queue = queue.Queue()
+        outcome: dict = {}
+
+        def work() -> None:
+            try:
+                conversation = chat_for(session, backend, model, base_url)
+                outcome["answer"] = conversation.ask(message, on_piece=pieces.put)
+                outcome["session"] = conversation.session
+            except (ChatError, MediaError) as error:
+                outcome["error"] = str(error)
+            pieces.put(None)
+
+        threading.Thread(target=work, daemon=True).start()
+        text, user_turn = "", {"role": "user", "content": message}
+        while (piece := pieces.get()) is not None:
+            text += piece
+            yield [*history, user_turn, {"role": "assistant", "content": text}], session, "", "writing..."
+        if "error" in outcome:
+            yield history, session, message, f"**{html.escape(outcome['error'])}**"
+            return
+        final = [*history, user_turn, {"role": "assistant", "content": outcome["answer"]}]
+        yield final, outcome["session"], "", "answered"
 
     def judge(session, backend, model, base_url):
         try:

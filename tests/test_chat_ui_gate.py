@@ -246,3 +246,35 @@ def test_web_ui_chat_answers_with_smollm2_through_the_server(textile, tmp_path, 
             browser.close()
     finally:
         process.kill()
+
+
+def test_hf_streams_the_same_answer_it_generates(hf_smollm2):
+    from reasoning.backends.base import Sampling, system, user
+
+    request = [system("You are a helpful assistant."), user("Name three colours.")]
+    sampling = Sampling(max_tokens=24)
+    pieces = list(hf_smollm2.stream(request, sampling))
+    (completion,) = hf_smollm2.generate([request], sampling)
+    assert len(pieces) > 1 and "".join(pieces).strip() == completion.text.strip()
+
+
+def test_a_failed_stream_is_one_chat_error(textile):
+    from reasoning.backends.openai_server import OpenAIBackend
+    from reasoning.vllm_server import free_port
+
+    backend = OpenAIBackend("m", f"http://127.0.0.1:{free_port()}/v1", supports_images=False, timeout_s=2)
+    chat = Chat(backend, Session(images=[str(textile["local"][0])]))
+    with pytest.raises(ChatError, match="could not answer: .*cannot connect"):
+        chat.ask("hello?")
+    assert chat.session.history == []
+
+
+@pytest.mark.server
+def test_openai_stream_through_the_server(vllm_server):
+    from reasoning.backends.base import Sampling, system, user
+    from reasoning.backends.openai_server import OpenAIBackend
+
+    backend = OpenAIBackend("smollm2", vllm_server.base_url, supports_images=False)
+    pieces = list(backend.stream([system("You are a helpful assistant."), user("Name three colours.")],
+                                 Sampling(max_tokens=24)))  # fmt: skip
+    assert len(pieces) > 1 and "".join(pieces).strip()

@@ -7,7 +7,7 @@ their engine's format in a pure function, so the translation is tested without t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +22,10 @@ Request = list[Message]
 
 class BackendError(RuntimeError):
     """The backend cannot serve at all (model not found, server refused, bad settings): stop the run."""
+
+
+class RequestFailed(RuntimeError):
+    """One streamed request failed (timeout, connection, HTTP error); the backend may still serve others."""
 
 
 @dataclass
@@ -143,6 +147,15 @@ class Backend:
         self, requests: list[Request], sampling: Sampling, schema: type[BaseModel] | None
     ) -> list[Completion]:
         raise NotImplementedError
+
+    def stream(self, request: Request, sampling: Sampling) -> Iterator[str]:
+        """Pieces of one free-text answer as they are written. A backend that cannot stream yields the whole
+        answer at once; a failed request raises RequestFailed."""
+        (completion,) = self.generate([request], sampling)
+        if completion.error:
+            raise RequestFailed(completion.error)
+        if completion.text:
+            yield completion.text
 
     def describe(self) -> dict[str, Any]:
         return {"backend": self.name, "model": self.model}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -115,31 +116,13 @@ class HFBackend(Backend):
     ) -> list[Completion]:
         import torch
 
-        if not self.supports_images and any(images_of(r) for r in requests):
-            raise BackendError(f"hf: {self.model} takes text only, but a request has images (use a VLM)")
-        prompts, images = build_prompts(self.processor, requests, self.supports_images)
-        if self.supports_images:
-            inputs = self.processor(text=prompts, images=images or None, return_tensors="pt", padding=True)
-        else:
-            inputs = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-        inputs = inputs.to(self.device)
+        inputs = self._inputs(requests)
         if sampling.seed is not None:
             torch.manual_seed(sampling.seed)
         processors = self._grammars.processors(schema) if (schema and self._grammars) else None
         started = time.perf_counter()
         with torch.inference_mode():
-            generated = self.net.generate(
-                **inputs,
-                max_new_tokens=sampling.max_tokens,
-                do_sample=sampling.temperature > 0,
-                temperature=sampling.temperature if sampling.temperature > 0 else None,
-                top_p=sampling.top_p if sampling.temperature > 0 else None,
-                top_k=None,
-                repetition_penalty=sampling.repetition_penalty,
-                pad_token_id=self.tokenizer.pad_token_id,
-                eos_token_id=sorted(self._stop_ids),
-                logits_processor=processors,
-            )
+            generated = self.net.generate(**inputs, **self._generation_args(sampling), logits_processor=processors)
         per_request = (time.perf_counter() - started) / len(requests)  # a batch shares one clock
         new_tokens = generated[:, inputs["input_ids"].shape[1] :]
         attention = inputs["attention_mask"]
@@ -147,6 +130,48 @@ class HFBackend(Backend):
             self._completion(new_tokens[i].tolist(), int(attention[i].sum()), per_request)
             for i in range(len(requests))
         ]
+
+    def _inputs(self, requests: list[Request]):
+        if not self.supports_images and any(images_of(r) for r in requests):
+            raise BackendError(f"hf: {self.model} takes text only, but a request has images (use a VLM)")
+        prompts, images = build_prompts(self.processor, requests, self.supports_images)
+        if self.supports_images:
+            inputs = self.processor(text=prompts, images=images or None, return_tensors="pt", padding=True)
+        else:
+            inputs = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        return inputs.to(self.device)
+
+    def _generation_args(self, sampling: Sampling) -> dict:
+        sample = sampling.temperature > 0
+        return {
+            "max_new_tokens": sampling.max_tokens,
+            "do_sample": sample,
+            "temperature": sampling.temperature if sample else None,
+            "top_p": sampling.top_p if sample else None,
+            "top_k": None,
+            "repetition_penalty": sampling.repetition_penalty,
+            "pad_token_id": self.tokenizer.pad_token_id,
+            "eos_token_id": sorted(self._stop_ids),
+        }
+
+    def stream(self, request: Request, sampling: Sampling) -> Iterator[str]:
+        """Text pieces as the model writes them (transformers' TextIteratorStreamer, generation in a thread)."""
+        from threading import Thread
+
+        import torch
+        from transformers import TextIteratorStreamer
+
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        inputs = self._inputs([request])
+
+        def run() -> None:
+            with torch.inference_mode():
+                self.net.generate(**inputs, **self._generation_args(sampling), streamer=streamer)
+
+        worker = Thread(target=run, daemon=True)
+        worker.start()
+        yield from (piece for piece in streamer if piece)
+        worker.join()
 
     def _completion(self, token_ids: list[int], tokens_in: int, latency: float) -> Completion:
         length, finish = len(token_ids), "length"

@@ -10,14 +10,24 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import os
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 from pydantic import BaseModel
 
-from reasoning.backends.base import Backend, BackendError, Completion, Request, Sampling, convert_images
+from reasoning.backends.base import (
+    Backend,
+    BackendError,
+    Completion,
+    Request,
+    RequestFailed,
+    Sampling,
+    convert_images,
+)
 from reasoning.media import data_url
 from reasoning.schema import json_schema
 
@@ -87,6 +97,23 @@ class OpenAIBackend(Backend):
         payloads = [build_payload(self.model, r, sampling, schema, self.supports_images) for r in requests]
         return asyncio.run(self._run_all(payloads))
 
+    def stream(self, request: Request, sampling: Sampling) -> Iterator[str]:
+        """Pieces of the answer as the server sends them (`stream: true`); one try, no retries mid-answer."""
+        payload = {**build_payload(self.model, request, sampling, None, self.supports_images), "stream": True}
+        url = f"{self.base_urls[0]}/chat/completions"
+        headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+        try:
+            with httpx.Client(headers=headers, timeout=self.timeout_s) as client:
+                with client.stream("POST", url, json=payload) as response:
+                    if response.status_code != 200:
+                        response.read()
+                        raise RequestFailed(f"{url}: HTTP {response.status_code}: {_error_text(response)}")
+                    yield from _stream_pieces(response)
+        except httpx.TimeoutException:
+            raise RequestFailed(f"{url}: timed out after {self.timeout_s:g} s") from None
+        except httpx.TransportError as err:
+            raise RequestFailed(f"{url}: cannot connect ({type(err).__name__})") from None
+
     async def _run_all(self, payloads: list[dict]) -> list[Completion]:
         headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
         limit = asyncio.Semaphore(self.concurrency)
@@ -125,6 +152,20 @@ class OpenAIBackend(Backend):
             return _completion(response.json(), time.perf_counter() - started)
         tries = self.max_retries + 1
         return Completion(error=f"{url}: {problem} ({tries} tr{'y' if tries == 1 else 'ies'})")
+
+
+def _stream_pieces(response: httpx.Response) -> Iterator[str]:
+    """The content deltas of an OpenAI-style server-sent event stream."""
+    for line in response.iter_lines():
+        if not line.startswith("data:"):
+            continue
+        data = line[5:].strip()
+        if data == "[DONE]":
+            return
+        choices = json.loads(data).get("choices") or [{}]
+        piece = (choices[0].get("delta") or {}).get("content")
+        if piece:
+            yield piece
 
 
 def _completion(body: dict, latency: float) -> Completion:
