@@ -88,7 +88,7 @@ def task_metrics(records: list[dict], task: dict, book=None) -> dict:
 
     ok = [r for r in records if r["status"] == "ok"]
     out: dict = {"errors": len(records) - len(ok), "cost": _cost(records)}
-    if task["pipeline"].get("mode") == "mcq":
+    if task["pipeline"].get("mode") in ("mcq", "mcq_from_verdict"):
         correct = [r["answer"] is not None and r["answer"] == r.get("gt_answer") for r in ok]
         out["mmad_accuracy"] = accuracy_by_group(correct, [r.get("question_type", "all") for r in ok])
         out["unanswered"] = sum(r["answer"] is None for r in ok)

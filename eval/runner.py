@@ -32,7 +32,7 @@ from reasoning.prompting import render
 from reasoning.rulebook_import import load_rules
 from reasoning.schema import ChoiceAnswer, RuleBook, Sample, SchemaError
 
-PIPELINES = ("direct", "mcq")
+PIPELINES = ("direct", "mcq", "mcq_from_verdict")
 KEPT_META = ("category", "question_type", "question", "options", "masks", "moments", "start")
 
 
@@ -75,6 +75,15 @@ class MediaLoader:
         self.count = int(self.pipeline.get("references", {}).get("count", 0))
         self._train: dict[str, list[Sample]] | None = None
         self._cache: dict[str, Any] = {}
+        self.verdicts: dict[str, Any] = {}  # mcq_from_verdict: one verdict per image, shared by its questions
+        self._embedder = None
+
+    def embedder(self):
+        if self._embedder is None:
+            from reasoning.embedding import Embedder
+
+            self._embedder = Embedder()
+        return self._embedder
 
     def query(self, sample: Sample) -> list:
         if sample.image_path:
@@ -193,11 +202,39 @@ def _predict(chunk: list[Sample], loader: MediaLoader, backend: Backend, book, t
             ready.append((sample, loader.query(sample), loader.references(sample)))
         except (MediaError, OSError) as error:
             records[sample.sample_id] = {**_base(sample), "status": "error", "error": str(error)}
-    if ready:
-        answers = _ask_choices(ready, backend) if task["pipeline"].get("mode") == "mcq" else _ask_verdicts(
-            ready, backend, book, task)  # fmt: skip
-        records.update(answers)
+    mode = task["pipeline"].get("mode", "direct")
+    if ready and mode == "mcq":
+        records.update(_ask_choices(ready, backend))
+    elif ready and mode == "mcq_from_verdict":
+        records.update(_choices_from_verdicts(ready, backend, book, task, loader))
+    elif ready:
+        records.update(_ask_verdicts(ready, backend, book, task))
     return [records[s.sample_id] for s in chunk]
+
+
+def _choices_from_verdicts(ready, backend: Backend, book, task, loader: MediaLoader) -> dict[str, dict[str, Any]]:
+    """One verdict per image (kept for the image's other questions), each question answered from it."""
+    from eval.mcq_from_verdict import option_from_verdict
+
+    fresh = {s.meta["image_key"]: (s, images, refs) for s, images, refs in ready
+             if s.meta["image_key"] not in loader.verdicts}  # fmt: skip
+    if fresh:
+        items = [DirectItem(s.sample_id, images, refs) for s, images, refs in fresh.values()]
+        sampling = Sampling(max_tokens=int(task["pipeline"].get("max_tokens", 512)))
+        verdicts = direct(backend, items, book, domain=task["pipeline"].get("domain", "object"), sampling=sampling)
+        loader.verdicts.update(zip(fresh, verdicts, strict=True))
+    out = {}
+    for sample, _, _ in ready:
+        verdict = loader.verdicts[sample.meta["image_key"]]
+        letter = option_from_verdict(sample.meta["question_type"], sample.meta["options"], verdict, loader.embedder())
+        first = fresh.get(sample.meta["image_key"], (None,))[0] is sample  # the question that paid for the call
+        meta = verdict.meta
+        cost = _cost(meta.get("tokens_in", 0), meta.get("tokens_out", 0), meta.get("repaired", False)) if first \
+            else {"calls": 0, "tokens_in": 0, "tokens_out": 0}  # fmt: skip
+        status = "error" if meta.get("request_error") else "ok"
+        out[sample.sample_id] = {**_base(sample), "status": status, "answer": letter,
+                                 "verdict": verdict.model_dump(mode="json"), "cost": cost}  # fmt: skip
+    return out
 
 
 def _ask_verdicts(ready, backend: Backend, book, task) -> dict[str, dict[str, Any]]:

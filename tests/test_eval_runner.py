@@ -184,6 +184,30 @@ def test_mmad_multiple_choice_per_question_type(tmp_path, textile_root, hf_tiny)
     records = _lines(tmp_path / "run" / "predictions.jsonl")
     assert len(records) == 4 and all(r["answer"] in ("A", "B", None) for r in records)
     assert metrics["unanswered"] == sum(r["answer"] is None for r in records)
+    task["pipeline"]["mode"] = "mcq_from_verdict"  # one verdict per image answers both of its questions
+    metrics = run_task(task, tmp_path / "from-verdict", hf_tiny)
+    assert metrics["cost"]["model_calls"] in (2, 3, 4) and len(local) == 2  # 2 images (+ at most a repair each)
+    records = _lines(tmp_path / "from-verdict" / "predictions.jsonl")
+    assert sum(r["cost"]["calls"] > 0 for r in records) == 2 and "average" in metrics["mmad_accuracy"]
+
+
+def test_mmad_options_from_a_verdict_by_meaning():
+    from eval.mcq_from_verdict import option_from_verdict
+    from reasoning.embedding import Embedder
+
+    embedder = Embedder()
+    verdict = {"verdict": "anomalous", "score": 0.9, "anomaly_type": "scratch", "evidence": [],
+               "location": {"x0": 0.0, "y0": 0.0, "x1": 0.2, "y1": 0.2},
+               "rationale": {"what": "a long thin scratch", "why": "the coating was scraped by a tool",
+                             "how": "it exposes bare metal and will rust"}}  # fmt: skip
+    yes_no = {"A": "Yes.", "B": "No."}
+    assert option_from_verdict("Anomaly Detection", yes_no, verdict, embedder) == "A"
+    assert option_from_verdict("Anomaly Detection", yes_no, {**verdict, "verdict": "normal"}, embedder) == "B"
+    kinds = {"A": "A hole in the surface", "B": "A scratch on the surface", "C": "A missing screw"}
+    assert option_from_verdict("Defect Classification", kinds, verdict, embedder) == "B"
+    where = {"A": "Bottom right", "B": "Top left", "C": "Center"}
+    assert option_from_verdict("Defect Localization", where, verdict, embedder) == "B"
+    assert option_from_verdict("Defect Analysis", kinds, {"verdict": "unparsed"}, embedder) is None
 
 
 def test_clips_and_series_go_to_the_vlm_as_images(tmp_path, hf_tiny):

@@ -1,0 +1,52 @@
+"""MMAD questions answered from one verdict per image, instead of one model call per question.
+
+A Verdict already says whether the image is anomalous (Anomaly Detection), the defect type (Defect
+Classification), where it is (Defect Localization), what it looks like (Defect Description) and why and how
+it matters (Defect Analysis). Yes/no questions are read off the label; the others pick the option closest in
+meaning (MiniLM cosine) to the matching part of the verdict. A question the verdict has no text for stays
+unanswered (and counts as wrong).
+"""
+
+from __future__ import annotations
+
+from eval.verify import location_box, predicted_label
+from reasoning.schema import Verdict
+
+
+def region_words(box: list[float] | None) -> str:
+    if not box:
+        return ""
+    x, y = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    vertical = "top" if y < 1 / 3 else "bottom" if y > 2 / 3 else "middle"
+    horizontal = "left" if x < 1 / 3 else "right" if x > 2 / 3 else "center"
+    return "center" if (vertical, horizontal) == ("middle", "center") else f"{vertical} {horizontal}"
+
+
+def verdict_text(question_type: str, verdict: dict) -> str:
+    """The part of the verdict that answers a question of this type."""
+    rationale = verdict.get("rationale") or {}
+    what, why, how = rationale.get("what", ""), rationale.get("why", ""), rationale.get("how", "")
+    kind = question_type.lower()
+    if "classification" in kind and "defect" in kind:
+        return verdict.get("anomaly_type") or what
+    if "localization" in kind:
+        return " ".join(filter(None, [region_words(location_box(verdict)), what]))
+    if "analysis" in kind and "defect" in kind:
+        return " ".join(filter(None, [why, how]))
+    return " ".join(filter(None, [what, *verdict.get("evidence", [])]))
+
+
+def option_from_verdict(question_type: str, options: dict[str, str], verdict: Verdict | dict, embedder) -> str | None:
+    verdict = verdict if isinstance(verdict, dict) else verdict.model_dump()
+    label = predicted_label(verdict)
+    if label is None:
+        return None
+    if question_type.lower() == "anomaly detection":
+        wanted = "yes" if label == 1 else "no"
+        return next((k for k, text in options.items() if text.strip().lower().startswith(wanted)), None)
+    target = verdict_text(question_type, verdict)
+    if not target.strip():
+        return None
+    letters = list(options)
+    vectors = embedder.encode([target, *(options[k] for k in letters)])
+    return letters[int((vectors[1:] @ vectors[0]).argmax())]
