@@ -459,13 +459,14 @@ def chat(
         if line.strip() in ("/quit", "/exit"):
             break
         try:
-            _chat_turn(conversation, line, out)
+            conversation = _chat_turn(conversation, line, out)
         except ChatError as error:
             err.print(f"[yellow]{escape(str(error))}[/]", highlight=False)
 
 
-def _chat_turn(conversation, line: str, out: Console) -> None:
-    from reasoning.chat import Session
+def _chat_turn(conversation, line: str, out: Console):
+    """Carry out one line of the terminal chat; returns the conversation (a new one after /load)."""
+    from reasoning.chat import Chat, Session
 
     command, _, argument = line.strip().partition(" ")
     argument = argument.strip()
@@ -486,7 +487,7 @@ def _chat_turn(conversation, line: str, out: Console) -> None:
     elif command == "/save":
         out.print(f"saved {conversation.session.save(argument or 'axr-chat.json')}", highlight=False)
     elif command == "/load":
-        conversation.__init__(conversation.backend, Session.load(argument), conversation.domain)
+        conversation = Chat(conversation.backend, Session.load(argument), conversation.domain)
         out.print(f"loaded {argument}: {len(conversation.session.history) // 2} earlier turn(s)", highlight=False)
     elif command.startswith("/"):
         out.print(f"unknown command {command}; /help lists them", highlight=False)
@@ -496,6 +497,7 @@ def _chat_turn(conversation, line: str, out: Console) -> None:
             conversation.ask(line, on_piece=lambda piece: out.print(escape(piece), end="", highlight=False))
         finally:
             out.print()
+    return conversation
 
 
 @app.command(

@@ -138,7 +138,7 @@ def test_terminal_chat_commands_and_bad_input(textile, bad_images, tmp_path, tin
     script = "\n".join([
         "", "/verdict", f"/image {bad_images['huge']}", f"/ref {bad_images['not_image']}",
         f"/ref {textile['nominal'][0]}", f"/ref {small}", "what is wrong?", "/bogus", f"/save {tmp_path / 's.json'}",
-        "/quit",
+        f"/load {tmp_path / 's.json'}", "/quit",
     ])  # fmt: skip
     command = [sys.executable, "-m", "reasoning.cli", "chat", str(textile["local"][0])]
     result = subprocess.run(command, input=script, capture_output=True, text=True, cwd=REPO,
@@ -148,7 +148,7 @@ def test_terminal_chat_commands_and_bad_input(textile, bad_images, tmp_path, tin
     assert '"verdict": "' in result.stdout
     assert "huge.png" in result.stderr and "notes.png" in result.stderr  # each bad file named, the chat goes on
     assert "differs from the query" in result.stdout and "returned nothing" in result.stderr
-    assert "unknown command /bogus" in result.stdout and "saved" in result.stdout
+    assert "unknown command /bogus" in result.stdout and "saved" in result.stdout and "loaded" in result.stdout
     saved = json.loads((tmp_path / "s.json").read_text())
     assert saved["references"] == [str(textile["nominal"][0]), str(small)] and saved["verdict"]["verdict"]
     missing = run_axr("chat", str(bad_images["missing"]), check=False)
