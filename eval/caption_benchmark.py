@@ -31,8 +31,11 @@ CHUNK = 64  # frames per re-check call: each chunk is journaled as soon as it re
 MIN_SCENE_REFERENCES = 50  # fewer normal frames than this cannot tell a scene's normal vocabulary
 
 
-def run_caption_task(task: dict[str, Any], output: Path, backend_factory=None, progress=print) -> dict[str, Any]:
-    """Run one caption task (as loaded by `eval.tasks.load_task`); returns and writes the metrics."""
+def run_caption_task(task: dict[str, Any], output: Path, backend_factory=None, progress=print,
+                     tick=None) -> dict[str, Any]:  # fmt: skip
+    """Run one caption task (as loaded by `eval.tasks.load_task`); returns and writes the metrics.
+
+    `progress` takes status lines; `tick(done, total)` follows the model re-check frame by frame (a bar)."""
     started = time.perf_counter()
     pipeline = task["pipeline"]
     induced = pipeline.get("rules") == "induce"
@@ -79,7 +82,7 @@ def run_caption_task(task: dict[str, Any], output: Path, backend_factory=None, p
     raw = {v.video: np.array([r.score for r in details[v.video]]) for v in held_out}
     scale = stages["all"].keyword_weight + 1
     verdicts, cost = _recheck_stage(pipeline["recheck"], rulebook, held_out, raw, smoothed, threshold,
-                                    scale, backend_factory, progress, output)  # fmt: skip
+                                    scale, backend_factory, progress, output, tick)  # fmt: skip
     scores = {v: smoothed(s) for v, s in raw.items()}
     metrics = frame_metrics({v.video: v.labels for v in held_out}, scores, threshold)
     metrics.update(
@@ -144,7 +147,8 @@ def _reference_threshold(reference: list[CaptionVideo], details, smoothed, quant
     return float(np.quantile(normal, quantile)) if normal else 0.5
 
 
-def _recheck_stage(config, rulebook, videos, raw, smoothed, threshold, scale, backend_factory, progress, output):
+def _recheck_stage(config, rulebook, videos, raw, smoothed, threshold, scale, backend_factory, progress, output,
+                   tick=None):  # fmt: skip
     """Re-check the selected frames with the model and merge its scores into `raw` (in place).
 
     Verdicts go to a journal in the run folder as each chunk returns; a re-run with the same rule book and
@@ -164,6 +168,8 @@ def _recheck_stage(config, rulebook, videos, raw, smoothed, threshold, scale, ba
     journal = Journal(output / f"recheck-{fingerprint}.jsonl")
     todo = [(v, i) for v, i in chosen if f"{v.video}/{i:06d}" not in journal]
     cost["resumed"] = len(chosen) - len(todo)
+    if tick:
+        tick(len(chosen) - len(todo), len(chosen))
     if todo:
         backend = backend_factory(config)
         for start in range(0, len(todo), CHUNK):
@@ -174,7 +180,10 @@ def _recheck_stage(config, rulebook, videos, raw, smoothed, threshold, scale, ba
                 cost["tokens_in"] += verdict.meta.get("tokens_in", 0)
                 cost["tokens_out"] += verdict.meta.get("tokens_out", 0)
                 cost["model_calls"] += 1 + bool(verdict.meta.get("repaired"))
-            progress(f"re-checked {min(start + CHUNK, len(todo))} of {len(todo)}")
+            if tick:
+                tick(cost["resumed"] + start + len(chunk), len(chosen))
+            else:
+                progress(f"re-checked {min(start + CHUNK, len(todo))} of {len(todo)}")
     verdicts = {}
     for video, i in chosen:
         verdict = Verdict.model_validate(journal.records[f"{video.video}/{i:06d}"])

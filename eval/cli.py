@@ -89,7 +89,18 @@ def _run_captions(config, output: Path, overrides: dict, recheck: str | None) ->
         return make_backend(cfg["backend"], cfg["model"], cfg.get("base_url"), concurrency=cfg.get("concurrency"),
                             text_only=text_only)  # fmt: skip
 
-    return run_caption_task(config, output, backend_factory, progress=lambda m: err.print(m, highlight=False))
+    from reasoning.cli import progress_bar
+
+    with progress_bar() as bar:
+        job = bar.add_task("re-check", total=None, visible=False)
+
+        def tick(done: int, total: int) -> None:
+            bar.update(job, completed=done, total=total, visible=True)
+
+        def say(message: str) -> None:
+            bar.console.print(message, highlight=False)
+
+        return run_caption_task(config, output, backend_factory, progress=say, tick=tick)
 
 
 def _run_samples(config, output: Path, overrides: dict, limit, shard: str, retry_errors: bool) -> dict:

@@ -74,8 +74,10 @@ def test_cli_bad_input_one_line(extra, message, caption_set, tmp_path):
 @pytest.mark.server
 def test_recheck_with_smollm2_through_the_server_and_its_report(caption_set, tmp_path, vllm_server, chromium):
     data_dir, rules = caption_set
-    run_axr("eval", "run", "captions", "--data-dir", str(data_dir), "--rules", str(rules), "--recheck", "all",
-            "--base-url", vllm_server.base_url, "--model", "smollm2", "--output", str(tmp_path / "run"))  # fmt: skip
+    server = ["--base-url", vllm_server.base_url, "--model", "smollm2"]
+    result = run_axr("eval", "run", "captions", "--data-dir", str(data_dir), "--rules", str(rules), "--recheck", "all",
+                     *server, "--output", str(tmp_path / "run"))  # fmt: skip
+    assert "re-check" in result.stderr and "48/48" in result.stderr  # the progress bar reached the end
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["cost"]["frames_rechecked"] == 48 and metrics["cost"]["share_rechecked"] == 1.0
     assert metrics["cost"]["tokens_in"] > 0
