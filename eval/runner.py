@@ -160,6 +160,7 @@ def run_task(
         raise SchemaError(f"task {task['task']}: pipeline.mode must be one of {', '.join(PIPELINES)}")
     book = load_rulebook(task)
     chosen = select_samples(load_task_samples(task), options.limit, options.shard)
+    output.mkdir(parents=True, exist_ok=True)
     journal = Journal(predictions_path(output, options.shard))
     if options.shard[1] == 1:
         _take_in_shards(journal, output)

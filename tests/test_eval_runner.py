@@ -154,6 +154,8 @@ def test_shards_partition_the_samples_and_merge_without_model_calls(tmp_path, im
     pending = []
     metrics = run_task(task, tmp_path / "run", hf_tiny, on_start=lambda t, p: pending.append(p))
     assert pending == [0] and metrics["samples"] == 6  # merged, nothing recomputed
+    empty = run_task(task, tmp_path / "empty", hf_tiny, RunOptions(limit=0))  # nothing to run is not an error
+    assert empty["samples"] == 0 and (tmp_path / "empty" / "metrics.json").is_file()
     samples = [Sample(sample_id=str(i), caption="x") for i in range(10)]
     assert [s.sample_id for s in select_samples(samples, 4, (0, 1))] == [
         s.sample_id for s in select_samples(list(reversed(samples)), 4, (0, 1))
