@@ -10,16 +10,14 @@ unanswered (and counts as wrong).
 from __future__ import annotations
 
 from eval.verify import location_box, predicted_label
+from reasoning.media import region_name
 from reasoning.schema import Verdict
 
 
 def region_words(box: list[float] | None) -> str:
     if not box:
         return ""
-    x, y = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-    vertical = "top" if y < 1 / 3 else "bottom" if y > 2 / 3 else "middle"
-    horizontal = "left" if x < 1 / 3 else "right" if x > 2 / 3 else "center"
-    return "center" if (vertical, horizontal) == ("middle", "center") else f"{vertical} {horizontal}"
+    return region_name((box[0] + box[2]) / 2, (box[1] + box[3]) / 2, centre="center")
 
 
 def verdict_text(question_type: str, verdict: dict) -> str:

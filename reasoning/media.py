@@ -267,3 +267,11 @@ def even_frames(frames: list[Frame], count: int) -> list[Frame]:
         return frames
     step = (len(frames) - 1) / (count - 1) if count > 1 else 0
     return [frames[round(i * step)] for i in range(count)]
+
+
+def region_name(x: float, y: float, centre: str = "centre") -> str:
+    """A point given as fractions of the image, in words: "top left", "bottom centre", "centre"...
+    (`centre="center"` for texts written in US spelling, such as MMAD's options)."""
+    vertical = "top" if y < 1 / 3 else "bottom" if y > 2 / 3 else "middle"
+    horizontal = "left" if x < 1 / 3 else "right" if x > 2 / 3 else centre
+    return centre if (vertical, horizontal) == ("middle", centre) else f"{vertical} {horizontal}"

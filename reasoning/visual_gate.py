@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from reasoning.media import fit_image
+from reasoning.media import fit_image, region_name
 
 
 @dataclass
@@ -30,10 +30,7 @@ class GateResult:
         """Where the most unusual patch is, in words, for the VLM prompt."""
         rows, cols = self.anomaly_map.shape
         r, c = np.unravel_index(int(self.anomaly_map.argmax()), self.anomaly_map.shape)
-        y, x = (r + 0.5) / rows, (c + 0.5) / cols  # the patch centre as a fraction of the image
-        vertical = "top" if y < 1 / 3 else "bottom" if y > 2 / 3 else "middle"
-        horizontal = "left" if x < 1 / 3 else "right" if x > 2 / 3 else "centre"
-        where = "centre" if (vertical, horizontal) == ("middle", "centre") else f"{vertical} {horizontal}"
+        where = region_name((c + 0.5) / cols, (r + 0.5) / rows)  # the patch centre as a fraction of the image
         return f"the most unusual region is the {where} (patch distance {self.score:.3f})"
 
     def heatmap(self, image: Image.Image, alpha: float = 0.45) -> Image.Image:

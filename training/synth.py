@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from reasoning.media import list_images, load_image
+from eval.datasets.folders import pixel_box
+from reasoning.media import list_images, load_image, region_name
 
 KINDS = ("cut_paste", "scratch", "stain", "noise_blob")
 WHY = {
@@ -103,13 +104,6 @@ def _noise_blob(image: Image.Image, rng: np.random.Generator) -> tuple[Image.Ima
 GENERATORS = {"cut_paste": _cut_paste, "scratch": _scratch, "stain": _stain, "noise_blob": _noise_blob}
 
 
-def _where(box: list[float]) -> str:
-    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-    row = "top" if cy < 1 / 3 else "bottom" if cy > 2 / 3 else "middle"
-    col = "left" if cx < 1 / 3 else "right" if cx > 2 / 3 else "centre"
-    return "centre" if (row, col) == ("middle", "centre") else f"{row} {col}"
-
-
 def synthesize(image: Image.Image, kind: str, seed: int, subject: str = "surface") -> Synthetic:
     """One defect of `kind` on an RGB image, reproducible from `seed`."""
     if kind not in GENERATORS:
@@ -117,23 +111,17 @@ def synthesize(image: Image.Image, kind: str, seed: int, subject: str = "surface
     rng = np.random.default_rng(seed)
     out, mask = GENERATORS[kind](image.convert("RGB"), rng)
     pixels = np.asarray(mask) > 0
-    box = _box_of(pixels)
+    box = pixel_box(pixels)
+    centre = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
     share = float(pixels.mean())
     severity = "low" if share < 0.02 else "medium" if share < 0.08 else "high"
     name = kind.replace("_", "-")
     rationale = {
-        "what": f"a {name} defect at the {_where(box)} of the {subject}",
+        "what": f"a {name} defect at the {region_name(*centre)} of the {subject}",
         "why": WHY[kind],
-        "how": f"it covers about {share:.0%} of the image around ({(box[0] + box[2]) / 2:.2f}, "
-        f"{(box[1] + box[3]) / 2:.2f})",
+        "how": f"it covers about {share:.0%} of the image around ({centre[0]:.2f}, {centre[1]:.2f})",
     }
     return Synthetic(out, mask, kind, box, rationale, severity)
-
-
-def _box_of(pixels: np.ndarray) -> list[float]:
-    rows, cols = np.flatnonzero(pixels.any(axis=1)), np.flatnonzero(pixels.any(axis=0))
-    height, width = pixels.shape
-    return [cols[0] / width, rows[0] / height, (cols[-1] + 1) / width, (rows[-1] + 1) / height]
 
 
 def synthesize_set(normal_dir: Path, out: Path, per_image: int = 1, seed: int = 0, kinds: tuple[str, ...] = KINDS,

@@ -36,8 +36,13 @@ def mask_box(paths: list[Path]) -> list[float] | None:
         union = mask if union is None else union | mask
     if union is None or not union.any():
         return None
-    rows, cols = np.flatnonzero(union.any(axis=1)), np.flatnonzero(union.any(axis=0))
-    height, width = union.shape
+    return pixel_box(union)
+
+
+def pixel_box(pixels: np.ndarray) -> list[float]:
+    """The normalised [x0, y0, x1, y1] box around the set pixels of a non-empty boolean mask."""
+    rows, cols = np.flatnonzero(pixels.any(axis=1)), np.flatnonzero(pixels.any(axis=0))
+    height, width = pixels.shape
     return [cols[0] / width, rows[0] / height, (cols[-1] + 1) / width, (rows[-1] + 1) / height]
 
 
