@@ -79,11 +79,9 @@ def run_caption_task(task: dict[str, Any], output: Path, backend_factory=None, p
     pattern = task["split"].get("scene_pattern")
     details = {v.video: stages[scene_of(v.video, pattern)].score(v.captions) for v in [*reference, *held_out]}
     threshold = _reference_threshold(reference, details, smoothed, pipeline["threshold"]["reference_quantile"])
-    raw = {v.video: np.array([r.score for r in details[v.video]]) for v in held_out}
-    scale = stages["all"].keyword_weight + 1
-    verdicts, cost = _recheck_stage(pipeline["recheck"], rulebook, held_out, raw, smoothed, threshold,
-                                    scale, backend_factory, progress, output, tick)  # fmt: skip
-    scores = {v: smoothed(s) for v, s in raw.items()}
+    scores = {v.video: smoothed(np.array([r.score for r in details[v.video]])) for v in held_out}
+    verdicts, cost = _recheck_stage(pipeline["recheck"], rulebook, held_out, scores, threshold, backend_factory,
+                                    progress, output, tick)  # fmt: skip
     metrics = frame_metrics({v.video: v.labels for v in held_out}, scores, threshold)
     metrics.update(
         task=task["task"],
@@ -97,6 +95,8 @@ def run_caption_task(task: dict[str, Any], output: Path, backend_factory=None, p
                   "recheck": {k: v for k, v in pipeline["recheck"].items() if k != "api_key"}},
         cost={**cost, "seconds": round(time.perf_counter() - started, 2)},
     )  # fmt: skip
+    if task.get("published"):
+        metrics["published"] = task["published"]
     output.mkdir(parents=True, exist_ok=True)
     rulebook.save(output / "rulebook.yaml")
     _write_predictions(output / "predictions.jsonl", held_out, details, scores, threshold, verdicts)
@@ -147,9 +147,8 @@ def _reference_threshold(reference: list[CaptionVideo], details, smoothed, quant
     return float(np.quantile(normal, quantile)) if normal else 0.5
 
 
-def _recheck_stage(config, rulebook, videos, raw, smoothed, threshold, scale, backend_factory, progress, output,
-                   tick=None):  # fmt: skip
-    """Re-check the selected frames with the model and merge its scores into `raw` (in place).
+def _recheck_stage(config, rulebook, videos, scores, threshold, backend_factory, progress, output, tick=None):
+    """Re-check the selected frames with the model and merge its labels into the smoothed `scores` (in place).
 
     Verdicts go to a journal in the run folder as each chunk returns; a re-run with the same rule book and
     model reuses them, so an interrupted re-check resumes instead of starting over.
@@ -158,7 +157,7 @@ def _recheck_stage(config, rulebook, videos, raw, smoothed, threshold, scale, ba
     if config["policy"] == "none":
         return {}, cost
     policy, band = config["policy"], config["band"]
-    chosen = [(v, int(i)) for v in videos for i in select_for_recheck(policy, smoothed(raw[v.video]), threshold, band)]
+    chosen = [(v, int(i)) for v in videos for i in select_for_recheck(policy, scores[v.video], threshold, band)]
     total = sum(len(v.captions) for v in videos)
     progress(f"re-checking {len(chosen)} of {total} frames ({len(chosen) / total:.1%}) with the model")
     fingerprint = hashlib.sha256(
@@ -184,14 +183,20 @@ def _recheck_stage(config, rulebook, videos, raw, smoothed, threshold, scale, ba
                 tick(cost["resumed"] + start + len(chunk), len(chosen))
             else:
                 progress(f"re-checked {min(start + CHUNK, len(todo))} of {len(todo)}")
-    verdicts = {}
-    for video, i in chosen:
-        verdict = Verdict.model_validate(journal.records[f"{video.video}/{i:06d}"])
-        verdicts[(video.video, i)] = verdict
-        raw[video.video][i] = merge_recheck(raw[video.video][i], verdict, scale)
-        cost["unparsed"] += verdict.verdict == "unparsed"
+    verdicts = {(v.video, i): Verdict.model_validate(journal.records[f"{v.video}/{i:06d}"]) for v, i in chosen}
+    _merge_pooled(scores, verdicts, threshold, band, config.get("min_confidence", 0.5))
+    cost["unparsed"] = sum(v.verdict == "unparsed" for v in verdicts.values())
     cost.update(frames_rechecked=len(chosen), share_rechecked=len(chosen) / total)
     return verdicts, cost
+
+
+def _merge_pooled(scores: dict[str, np.ndarray], verdicts: dict, threshold, band, min_confidence) -> None:
+    """`merge_recheck` over all videos at once: the threshold and the metrics are pooled, so is the merge."""
+    keys = list(verdicts)
+    pooled = np.array([scores[video][i] for video, i in keys])
+    merged = merge_recheck(pooled, np.arange(len(keys)), list(verdicts.values()), threshold, band, min_confidence)
+    for (video, i), score in zip(keys, merged, strict=True):
+        scores[video][i] = score
 
 
 def _write_predictions(path: Path, videos, details, scores, threshold, verdicts) -> None:

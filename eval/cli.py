@@ -73,7 +73,17 @@ def run(
     wanted = config.get("metrics", [])
     Console().print_json(json.dumps({"task": config["task"], **{k: metrics.get(k) for k in wanted},
                                      "cost": metrics["cost"]}))  # fmt: skip
+    if published := metrics.get("published"):
+        err.print(_compared(metrics, published), highlight=False)
     err.print(f"wrote {output}/metrics.json and predictions", highlight=False)
+
+
+def _compared(metrics: dict, published: dict) -> str:
+    """One line: AXR's pooled frame AUC on the held-out videos beside the published figures."""
+    theirs = ", ".join(f"{k} {v:.1%}" for k, v in published.get("frame_auc_pooled", {}).items())
+    ours = metrics["frame_auc_pooled"]
+    return (f"pooled frame AUC {ours:.2%} on {metrics['split']['evaluated_videos']} held-out videos; "
+            f"published ({published.get('source', 'paper')}): {theirs}")
 
 
 def _run_captions(config, output: Path, overrides: dict, recheck: str | None) -> dict:

@@ -2,9 +2,10 @@
 
 The model re-check reads an observation with the rule book and answers with a structured VerdictAnswer.
 Which observations it reads is a stated policy: `none`, `all`, `positives` (the trigger stage flagged
-them), or `uncertain` (their smoothed score lies within a band around the threshold). Its score replaces
-half of the trigger score, so it can clear a false alarm as well as raise one. Every request starts with
-the same rule-book system message, so vLLM's prefix cache computes it once.
+them), or `uncertain` (their smoothed score lies within a band around the threshold). Its label moves a frame
+to its side of the threshold (`merge_recheck`), so it can clear a false alarm as well as raise one, while
+keeping the trigger's order wherever the model has nothing to say. Every request starts with the same
+rule-book system message, so vLLM's prefix cache computes it once.
 """
 
 from __future__ import annotations
@@ -70,16 +71,48 @@ def to_verdict(sample_id: str, completion, known_rules: set[str], meta: dict) ->
     return Verdict(**answer, sample_id=sample_id, meta=meta)
 
 
-def merge_recheck(trigger_score: float, verdict: Verdict, scale: float) -> float:
-    """Half trigger, half model (its score on the trigger's scale); an unparsed answer leaves the trigger.
+def merge_recheck(
+    scores, chosen, verdicts: list[Verdict], threshold: float, band: float, min_confidence: float = 0.5
+) -> np.ndarray:
+    """Scores after the re-check: the frames the model calls normal end below the threshold, those it calls
+    anomalous above it, and nothing else moves.
 
-    The model's score is first made consistent with its label (anomalous >= 0.5, normal <= 0.5): small models
-    often say "normal" with a score of 1.
+    Each side is an increasing affine map of that group's own scores, so the trigger's order within a group
+    is kept, and a group already on its side of the threshold does not move. The lower side spans
+    [min(group, threshold - band), threshold), the upper (threshold, max(group, threshold + band)]. Under the
+    `uncertain` policy every chosen score lies within the band, so a model whose answers carry no information
+    (the same label for every frame) leaves the ranking, and the AUC, exactly as they were; the model can
+    only reorder frames across the threshold where its labels differ. Unparsed answers and answers below
+    `min_confidence` leave their frame alone (small models are often sure of nothing).
     """
-    if verdict.verdict == "unparsed" or verdict.score is None:
-        return trigger_score
-    model_score = max(verdict.score, 0.5) if verdict.verdict == "anomalous" else min(verdict.score, 0.5)
-    return 0.5 * trigger_score + 0.5 * model_score * scale
+    out = np.array(scores, dtype=float)
+    chosen = np.asarray(chosen, dtype=int)
+    by_label = {"normal": [], "anomalous": []}
+    for index, verdict in zip(chosen, verdicts, strict=True):
+        if verdict.verdict in by_label and (verdict.confidence is None or verdict.confidence >= min_confidence):
+            by_label[verdict.verdict].append(index)
+    gap = max(band, 1e-6) * 1e-3  # keeps a moved frame strictly off the threshold
+    for label, indices in by_label.items():
+        if not indices:
+            continue
+        group = out[indices]
+        if label == "normal":
+            low, high = min(group.min(), threshold - band), threshold - gap
+            wrong_side = group.max() >= threshold
+        else:
+            low, high = threshold + gap, max(group.max(), threshold + band)
+            wrong_side = group.min() <= threshold
+        if wrong_side:
+            out[indices] = _rescale(group, low, high)
+    return out
+
+
+def _rescale(values: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Increasing affine map of `values` onto [low, high] (all to the middle when they are all equal)."""
+    spread = values.max() - values.min()
+    if spread == 0:
+        return np.full_like(values, (low + high) / 2)
+    return low + (values - values.min()) * (high - low) / spread
 
 
 def trigger_verdict(
@@ -187,15 +220,14 @@ def detect_observations(
                 out[indices] = centred_mean(values[indices], window)
         return out
 
-    chosen = select_for_recheck(policy, smoothed(raw) / scale, threshold / scale, band)
+    final = smoothed(raw)
+    chosen = select_for_recheck(policy, final / scale, threshold / scale, band)
     rechecked = {}
     if len(chosen):
         progress(f"re-checking {len(chosen)} of {len(rows)} observations with {backend.model}")
         found = recheck(backend, book, [(rows[i].sample_id, rows[i].text) for i in chosen])
-        for i, verdict in zip(chosen, found, strict=True):
-            raw[i] = merge_recheck(raw[i], verdict, scale)
-            rechecked[int(i)] = verdict
-    final = smoothed(raw)
+        final = merge_recheck(final / scale, chosen, found, threshold / scale, band) * scale
+        rechecked = {int(i): verdict for i, verdict in zip(chosen, found, strict=True)}
     verdicts = []
     for i, (row, result) in enumerate(zip(rows, results, strict=True)):
         verdict = trigger_verdict(row.sample_id, result, float(final[i]), threshold, scale, book)

@@ -94,7 +94,8 @@ def test_recheck_with_smollm2_through_the_server_and_its_report(caption_set, tmp
 
 @pytest.mark.skipif(not (SHARED_DATA / "anomalyruler" / "ped2").is_dir(), reason="../shared/data is absent")
 def test_ped2_trigger_stage_with_the_papers_rule_book(tmp_path):
-    run_axr("eval", "run", "ped2", "--output", str(tmp_path / "ped2"))
+    result = run_axr("eval", "run", "ped2", "--output", str(tmp_path / "ped2"))
+    assert "on 8 held-out videos; published (AnomalyRuler" in " ".join(result.stderr.split())
     metrics = json.loads((tmp_path / "ped2" / "metrics.json").read_text())
     assert metrics["frame_auc_pooled"] > 0.97  # 0.979 measured; the paper's full method reports 0.979
     assert metrics["split"]["evaluated_videos"] == 8

@@ -7,6 +7,7 @@ import pytest
 import yaml
 from PIL import Image
 
+from reasoning.deduction import merge_recheck, select_for_recheck
 from reasoning.embedding import Embedder
 from reasoning.induction import InductionConfig, _aggregate, seeded_batches
 from reasoning.schema import InducedRules, RuleBook, Verdict
@@ -30,6 +31,45 @@ def test_seeded_batches_are_reproducible():
     assert seeded_batches(20, config) == seeded_batches(20, config)
     assert seeded_batches(20, config) != seeded_batches(20, InductionConfig(batches=4, per_batch=3, seed=8))
     assert all(len(set(b)) == 3 for b in seeded_batches(20, config))
+
+
+def _verdicts(*labels, confidence=0.9):
+    return [Verdict(sample_id=str(i), verdict=label, score=0.5, confidence=confidence) if label != "unparsed"
+            else Verdict.unparsed("??", "no JSON", sample_id=str(i)) for i, label in enumerate(labels)]  # fmt: skip
+
+
+def _auc(labels, scores):
+    from sklearn.metrics import roc_auc_score
+
+    return roc_auc_score(labels, scores)
+
+
+def test_recheck_merge_moves_frames_across_the_threshold_and_keeps_order_otherwise():
+    scores = np.array([0.1, 0.45, 0.48, 0.52, 0.55, 0.9])
+    chosen = select_for_recheck("uncertain", scores, 0.5, 0.1)
+    assert chosen.tolist() == [1, 2, 3, 4]
+    labels = [0, 0, 1, 0, 1, 1]
+    # a model with nothing to say (the same label everywhere) leaves the order, and so the AUC, as it was
+    same = merge_recheck(scores, chosen, _verdicts(*["normal"] * 4), 0.5, 0.1)
+    assert (np.argsort(same) == np.argsort(scores)).all() and (same[chosen] < 0.5).all()
+    assert _auc(labels, same) == _auc(labels, scores)
+    # a right model clears the false alarm (0.52) and raises the miss (0.48); frames outside the band stay
+    right = merge_recheck(scores, chosen, _verdicts("normal", "anomalous", "normal", "anomalous"), 0.5, 0.1)
+    assert right[[0, 5]].tolist() == [0.1, 0.9]
+    assert right[3] < 0.5 < right[2] and _auc(labels, right) == 1.0 > _auc(labels, scores)
+    # unparsed and unsure answers leave their frames alone
+    unsure = _verdicts("unparsed", "normal", "normal", "anomalous")
+    unsure[2].confidence = 0.2
+    kept = merge_recheck(scores, chosen, unsure, 0.5, 0.1)
+    assert kept[1] == 0.45 and kept[3] == 0.52 and kept[2] < 0.5
+
+
+def test_recheck_of_positives_can_clear_them():
+    scores = np.array([0.2, 0.7, 0.8, 0.95])
+    chosen = select_for_recheck("positives", scores, 0.5, 0.1)
+    merged = merge_recheck(scores, chosen, _verdicts("normal", "anomalous", "normal"), 0.5, 0.1)
+    assert merged[1] < 0.5 and merged[3] < 0.5 and merged[2] == 0.8 and merged[0] == 0.2
+    assert merged[1] < merged[3]  # the trigger's order kept within the cleared frames
 
 
 def test_aggregation_merges_paraphrases_and_counts_support():
