@@ -93,7 +93,8 @@ def run_caption_task(task: dict[str, Any], output: Path, backend_factory=None, p
         scenes=sorted(k for k in stages if k != "all"),
         settings={"trigger": trigger_cfg, "smoothing": smoothing, "threshold": pipeline["threshold"],
                   "recheck": {k: v for k, v in pipeline["recheck"].items() if k != "api_key"}},
-        cost={**cost, "seconds": round(time.perf_counter() - started, 2)},
+        cost={**cost, "seconds": round(time.perf_counter() - started, 2),
+              **({"induction": rulebook.provenance.cost} if induced else {})},
     )  # fmt: skip
     if task.get("published"):
         metrics["published"] = task["published"]

@@ -130,7 +130,9 @@ def induce(
     if not book.rules("anomaly"):
         raise ValueError("induction produced no anomaly rules (the model's answers were empty or unparsable)")
     progress("proposing and checking trigger keywords")
-    return derive_keywords(book, backend, sampling, [text for _, text in references], config)
+    book = derive_keywords(book, backend, sampling, [text for _, text in references], config)
+    book.provenance.cost = dict(getattr(backend, "usage", {}))  # calls and tokens the induction took
+    return book
 
 
 def derive_keywords(book: RuleBook, backend: Backend, sampling: Sampling, normal_texts: list[str], config) -> RuleBook:

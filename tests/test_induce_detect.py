@@ -95,6 +95,7 @@ def test_induce_with_smollm2_writes_a_valid_rule_book(tmp_path, vllm_server):
     book = RuleBook.load(out)
     assert book.rules("anomaly") and book.provenance.model == "smollm2"
     assert book.provenance.seeds == [0] and len(book.provenance.reference_ids) >= 2
+    assert book.provenance.cost["model_calls"] >= 3 + 3 + 1 and book.provenance.cost["tokens_in"] > 0  # n+n+1
     assert all(1 <= r.support <= 3 for r in book.rules())
     walk_share = sum("walk" in t.lower() for t in NORMAL) / len(NORMAL)
     assert walk_share == 1 and all("walk" not in k for r in book.rules("anomaly") for k in r.keywords)

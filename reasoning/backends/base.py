@@ -130,8 +130,13 @@ class Backend:
         if not requests:
             return []
         completions = self._complete(requests, sampling, schema)
-        if schema is None:
-            return completions
+        if schema is not None:
+            self._validate(requests, completions, sampling, schema)
+        self._tally(completions)
+        return completions
+
+    def _validate(self, requests, completions: list[Completion], sampling: Sampling, schema) -> None:
+        """Parse each answer against the schema; failures get one repair turn (in place)."""
         for completion in completions:
             _apply_parse(completion, schema)
         retry = [i for i, c in enumerate(completions) if c.parse_error and not c.error]
@@ -141,7 +146,14 @@ class Backend:
             ]
             for i, repaired in zip(retry, self._complete(repair_requests, sampling, schema), strict=True):
                 completions[i] = _apply_parse(completions[i].absorb_repair(repaired), schema)
-        return completions
+
+    def _tally(self, completions: list[Completion]) -> None:
+        """Running cost of this backend (`usage`): model calls (repair turns included) and tokens."""
+        usage = self.__dict__.setdefault("usage", {"model_calls": 0, "tokens_in": 0, "tokens_out": 0})
+        for completion in completions:
+            usage["model_calls"] += 1 + completion.repaired
+            usage["tokens_in"] += completion.tokens_in
+            usage["tokens_out"] += completion.tokens_out
 
     def _complete(
         self, requests: list[Request], sampling: Sampling, schema: type[BaseModel] | None
