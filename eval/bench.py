@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from PIL import Image
 
-from reasoning.backends.base import Backend, Sampling, user
+from axr.reasoning.backends.base import Backend, Sampling, user
 
 
 @dataclass
@@ -107,8 +107,8 @@ def bench_task(task: dict, settings: list[dict], limit: int, workdir, make_engin
     not timed) and return one row per setting: throughput, cost and the headline metrics."""
     from pathlib import Path
 
-    from eval.runner import RunOptions, run_task
-    from eval.tasks import deep_merge
+    from axr.eval.runner import RunOptions, run_task
+    from axr.eval.tasks import deep_merge
 
     rows = []
     for number, setting in enumerate(settings):

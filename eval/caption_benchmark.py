@@ -16,16 +16,16 @@ from typing import Any
 
 import numpy as np
 
-from eval.datasets.captions import CaptionVideo, load_caption_set, split_videos
-from eval.journal import Journal
-from eval.metrics import frame_metrics
-from eval.tasks import repo_path
-from reasoning.deduction import merge_recheck, recheck, select_for_recheck
-from reasoning.prompting import template_version
-from reasoning.rulebook_import import load_rules
-from reasoning.schema import RuleBook, SchemaError, Verdict
-from reasoning.smoothing import smooth
-from reasoning.triggers import TriggerStage
+from axr.eval.datasets.captions import CaptionVideo, load_caption_set, split_videos
+from axr.eval.journal import Journal
+from axr.eval.metrics import frame_metrics
+from axr.eval.tasks import task_file_path
+from axr.reasoning.deduction import merge_recheck, recheck, select_for_recheck
+from axr.reasoning.prompting import template_version
+from axr.reasoning.rulebook_import import load_rules
+from axr.reasoning.schema import RuleBook, SchemaError, Verdict
+from axr.reasoning.smoothing import smooth
+from axr.reasoning.triggers import TriggerStage
 
 CHUNK = 64  # frames per re-check call: each chunk is journaled as soon as it returns
 MIN_SCENE_REFERENCES = 50  # fewer normal frames than this cannot tell a scene's normal vocabulary
@@ -33,14 +33,14 @@ MIN_SCENE_REFERENCES = 50  # fewer normal frames than this cannot tell a scene's
 
 def run_caption_task(task: dict[str, Any], output: Path, backend_factory=None, progress=print,
                      tick=None) -> dict[str, Any]:  # fmt: skip
-    """Run one caption task (as loaded by `eval.tasks.load_task`); returns and writes the metrics.
+    """Run one caption task (as loaded by `axr.eval.tasks.load_task`); returns and writes the metrics.
 
     `progress` takes status lines; `tick(done, total)` follows the model re-check frame by frame (a bar)."""
     started = time.perf_counter()
     pipeline = task["pipeline"]
     induced = pipeline.get("rules") == "induce"
-    data_dir = repo_path(task["dataset"].get("data_dir"))
-    rules_path = None if induced else repo_path(pipeline.get("rules"))
+    data_dir = task_file_path(task["dataset"].get("data_dir"))
+    rules_path = None if induced else task_file_path(pipeline.get("rules"))
     if data_dir is None:
         raise SchemaError("task: dataset.data_dir is required (or --data-dir)")
     if rules_path is None and not induced:
@@ -52,7 +52,7 @@ def run_caption_task(task: dict[str, Any], output: Path, backend_factory=None, p
     references = [c for _, c in normal_frames]
     embedder = None
     if pipeline["trigger"].get("novelty", True) or induced:
-        from reasoning.embedding import Embedder
+        from axr.reasoning.embedding import Embedder
 
         embedder = Embedder()
     if induced:
@@ -107,7 +107,7 @@ def run_caption_task(task: dict[str, Any], output: Path, backend_factory=None, p
 
 def _induce(pipeline, normal_frames, embedder, backend_factory, progress, name) -> RuleBook:
     """Rules induced from the reference videos' normal frames by the re-check model."""
-    from reasoning.induction import InductionConfig, induce
+    from axr.reasoning.induction import InductionConfig, induce
 
     settings = pipeline.get("induction", {})
     config = InductionConfig(**{k: v for k, v in settings.items() if k in InductionConfig.__dataclass_fields__})

@@ -31,8 +31,8 @@ err = Console(stderr=True)
 
 @app.command("run", epilog=RUN_EPILOG)
 def run(
-    task: str = typer.Argument(..., help="a task name from eval/tasks (see `axr eval validate`) or a YAML path"),
-    data_dir: Path = typer.Option(None, help="override dataset.data_dir"),
+    task: str = typer.Argument(..., help="a shipped task name (`axr eval validate` lists them) or a YAML path"),
+    data_dir: str = typer.Option(None, help="override dataset.data_dir: a folder or data:SET/PATH"),
     rules: str = typer.Option(
         None, help="override pipeline.rules: a RuleBook YAML, AnomalyRuler rule file, or (caption tasks) 'induce'"
     ),  # fmt: skip
@@ -46,20 +46,20 @@ def run(
     output: Path = typer.Option(None, help="run folder (default runs/<task>); rerun to resume"),
 ):
     """Run an evaluation task: predictions.jsonl (resumable) and metrics.json in the run folder."""
-    from eval.datasets import LayoutError
-    from eval.tasks import TaskError, load_task
-    from reasoning.backends import BackendError
-    from reasoning.cli import fail
-    from reasoning.schema import SchemaError
+    from axr.eval.datasets import LayoutError
+    from axr.eval.tasks import TaskError, load_task
+    from axr.reasoning.backends import BackendError
+    from axr.reasoning.cli import fail
+    from axr.reasoning.schema import SchemaError
 
     try:
         config = load_task(task)
     except TaskError as error:
         fail(str(error))
     if data_dir:
-        config["dataset"]["data_dir"] = str(data_dir.resolve())
+        config["dataset"]["data_dir"] = data_dir
     if rules:
-        config["pipeline"]["rules"] = rules if rules == "induce" else str(Path(rules).resolve())
+        config["pipeline"]["rules"] = rules
     output = output or Path("runs") / config["task"]
     overrides = {"backend": backend, "model": model, "base_url": base_url}
     overrides = {k: v for k, v in overrides.items() if v is not None}
@@ -87,8 +87,8 @@ def _compared(metrics: dict, published: dict) -> str:
 
 
 def _run_captions(config, output: Path, overrides: dict, recheck: str | None) -> dict:
-    from eval.caption_benchmark import run_caption_task
-    from reasoning.cli import make_backend
+    from axr.eval.caption_benchmark import run_caption_task
+    from axr.reasoning.cli import make_backend
 
     config["pipeline"]["recheck"].update(overrides)
     if recheck:
@@ -99,7 +99,7 @@ def _run_captions(config, output: Path, overrides: dict, recheck: str | None) ->
         return make_backend(cfg["backend"], cfg["model"], cfg.get("base_url"), concurrency=cfg.get("concurrency"),
                             text_only=text_only)  # fmt: skip
 
-    from reasoning.cli import progress_bar
+    from axr.reasoning.cli import progress_bar
 
     with progress_bar() as bar:
         job = bar.add_task("re-check", total=None, visible=False)
@@ -114,8 +114,8 @@ def _run_captions(config, output: Path, overrides: dict, recheck: str | None) ->
 
 
 def _run_samples(config, output: Path, overrides: dict, limit, shard: str, retry_errors: bool) -> dict:
-    from eval.runner import RunOptions, parse_shard, run_task
-    from reasoning.cli import make_backend, progress_bar
+    from axr.eval.runner import RunOptions, parse_shard, run_task
+    from axr.reasoning.cli import make_backend, progress_bar
 
     pipeline = config["pipeline"]
     pipeline.update(overrides)
@@ -141,8 +141,8 @@ def _run_samples(config, output: Path, overrides: dict, limit, shard: str, retry
 )
 def validate(tasks: list[str] = typer.Argument(None, help="task names or YAML paths (default: every shipped task)")):
     """Load and check task files without a model: adapters, pipeline, metrics, rule books, judges."""
-    from eval.tasks import all_tasks, load_task, validate_task
-    from reasoning.schema import SchemaError
+    from axr.eval.tasks import all_tasks, load_task, validate_task
+    from axr.reasoning.schema import SchemaError
 
     failed = 0
     for name in tasks or all_tasks():
@@ -173,8 +173,8 @@ def judge(
     text_metrics: bool = typer.Option(True, help="also ROUGE-L, BLEU and MiniLM similarity to the references"),
 ):
     """Grade the run's what/why/how explanations against the references with MMEval-style judges."""
-    from eval.judge import judge_run
-    from reasoning.cli import fail, make_backend, progress_bar
+    from axr.eval.judge import judge_run
+    from axr.reasoning.cli import fail, make_backend, progress_bar
 
     if not (run_dir / "predictions.jsonl").is_file():
         fail(f"{run_dir}: no predictions.jsonl (run `axr eval run` first)")
@@ -183,7 +183,7 @@ def judge(
         fail(f"{run_dir}: the task names no judge; pass --judge BACKEND:MODEL[@BASE_URL]")
     embedder = None
     if text_metrics:
-        from reasoning.embedding import Embedder
+        from axr.reasoning.embedding import Embedder
 
         embedder = Embedder()
     engines = [
@@ -209,7 +209,7 @@ DIMENSION_COLUMNS = ("what", "why", "how")
 
 
 def _judge_spec(text: str) -> dict:
-    from reasoning.cli import fail
+    from axr.reasoning.cli import fail
 
     head, _, base_url = text.partition("@")
     backend, _, model = head.partition(":")
@@ -237,8 +237,8 @@ def report(
     out: Path = typer.Option(None, help="the HTML file (default RUN/report.html)"),
 ):
     """One HTML file: summary, ROC/PR curves, confusion matrix, timelines, per-sample cards."""
-    from eval.report import write_report
-    from reasoning.cli import fail
+    from axr.eval.report import write_report
+    from axr.reasoning.cli import fail
 
     out = out or run_dir / "report.html"
     try:
@@ -269,11 +269,11 @@ def bench_backends(
     out: Path = typer.Option(None, help="also write the rows as JSON"),
 ):
     """hf batched vs one by one, and openai concurrency 1 vs N, on the same prompts in one run."""
-    from eval.bench import bench_hf, bench_openai
-    from reasoning.backends import Sampling
-    from reasoning.cli import make_backend
-    from reasoning.local_models import resolve_model
-    from reasoning.vllm_server import CPU_SERVER_ARGS, CPU_SERVER_ENV, VLLMServer
+    from axr.eval.bench import bench_hf, bench_openai
+    from axr.reasoning.backends import Sampling
+    from axr.reasoning.cli import make_backend
+    from axr.reasoning.local_models import resolve_model
+    from axr.reasoning.vllm_server import CPU_SERVER_ARGS, CPU_SERVER_ENV, VLLMServer
 
     sampling = Sampling(max_tokens=max_tokens)
     rows = []
@@ -329,11 +329,11 @@ def bench_task_command(
     """Throughput and cost of one task under several settings, side by side, on the same samples."""
     import tempfile
 
-    from eval.bench import bench_task, parse_setting
-    from eval.datasets import LayoutError
-    from eval.tasks import load_task
-    from reasoning.cli import fail, make_backend
-    from reasoning.schema import SchemaError
+    from axr.eval.bench import bench_task, parse_setting
+    from axr.eval.datasets import LayoutError
+    from axr.eval.tasks import load_task
+    from axr.reasoning.cli import fail, make_backend
+    from axr.reasoning.schema import SchemaError
 
     try:
         config = load_task(task)
@@ -382,7 +382,7 @@ def bench_grpo_command(
 
     import numpy as np
 
-    from training.bench import bench_grpo
+    from axr.training.bench import bench_grpo
 
     with tempfile.TemporaryDirectory(prefix="axr-bench-grpo-") as workdir:
         result = bench_grpo(Path(workdir), model, sft_steps, grpo_steps, generations)
@@ -422,13 +422,13 @@ def bench_gate_command(
     """The visual gate alone: image AUROC, and the VLM calls it saves at a stated recall."""
     import numpy as np
 
-    from eval.datasets import load_samples
-    from eval.metrics import binary_metrics
-    from eval.runner import dataset_root, select_samples
-    from eval.tasks import load_task
-    from reasoning.local_models import resolve_model
-    from reasoning.media import load_image
-    from reasoning.visual_gate import MemoryBank, PatchFeatures, calls_saved_at_recall
+    from axr.eval.datasets import load_samples
+    from axr.eval.metrics import binary_metrics
+    from axr.eval.runner import dataset_root, select_samples
+    from axr.eval.tasks import load_task
+    from axr.reasoning.local_models import resolve_model
+    from axr.reasoning.media import load_image
+    from axr.reasoning.visual_gate import MemoryBank, PatchFeatures, calls_saved_at_recall
 
     config = load_task(task)
     if data_dir:

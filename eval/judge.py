@@ -1,6 +1,6 @@
 """MMEval-style judges: grade a run's explanations (what / why / how) against reference explanations.
 
-Modelled on CUVA's MMEval, but complete: a fixed rubric per dimension (`reasoning.schema.CRITERIA`), 0-2 per
+Modelled on CUVA's MMEval, but complete: a fixed rubric per dimension (`axr.reasoning.schema.CRITERIA`), 0-2 per
 criterion and 0-10 per dimension, structured output, every answer parsed and aggregated, several judges with
 agreement statistics, and reference-based text metrics (ROUGE-L, BLEU, MiniLM similarity) beside them.
 Judgements are journaled per (sample, judge), so an interrupted judging run resumes and a judged sample is
@@ -17,11 +17,11 @@ import numpy as np
 from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import cohen_kappa_score
 
-from eval.journal import Journal
-from eval.text_metrics import bleu, embedding_similarity, rouge_l
-from reasoning.backends.base import Backend, Sampling, system, user
-from reasoning.prompting import render
-from reasoning.schema import CRITERIA, JudgeAnswer, Judgement
+from axr.eval.journal import Journal
+from axr.eval.text_metrics import bleu, embedding_similarity, rouge_l
+from axr.reasoning.backends.base import Backend, Sampling, system, user
+from axr.reasoning.prompting import render
+from axr.reasoning.schema import CRITERIA, JudgeAnswer, Judgement
 
 DIMENSIONS = tuple(CRITERIA)
 JUDGE_SAMPLING = Sampling(max_tokens=300)

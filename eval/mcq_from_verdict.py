@@ -9,9 +9,9 @@ unanswered (and counts as wrong).
 
 from __future__ import annotations
 
-from eval.verify import location_box, predicted_label
-from reasoning.media import region_name
-from reasoning.schema import Verdict
+from axr.eval.verify import location_box, predicted_label
+from axr.reasoning.media import region_name
+from axr.reasoning.schema import Verdict
 
 
 def region_words(box: list[float] | None) -> str:

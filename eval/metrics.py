@@ -84,7 +84,7 @@ def mean_or_none(values) -> float | None:
 
 def task_metrics(records: list[dict], task: dict, book=None) -> dict:
     """Metrics of a run's prediction records (as eval/runner.py writes them) and its cost."""
-    from eval import verify
+    from axr.eval import verify
 
     ok = [r for r in records if r["status"] == "ok"]
     out: dict = {"errors": len(records) - len(ok), "cost": _cost(records)}
@@ -119,7 +119,7 @@ def task_metrics(records: list[dict], task: dict, book=None) -> dict:
 
 
 def _per_category_auroc(records: list[dict]) -> dict[str, float | None]:
-    from eval.verify import consistent_score
+    from axr.eval.verify import consistent_score
 
     groups: dict[str, list[dict]] = {}
     for record in records:

@@ -21,16 +21,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eval.datasets import LayoutError, load_samples
-from eval.journal import Journal
-from eval.metrics import task_metrics
-from eval.tasks import repo_path
-from reasoning.backends.base import Backend, Sampling, system, user
-from reasoning.deduction import DirectItem, direct
-from reasoning.media import MediaError, even_frames, load_image, render_series, sample_frames
-from reasoning.prompting import render
-from reasoning.rulebook_import import load_rules
-from reasoning.schema import ChoiceAnswer, RuleBook, Sample, SchemaError
+from axr.eval.datasets import LayoutError, load_samples
+from axr.eval.journal import Journal
+from axr.eval.metrics import task_metrics
+from axr.eval.tasks import task_file_path
+from axr.reasoning.backends.base import Backend, Sampling, system, user
+from axr.reasoning.deduction import DirectItem, direct
+from axr.reasoning.media import MediaError, even_frames, load_image, render_series, sample_frames
+from axr.reasoning.prompting import render
+from axr.reasoning.rulebook_import import load_rules
+from axr.reasoning.schema import ChoiceAnswer, RuleBook, Sample, SchemaError
 
 PIPELINES = ("direct", "mcq", "mcq_from_verdict")
 KEPT_META = ("category", "question_type", "question", "options", "masks", "moments", "start")
@@ -80,7 +80,7 @@ class MediaLoader:
 
     def embedder(self):
         if self._embedder is None:
-            from reasoning.embedding import Embedder
+            from axr.reasoning.embedding import Embedder
 
             self._embedder = Embedder()
         return self._embedder
@@ -126,9 +126,9 @@ class MediaLoader:
 
 
 def dataset_root(dataset: dict[str, Any]) -> Path | None:
-    root = repo_path(dataset.get("data_dir"))
+    root = task_file_path(dataset.get("data_dir"))
     if root is None and dataset["adapter"] == "textile":
-        from eval.datasets.textile import default_root
+        from axr.eval.datasets.textile import default_root
 
         return default_root()
     return root
@@ -142,7 +142,7 @@ def load_task_samples(task: dict[str, Any]) -> list[Sample]:
 
 def load_rulebook(task: dict[str, Any]) -> RuleBook | None:
     rules = task["pipeline"].get("rules")
-    return load_rules(repo_path(rules)) if rules else None
+    return load_rules(task_file_path(rules)) if rules else None
 
 
 def run_task(
@@ -215,7 +215,7 @@ def _predict(chunk: list[Sample], loader: MediaLoader, backend: Backend, book, t
 
 def _choices_from_verdicts(ready, backend: Backend, book, task, loader: MediaLoader) -> dict[str, dict[str, Any]]:
     """One verdict per image (kept for the image's other questions), each question answered from it."""
-    from eval.mcq_from_verdict import option_from_verdict
+    from axr.eval.mcq_from_verdict import option_from_verdict
 
     fresh = {s.meta["image_key"]: (s, images, refs) for s, images, refs in ready
              if s.meta["image_key"] not in loader.verdicts}  # fmt: skip
@@ -260,7 +260,7 @@ def _ask_verdicts(ready, backend: Backend, book, task) -> dict[str, dict[str, An
 
 
 def _ask_choices(ready, backend: Backend) -> dict[str, dict[str, Any]]:
-    from eval.verify import choice_letter
+    from axr.eval.verify import choice_letter
 
     requests = []
     for sample, images, references in ready:

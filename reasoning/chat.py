@@ -14,12 +14,12 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from reasoning.backends.base import Backend, RequestFailed, Sampling, system, user
-from reasoning.deduction import DirectItem, direct
-from reasoning.media import MediaError, load_image
-from reasoning.prompting import render
-from reasoning.rulebook_import import load_rules
-from reasoning.schema import RuleBook, SchemaError, Verdict
+from axr.reasoning.backends.base import Backend, RequestFailed, Sampling, system, user
+from axr.reasoning.deduction import DirectItem, direct
+from axr.reasoning.media import MediaError, load_image
+from axr.reasoning.prompting import render
+from axr.reasoning.rulebook_import import load_rules
+from axr.reasoning.schema import RuleBook, SchemaError, Verdict
 
 MAX_MESSAGE_CHARS = 4000
 
@@ -161,7 +161,7 @@ def draw_box(image_path: str, verdict: Verdict | dict, color: str = "#ff2020"):
 def boxed_image(image, verdict: Verdict | dict, color: str = "#ff2020"):
     from PIL import ImageDraw
 
-    from eval.verify import location_box
+    from axr.eval.verify import location_box
 
     image = image.convert("RGB").copy()
     box = location_box(verdict)

@@ -13,11 +13,12 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from eval.cli import app as eval_app
-from reasoning.backends import BACKENDS, BackendError, Sampling, load_backend
-from reasoning.media import MediaError
-from reasoning.schema import SchemaError
-from training.cli import app as train_app
+from axr.eval.cli import app as eval_app
+from axr.reasoning.backends import BACKENDS, BackendError, Sampling, load_backend
+from axr.reasoning.data_cli import app as data_app
+from axr.reasoning.media import MediaError
+from axr.reasoning.schema import SchemaError
+from axr.training.cli import app as train_app
 
 app = typer.Typer(
     help="AXR: vision-language models that say whether something is anomalous, and why.",
@@ -26,6 +27,7 @@ app = typer.Typer(
 )
 app.add_typer(eval_app, name="eval")
 app.add_typer(train_app, name="train")
+app.add_typer(data_app, name="data")
 err = Console(stderr=True)
 
 BACKEND_HELP = f"one of: {', '.join(BACKENDS)}"
@@ -33,7 +35,7 @@ MODEL_HELP = "a local folder, a hub id, or an offline alias: smollm2, tiny-qwen2
 
 
 def fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)  # one line, even in a log
     raise typer.Exit(code)
 
 
@@ -61,7 +63,7 @@ def make_backend(
     trust_remote_code: bool = False,
 ):
     """The backend named on the command line, with only the options that backend takes."""
-    from reasoning.local_models import resolve_model
+    from axr.reasoning.local_models import resolve_model
 
     if backend not in BACKENDS:
         fail(f"unknown backend {backend!r}; {BACKEND_HELP}")
@@ -105,7 +107,7 @@ def caption(
     adapter: str = typer.Option(None, help="hf/vllm: a peft LoRA adapter folder"),
 ):
     """Caption images or video frames (perception), batched and cached; records go to a JSONL file."""
-    from reasoning.perception import DEFAULT_CACHE, CaptionCache, Captioner, collect_media
+    from axr.reasoning.perception import DEFAULT_CACHE, CaptionCache, Captioner, collect_media
 
     if subject not in ("scene", "object"):
         fail(f"--subject must be scene or object, not {subject!r}")
@@ -151,8 +153,8 @@ def caption(
 
 def observations_from(inputs: list[Path], engine, subject: str) -> list:
     """Observations from caption files as they are, or from images and videos captioned by `engine`."""
-    from reasoning.observations import ObservationRow, load_observations
-    from reasoning.perception import DEFAULT_CACHE, CaptionCache, Captioner, collect_media
+    from axr.reasoning.observations import ObservationRow, load_observations
+    from axr.reasoning.perception import DEFAULT_CACHE, CaptionCache, Captioner, collect_media
 
     text = [p for p in inputs if p.suffix in (".txt", ".jsonl") or (p.is_dir() and not _has_images(p))]
     media = [p for p in inputs if p not in text]
@@ -172,7 +174,7 @@ def observations_from(inputs: list[Path], engine, subject: str) -> list:
 
 
 def _has_images(folder: Path) -> bool:
-    from reasoning.media import IMAGE_SUFFIXES
+    from axr.reasoning.media import IMAGE_SUFFIXES
 
     return any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.rglob("*"))
 
@@ -196,9 +198,9 @@ def induce(
     name: str = typer.Option("induced", help="the rule book's name"),
 ):
     """Induce a rule book (normal and anomaly rules, keywords, support) from a few normal references."""
-    from reasoning.embedding import Embedder
-    from reasoning.induction import InductionConfig
-    from reasoning.induction import induce as run_induction
+    from axr.reasoning.embedding import Embedder
+    from axr.reasoning.induction import InductionConfig
+    from axr.reasoning.induction import induce as run_induction
 
     for path in references:
         if not path.exists():
@@ -252,7 +254,7 @@ def detect(
 
     With --direct, images go straight to the VLM with normal reference images; the visual gate (patch
     features of the VLM's vision encoder against the references) can decide which images are worth a call."""
-    from reasoning.rulebook_import import load_rules
+    from axr.reasoning.rulebook_import import load_rules
 
     for path in [*inputs, *references]:
         if not path.exists():
@@ -276,10 +278,10 @@ def detect(
 
 
 def _detect_direct(inputs, references, book, backend, model, base_url, subject, window, visual):
-    from reasoning.deduction import DirectItem, smooth_frame_verdicts
-    from reasoning.deduction import direct as run_direct
-    from reasoning.media import load_image
-    from reasoning.perception import collect_media
+    from axr.reasoning.deduction import DirectItem, smooth_frame_verdicts
+    from axr.reasoning.deduction import direct as run_direct
+    from axr.reasoning.media import load_image
+    from axr.reasoning.perception import collect_media
 
     engine = make_backend(backend, model, base_url)
     if not engine.supports_images:
@@ -312,8 +314,8 @@ def _detect_direct(inputs, references, book, backend, model, base_url, subject, 
 
 
 def _gated_direct(engine, images, refs, book, domain, visual):
-    from reasoning.local_models import resolve_model
-    from reasoning.visual_gate import PatchFeatures, gated_direct, parse_gate
+    from axr.reasoning.local_models import resolve_model
+    from axr.reasoning.visual_gate import PatchFeatures, gated_direct, parse_gate
 
     if not refs:
         fail("--gate, --hint, --retrieve and --draw need normal reference images (--reference)")
@@ -333,8 +335,8 @@ def _draw_verdicts(folder: Path, images, verdicts) -> None:
     """Each image with its verdict's box, and next to it the gate's heat map when there is one."""
     import numpy as np
 
-    from reasoning.chat import boxed_image
-    from reasoning.visual_gate import GateResult
+    from axr.reasoning.chat import boxed_image
+    from axr.reasoning.visual_gate import GateResult
 
     folder.mkdir(parents=True, exist_ok=True)
     for (sample_id, image), verdict in zip(images, verdicts, strict=True):
@@ -347,7 +349,7 @@ def _draw_verdicts(folder: Path, images, verdicts) -> None:
 
 
 def _detect_observations(inputs, references, book, recheck, band, backend, model, base_url, novelty, window, subject):
-    from reasoning.deduction import POLICIES, detect_observations
+    from axr.reasoning.deduction import POLICIES, detect_observations
 
     if recheck not in POLICIES:
         fail(f"--recheck must be one of {', '.join(POLICIES)}")
@@ -360,7 +362,7 @@ def _detect_observations(inputs, references, book, recheck, band, backend, model
         fail("no observations in the inputs")
     embedder = None
     if novelty and normal:
-        from reasoning.embedding import Embedder
+        from axr.reasoning.embedding import Embedder
 
         embedder = Embedder()
     return detect_observations(rows, normal, book, embedder, engine, recheck, band, window,
@@ -387,7 +389,7 @@ def models(prepare: bool = typer.Option(False, help="build the offline models in
     """Backends that can run here, and the models available offline."""
     import importlib.util
 
-    from reasoning import local_models
+    from axr.reasoning import local_models
 
     table = Table("backend", "available", "what")
     needs = {"hf": "transformers", "vllm": "vllm", "openai": "httpx"}
@@ -433,7 +435,7 @@ def chat(
     text_only: bool = typer.Option(False, help="the model reads text only (no images are sent; no verdicts)"),
 ):
     """Chat about images in the terminal: ask questions, ask for a verdict, add images, save the session."""
-    from reasoning.chat import Chat, ChatError, Session
+    from axr.reasoning.chat import Chat, ChatError, Session
 
     engine = make_backend(backend, model, base_url, text_only=text_only)
     try:
@@ -466,7 +468,7 @@ def chat(
 
 def _chat_turn(conversation, line: str, out: Console):
     """Carry out one line of the terminal chat; returns the conversation (a new one after /load)."""
-    from reasoning.chat import Chat, Session
+    from axr.reasoning.chat import Chat, Session
 
     command, _, argument = line.strip().partition(" ")
     argument = argument.strip()
@@ -517,7 +519,7 @@ def ui(
 ):
     """A web page to chat with images about defects, with verdict cards (needs the `ui` extra)."""
     try:
-        from reasoning.ui import Engines, serve
+        from axr.reasoning.ui import Engines, serve
     except ImportError:
         fail("the web UI needs Gradio: pip install 'axr[ui]'")
     books = sorted(str(p) for p in rules_dir.iterdir() if p.suffix in (".yaml", ".yml", ".txt")) if rules_dir else []
@@ -536,7 +538,7 @@ def main() -> None:
     try:
         app()
     except (SchemaError, MediaError, BackendError, ValueError, FileNotFoundError) as error:
-        err.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
+        err.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
         sys.exit(2)
 
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from reasoning.backends.base import Backend, Sampling, system, user
-from reasoning.prompting import render, template_version
-from reasoning.schema import RuleBook, Verdict, VerdictAnswer
+from axr.reasoning.backends.base import Backend, Sampling, system, user
+from axr.reasoning.prompting import render, template_version
+from axr.reasoning.schema import RuleBook, Verdict, VerdictAnswer
 
 POLICIES = ("none", "uncertain", "positives", "all")
 
@@ -201,8 +201,8 @@ def detect_observations(
     The threshold is the 95th percentile of the normal references' trigger scores, or, without references,
     half the scale (a keyword hit alone is enough).
     """
-    from reasoning.smoothing import centred_mean
-    from reasoning.triggers import TriggerStage
+    from axr.reasoning.smoothing import centred_mean
+    from axr.reasoning.triggers import TriggerStage
 
     stage = TriggerStage(book, normal, embedder)
     scale = stage.keyword_weight + 1
@@ -242,7 +242,7 @@ def detect_observations(
 def smooth_frame_verdicts(verdicts: list[Verdict], videos: list[list[int]], window: int) -> list[Verdict]:
     """Direct-mode frames of one video: scores smoothed over a centred window (unparsed frames left out),
     the label re-derived at 0.5, the frame's own score kept in meta."""
-    from reasoning.smoothing import centred_mean
+    from axr.reasoning.smoothing import centred_mean
 
     for indices in videos:
         parsed = [i for i in indices if verdicts[i].score is not None]

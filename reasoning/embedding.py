@@ -9,14 +9,14 @@ from pathlib import Path
 
 import numpy as np
 
-from reasoning.local_models import CACHE
+from axr.reasoning.local_models import CACHE
 
 
 class Embedder:
     def __init__(self, model: str | None = None, cache: str | Path | None = CACHE / "embeddings.sqlite"):
         from sentence_transformers import SentenceTransformer
 
-        from reasoning.local_models import minilm_path
+        from axr.reasoning.local_models import minilm_path
 
         self.model_name = str(model or minilm_path())
         self.model = SentenceTransformer(self.model_name, device="cpu")

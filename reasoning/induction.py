@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from reasoning.backends.base import Backend, Sampling, user
-from reasoning.prompting import render, template_version
-from reasoning.schema import (
+from axr.reasoning.backends.base import Backend, Sampling, user
+from axr.reasoning.prompting import render, template_version
+from axr.reasoning.schema import (
     InducedRules,
     KeywordProposal,
     Provenance,
@@ -30,7 +30,7 @@ from reasoning.schema import (
     RuleBook,
     RuleSection,
 )
-from reasoning.triggers import lemmas
+from axr.reasoning.triggers import lemmas
 
 DOMAIN_SECTIONS = {
     "scene": ["human activity", "environment"],

@@ -14,7 +14,7 @@ import importlib.metadata
 import os
 from pathlib import Path
 
-from reasoning.media import MIN_PIXELS
+from axr.reasoning.media import MIN_PIXELS
 
 CACHE = Path(os.environ.get("AXR_CACHE", Path.home() / ".cache" / "axr"))
 
@@ -58,7 +58,7 @@ TINY_SIZE = {"shortest_edge": MIN_PIXELS, "longest_edge": 12544}
 
 def _training_text() -> list[str]:
     """Local text for the tiny tokenizer: AXR's prompts plus JSON-ish verdict vocabulary."""
-    from reasoning.prompting import prompts_dir
+    from axr.reasoning.prompting import prompts_dir
 
     lines = [p.read_text(encoding="utf-8") for p in sorted(prompts_dir().glob("*"))]
     lines += [

@@ -14,8 +14,8 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from reasoning.prompting import render
-from reasoning.schema import describe_validation_error
+from axr.reasoning.prompting import render
+from axr.reasoning.schema import describe_validation_error
 
 T = TypeVar("T", bound=BaseModel)
 

@@ -17,9 +17,9 @@ from typing import Any
 
 from PIL import Image
 
-from reasoning.backends.base import Backend, Sampling, user
-from reasoning.local_models import CACHE
-from reasoning.media import (
+from axr.reasoning.backends.base import Backend, Sampling, user
+from axr.reasoning.local_models import CACHE
+from axr.reasoning.media import (
     IMAGE_SUFFIXES,
     VIDEO_SUFFIXES,
     MediaError,
@@ -29,8 +29,8 @@ from reasoning.media import (
     sample_frames,
     sha256_of,
 )
-from reasoning.prompting import render, template_version
-from reasoning.schema import Caption
+from axr.reasoning.prompting import render, template_version
+from axr.reasoning.schema import Caption
 
 DEFAULT_CACHE = CACHE / "captions.sqlite"
 

@@ -16,21 +16,17 @@ from typing import Any
 import jinja2
 from pydantic import BaseModel
 
-from reasoning.schema import json_schema
+from axr.reasoning.resources import package_dir
+from axr.reasoning.schema import json_schema
 
 _VERSION = re.compile(r"\{#-?\s*version:\s*(\S+)\s*-?#\}")
 
 
 def prompts_dir() -> Path:
-    """`$AXR_PROMPTS_DIR`, else the repository's `prompts/`, else the installed `prompts` package."""
+    """`$AXR_PROMPTS_DIR`, else the templates shipped in `axr.prompts`."""
     if env := os.environ.get("AXR_PROMPTS_DIR"):
         return Path(env)
-    beside = Path(__file__).resolve().parent.parent / "prompts"
-    if beside.is_dir():
-        return beside
-    import prompts  # installed as package data
-
-    return Path(prompts.__file__).parent
+    return package_dir("axr.prompts")
 
 
 def schema_filter(model: type[BaseModel] | dict) -> str:

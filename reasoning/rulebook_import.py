@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from reasoning.schema import Provenance, Rule, RuleBook, RuleSection, SchemaError
+from axr.reasoning.resources import resolve
+from axr.reasoning.schema import Provenance, Rule, RuleBook, RuleSection, SchemaError
 
 _HEADING = re.compile(r"^\*\*(.+?)\*\*:?\s*$")
 _ITEM = re.compile(r"^\s*\d+[.)]\s*(.+?)\s*$")
@@ -57,6 +58,6 @@ def import_anomalyruler(path: str | Path, name: str | None = None) -> RuleBook:
 
 
 def load_rules(path: str | Path) -> RuleBook:
-    """A RuleBook YAML, or an AnomalyRuler Markdown rule file (any other suffix)."""
-    path = Path(path)
+    """A RuleBook YAML, or an AnomalyRuler Markdown rule file (any other suffix); a path or a `data:` reference."""
+    path = resolve(path)
     return RuleBook.load(path) if path.suffix in (".yaml", ".yml") else import_anomalyruler(path)

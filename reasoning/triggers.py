@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from reasoning.schema import RuleBook
+from axr.reasoning.schema import RuleBook
 
 STOPWORDS = set(
     """a an the and or nor of in on at to with without from by for as such any other than is are was were be being

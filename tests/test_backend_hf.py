@@ -5,8 +5,8 @@ import pytest
 import torch
 from PIL import Image
 
-from reasoning.backends import BackendError, Sampling, load_backend, system, user
-from reasoning.schema import Caption, VerdictAnswer
+from axr.reasoning.backends import BackendError, Sampling, load_backend, system, user
+from axr.reasoning.schema import Caption, VerdictAnswer
 
 
 def noise(seed: int, size: int = 120) -> Image.Image:

@@ -6,10 +6,10 @@ import threading
 
 import pytest
 
-from reasoning.backends import BackendError, Sampling, load_backend, user
-from reasoning.backends.openai_server import build_payload
-from reasoning.schema import Caption, VerdictAnswer
-from reasoning.vllm_server import free_port
+from axr.reasoning.backends import BackendError, Sampling, load_backend, user
+from axr.reasoning.backends.openai_server import build_payload
+from axr.reasoning.schema import Caption, VerdictAnswer
+from axr.reasoning.vllm_server import free_port
 
 pytestmark = pytest.mark.server
 
@@ -55,7 +55,7 @@ def test_dead_server_is_a_clear_error():
 
 def test_killed_server_mid_session(vllm_python, smollm2, tmp_path):
     """A server that dies between calls: the next batch records connection errors instead of hanging."""
-    from reasoning.vllm_server import CPU_SERVER_ARGS, CPU_SERVER_ENV, VLLMServer
+    from axr.reasoning.vllm_server import CPU_SERVER_ARGS, CPU_SERVER_ENV, VLLMServer
 
     server = VLLMServer(str(vllm_python), str(smollm2), "smollm2", extra_args=CPU_SERVER_ARGS,
                         env=CPU_SERVER_ENV, log_path=tmp_path / "log")  # fmt: skip

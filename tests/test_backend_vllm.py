@@ -8,9 +8,9 @@ import textwrap
 import pytest
 from PIL import Image
 
-from reasoning.backends import Sampling, user
-from reasoning.backends.vllm_engine import sampling_kwargs, to_vllm_messages
-from reasoning.schema import VerdictAnswer
+from axr.reasoning.backends import Sampling, user
+from axr.reasoning.backends.vllm_engine import sampling_kwargs, to_vllm_messages
+from axr.reasoning.schema import VerdictAnswer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -32,8 +32,8 @@ SCRIPT = textwrap.dedent(
     """
     import json, sys
     if __name__ == "__main__":
-        from reasoning.backends import load_backend, Sampling, system, user
-        from reasoning.schema import VerdictAnswer
+        from axr.reasoning.backends import load_backend, Sampling, system, user
+        from axr.reasoning.schema import VerdictAnswer
         backend = load_backend("vllm", sys.argv[1], dtype="float32", enforce_eager=True, max_model_len=2048)
         rules = " ".join(f"Rule {i}: people may walk, stand or sit in zone {i}." for i in range(60))
         prefix = system("You judge scenes on a campus walkway. Vehicles are anomalous. " + rules)
@@ -50,7 +50,7 @@ SCRIPT = textwrap.dedent(
 
 @pytest.mark.slow
 def test_vllm_engine_on_cpu(vllm_python, smollm2, tmp_path):
-    from reasoning.vllm_server import CPU_SERVER_ENV
+    from axr.reasoning.vllm_server import CPU_SERVER_ENV
 
     script = tmp_path / "run_vllm.py"
     script.write_text(SCRIPT)

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from eval.bench import bench_hf, bench_requests
-from reasoning.backends import Sampling
+from axr.eval.bench import bench_hf, bench_requests
+from axr.reasoning.backends import Sampling
 from tests.conftest import run_axr
 
 

@@ -5,10 +5,10 @@ import json
 import pytest
 import yaml
 
-from eval.caption_benchmark import run_caption_task
-from eval.tasks import TaskError, load_task
+from axr.eval.caption_benchmark import run_caption_task
+from axr.eval.tasks import TaskError, load_task
 from tests.captions_layout import synthetic_videos, write_caption_set
-from tests.conftest import SHARED_DATA, open_in_chromium, run_axr
+from tests.conftest import open_in_chromium, run_axr
 
 BOOK = {
     "name": "walkway",
@@ -92,7 +92,6 @@ def test_recheck_with_smollm2_through_the_server_and_its_report(caption_set, tmp
     assert 'id="roc"' in dom and dom.count('class="card"') == 48
 
 
-@pytest.mark.skipif(not (SHARED_DATA / "anomalyruler" / "ped2").is_dir(), reason="../shared/data is absent")
 def test_ped2_trigger_stage_with_the_papers_rule_book(tmp_path):
     result = run_axr("eval", "run", "ped2", "--output", str(tmp_path / "ped2"))
     assert "on 8 held-out videos; published (AnomalyRuler" in " ".join(result.stderr.split())
@@ -101,7 +100,7 @@ def test_ped2_trigger_stage_with_the_papers_rule_book(tmp_path):
     assert metrics["split"]["evaluated_videos"] == 8
 
 
-@pytest.mark.parametrize("name", ["captions", "ped2", "shtech"])
+@pytest.mark.parametrize("name", ["captions", "ped2", "shtech", "avenue", "ubnormal"])
 def test_every_shipped_caption_task_loads(name):
     task = load_task(name)
     assert {"task", "dataset", "split", "pipeline", "metrics"} <= task.keys()
@@ -109,7 +108,7 @@ def test_every_shipped_caption_task_loads(name):
 
 
 def test_journal_skips_a_torn_line_and_never_duplicates(tmp_path):
-    from eval.journal import Journal
+    from axr.eval.journal import Journal
 
     path = tmp_path / "j.jsonl"
     journal = Journal(path)
@@ -143,7 +142,7 @@ def test_interrupted_recheck_resumes_without_redoing(caption_set, tmp_path, vllm
 
 
 def test_scene_of_reads_the_camera_from_the_video_name():
-    from eval.caption_benchmark import scene_of
+    from axr.eval.caption_benchmark import scene_of
 
     assert scene_of("test_01_0014", r"^test_(\d+)_") == "01"
     assert scene_of("test_01", r"^test_(\d+)_") == "all"

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from reasoning.chat import Chat, ChatError, Session
-from reasoning.visual_gate import GateResult, calls_saved_at_recall, coreset, gate_mask, parse_gate
+from axr.reasoning.chat import Chat, ChatError, Session
+from axr.reasoning.visual_gate import GateResult, calls_saved_at_recall, coreset, gate_mask, parse_gate
 from tests.conftest import CHROMIUM_FLAGS, REPO, run_axr
 
 ARTIFACTS = Path(os.environ.get("AXR_TEST_ARTIFACTS", REPO / "test-artifacts"))
@@ -51,7 +51,7 @@ def test_gate_pieces_by_hand():
 
 
 def test_gate_on_real_vlm_features_and_its_benchmark(textile, tiny_vlm, tmp_path):
-    from reasoning.visual_gate import MemoryBank, PatchFeatures
+    from axr.reasoning.visual_gate import MemoryBank, PatchFeatures
 
     features = PatchFeatures(str(tiny_vlm))
     grids = features([Image.open(p) for p in textile["nominal"][:2]])
@@ -122,7 +122,7 @@ def test_chat_session_bad_inputs_verdict_and_save_load(textile, bad_images, hf_t
 def test_terminal_text_turns_with_smollm2_through_the_server(textile, vllm_server, tmp_path):
     script = "What could a defect in woven fabric look like?\nAnd how would you check for it?\n/verdict\n" \
         f"/save {tmp_path / 's.json'}\n"  # fmt: skip
-    command = [sys.executable, "-m", "reasoning.cli", "chat", str(textile["local"][0]), "--backend", "openai",
+    command = [sys.executable, "-m", "axr", "chat", str(textile["local"][0]), "--backend", "openai",
                "--model", "smollm2", "--base-url", vllm_server.base_url, "--text-only"]  # fmt: skip
     result = subprocess.run(command, input=script, capture_output=True, text=True, cwd=REPO,
                             env={**os.environ, "COLUMNS": "200"})  # fmt: skip
@@ -140,7 +140,7 @@ def test_terminal_chat_commands_and_bad_input(textile, bad_images, tmp_path, tin
         f"/ref {textile['nominal'][0]}", f"/ref {small}", "what is wrong?", "/bogus", f"/save {tmp_path / 's.json'}",
         f"/load {tmp_path / 's.json'}", "/quit",
     ])  # fmt: skip
-    command = [sys.executable, "-m", "reasoning.cli", "chat", str(textile["local"][0])]
+    command = [sys.executable, "-m", "axr", "chat", str(textile["local"][0])]
     result = subprocess.run(command, input=script, capture_output=True, text=True, cwd=REPO,
                             env={**os.environ, "COLUMNS": "200"})  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -156,11 +156,11 @@ def test_terminal_chat_commands_and_bad_input(textile, bad_images, tmp_path, tin
 
 
 def _start_ui(args: list[str], tmp_path: Path) -> tuple[subprocess.Popen, str]:
-    from reasoning.vllm_server import free_port
+    from axr.reasoning.vllm_server import free_port
 
     port = free_port()
     log = (tmp_path / "ui.log").open("w")
-    command = [sys.executable, "-m", "reasoning.cli", "ui", "--port", str(port), *args]
+    command = [sys.executable, "-m", "axr", "ui", "--port", str(port), *args]
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
     process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env)
     import httpx
@@ -249,7 +249,7 @@ def test_web_ui_chat_answers_with_smollm2_through_the_server(textile, tmp_path, 
 
 
 def test_hf_streams_the_same_answer_it_generates(hf_smollm2):
-    from reasoning.backends.base import Sampling, system, user
+    from axr.reasoning.backends.base import Sampling, system, user
 
     request = [system("You are a helpful assistant."), user("Name three colours.")]
     sampling = Sampling(max_tokens=24)
@@ -259,8 +259,8 @@ def test_hf_streams_the_same_answer_it_generates(hf_smollm2):
 
 
 def test_a_failed_stream_is_one_chat_error(textile):
-    from reasoning.backends.openai_server import OpenAIBackend
-    from reasoning.vllm_server import free_port
+    from axr.reasoning.backends.openai_server import OpenAIBackend
+    from axr.reasoning.vllm_server import free_port
 
     backend = OpenAIBackend("m", f"http://127.0.0.1:{free_port()}/v1", supports_images=False, timeout_s=2)
     chat = Chat(backend, Session(images=[str(textile["local"][0])]))
@@ -271,8 +271,8 @@ def test_a_failed_stream_is_one_chat_error(textile):
 
 @pytest.mark.server
 def test_openai_stream_through_the_server(vllm_server):
-    from reasoning.backends.base import Sampling, system, user
-    from reasoning.backends.openai_server import OpenAIBackend
+    from axr.reasoning.backends.base import Sampling, system, user
+    from axr.reasoning.backends.openai_server import OpenAIBackend
 
     backend = OpenAIBackend("smollm2", vllm_server.base_url, supports_images=False)
     pieces = list(backend.stream([system("You are a helpful assistant."), user("Name three colours.")],

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from reasoning.prompting import template_version
+from axr.reasoning.prompting import template_version
 from tests.conftest import run_axr
 
 

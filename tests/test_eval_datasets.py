@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from eval.datasets import LayoutError, adapter_names, load_samples
+from axr.eval.datasets import LayoutError, adapter_names, load_samples
 from tests.conftest import write_mp4
 
 

@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from eval.journal import Journal
-from eval.judge import aggregate, judge_records
-from reasoning.schema import CRITERIA
+from axr.eval.journal import Journal
+from axr.eval.judge import aggregate, judge_records
+from axr.reasoning.schema import CRITERIA
 from tests.conftest import run_axr
 
 REFERENCE = {"what": "a car hits a pole", "why": "the driver was speeding on ice", "how": "the car is wrecked"}

@@ -13,9 +13,9 @@ import pytest
 import yaml
 from PIL import Image
 
-from eval.runner import RunOptions, run_task, select_samples
-from eval.tasks import TASKS_DIR, all_tasks, load_task, validate_task
-from reasoning.schema import Sample
+from axr.eval.runner import RunOptions, run_task, select_samples
+from axr.eval.tasks import TASKS_DIR, all_tasks, load_task, validate_task
+from axr.reasoning.schema import Sample
 from tests.conftest import REPO, open_in_chromium, run_axr, write_mp4
 
 ARTIFACTS = Path(os.environ.get("AXR_TEST_ARTIFACTS", REPO / "test-artifacts"))
@@ -87,7 +87,7 @@ def test_textile_run_and_report_open_in_chromium(tmp_path, tiny_vlm, chromium):
 
 def test_sigkill_mid_run_resumes_to_identical_metrics(tmp_path, tiny_vlm):
     task = _task_file(tmp_path, pipeline={"batch": 4, "max_tokens": 48})
-    command = [sys.executable, "-m", "reasoning.cli", "eval", "run", str(task), "--limit", "120"]
+    command = [sys.executable, "-m", "axr", "eval", "run", str(task), "--limit", "120"]
     env = {**os.environ, "COLUMNS": "200"}
     killed = tmp_path / "killed"
     process = subprocess.Popen([*command, "--output", str(killed)], cwd=REPO, env=env,
@@ -194,8 +194,8 @@ def test_mmad_multiple_choice_per_question_type(tmp_path, textile_root, hf_tiny)
 
 
 def test_mmad_options_from_a_verdict_by_meaning():
-    from eval.mcq_from_verdict import option_from_verdict
-    from reasoning.embedding import Embedder
+    from axr.eval.mcq_from_verdict import option_from_verdict
+    from axr.reasoning.embedding import Embedder
 
     embedder = Embedder()
     verdict = {"verdict": "anomalous", "score": 0.9, "anomaly_type": "scratch", "evidence": [],
@@ -251,8 +251,8 @@ def test_run_bad_input_is_one_clear_line(args, message, tmp_path, tiny_vlm):
 
 
 def test_a_server_that_is_down_is_recorded_per_sample_and_the_run_finishes(tmp_path, images):
-    from reasoning.backends.openai_server import OpenAIBackend
-    from reasoning.vllm_server import free_port
+    from axr.reasoning.backends.openai_server import OpenAIBackend
+    from axr.reasoning.vllm_server import free_port
 
     rows = [{"sample_id": p.stem, "image_path": p.name, "gt_label": 0} for p in sorted(images.glob("*_*.jpg"))[:3]]
     task = _jsonl_task(images.parent, rows, backend="openai", model="m")

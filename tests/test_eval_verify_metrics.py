@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from eval import text_metrics, verify
-from eval.metrics import accuracy_by_group, binary_metrics, f1_max
-from eval.text_metrics import bleu, rouge_l
+from axr.eval import text_metrics, verify
+from axr.eval.metrics import accuracy_by_group, binary_metrics, f1_max
+from axr.eval.text_metrics import bleu, rouge_l
 
 
 def _verdict(label="anomalous", score=0.9, **extra):

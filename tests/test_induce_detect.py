@@ -7,10 +7,10 @@ import pytest
 import yaml
 from PIL import Image
 
-from reasoning.deduction import merge_recheck, select_for_recheck
-from reasoning.embedding import Embedder
-from reasoning.induction import InductionConfig, _aggregate, seeded_batches
-from reasoning.schema import InducedRules, RuleBook, Verdict
+from axr.reasoning.deduction import merge_recheck, select_for_recheck
+from axr.reasoning.embedding import Embedder
+from axr.reasoning.induction import InductionConfig, _aggregate, seeded_batches
+from axr.reasoning.schema import InducedRules, RuleBook, Verdict
 from tests.captions_layout import ANOMALOUS, NORMAL
 from tests.conftest import run_axr, write_mp4
 

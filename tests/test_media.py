@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from reasoning.media import (
+from axr.reasoning.media import (
     MediaError,
     data_url,
     fit_image,

@@ -1,7 +1,7 @@
 import pytest
 
-from reasoning.parsing import extract_json, parse, repair_messages, split_think_answer
-from reasoning.schema import Caption, VerdictAnswer
+from axr.reasoning.parsing import extract_json, parse, repair_messages, split_think_answer
+from axr.reasoning.schema import Caption, VerdictAnswer
 
 GOOD = '{"verdict": "anomalous", "score": 0.8, "anomaly_type": "hole"}'
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from reasoning.prompting import prompts_dir, render, template_names, template_version
-from reasoning.schema import (
+from axr.reasoning.prompting import prompts_dir, render, template_names, template_version
+from axr.reasoning.schema import (
     CRITERIA,
     Caption,
     ChoiceAnswer,

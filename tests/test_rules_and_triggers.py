@@ -2,16 +2,14 @@
 
 import pytest
 
-from eval.datasets import LayoutError
-from eval.datasets.captions import load_caption_set, split_videos
-from reasoning.rulebook_import import import_anomalyruler
-from reasoning.schema import Rule, RuleBook, RuleSection, SchemaError
-from reasoning.smoothing import centred_mean, ema, event_spans, majority, smooth
-from reasoning.triggers import TriggerStage, lemmas
+from axr.eval.datasets import LayoutError
+from axr.eval.datasets.captions import load_caption_set, split_videos
+from axr.reasoning.resources import resolve
+from axr.reasoning.rulebook_import import import_anomalyruler
+from axr.reasoning.schema import Rule, RuleBook, RuleSection, SchemaError
+from axr.reasoning.smoothing import centred_mean, ema, event_spans, majority, smooth
+from axr.reasoning.triggers import TriggerStage, lemmas
 from tests.captions_layout import NORMAL, write_caption_set
-from tests.conftest import SHARED_DATA
-
-RULES_DIR = SHARED_DATA / "anomalyruler" / "rules"
 
 
 def book(*anomaly: str, keywords=None) -> RuleBook:
@@ -19,10 +17,9 @@ def book(*anomaly: str, keywords=None) -> RuleBook:
     return RuleBook(name="t", sections=[RuleSection(name="human activity", normal=[], anomaly=rules)])
 
 
-@pytest.mark.skipif(not RULES_DIR.is_dir(), reason="../shared/data/anomalyruler is absent")
 @pytest.mark.parametrize("name, n_anomaly, n_normal", [("ped2", 26, 19), ("SHTech", 24, 19)])
 def test_import_paper_rule_books(name, n_anomaly, n_normal, tmp_path):
-    rulebook = import_anomalyruler(RULES_DIR / f"rule_{name}.txt")
+    rulebook = import_anomalyruler(resolve(f"data:anomalyruler/rule/rule_{name}.txt"))  # embedded in AXR
     assert len(rulebook.rules("anomaly")) == n_anomaly and len(rulebook.rules("normal")) == n_normal
     assert {s.name for s in rulebook.sections} == {"human activity", "environment"}
     assert rulebook.sections[0].anomaly[0].text == "Running or jumping"
@@ -96,7 +93,7 @@ def test_split_is_every_third_video(tmp_path):
 
 
 def test_novelty_with_minilm_ranks_unfamiliar_sentences_higher():
-    from reasoning.embedding import Embedder
+    from axr.reasoning.embedding import Embedder
 
     stage = TriggerStage(book("Riding a bicycle"), NORMAL, Embedder(cache=None))
     familiar, novel = stage.score(["A man is walking with a backpack.", "A car is burning in the middle of the road."])
@@ -105,7 +102,7 @@ def test_novelty_with_minilm_ranks_unfamiliar_sentences_higher():
 
 
 def test_synonyms_from_observations_extend_keywords():
-    from reasoning.embedding import Embedder
+    from axr.reasoning.embedding import Embedder
 
     stage = TriggerStage(book("Vehicles on the walkway"), NORMAL, Embedder(cache=None))
     added = stage.add_synonyms(["A car drives by."] * 3 + ["A man walks."] * 3)

@@ -1,7 +1,7 @@
 import pytest
 from pydantic import ValidationError
 
-from reasoning.schema import (
+from axr.reasoning.schema import (
     CRITERIA,
     BoundingBox,
     Judgement,

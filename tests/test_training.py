@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import yaml
 
-from eval.datasets import load_samples
-from reasoning.schema import VerdictAnswer
+from axr.eval.datasets import load_samples
+from axr.reasoning.schema import VerdictAnswer
+from axr.training import rewards
+from axr.training.rewards import format_reward, parse_answer, rules_reward, type_reward, verdict_reward
 from tests.conftest import REPO, run_axr
-from training import rewards
-from training.rewards import format_reward, parse_answer, rules_reward, type_reward, verdict_reward
 
 GOOD = '{"verdict": "anomalous", "score": 0.9, "anomaly_type": "scratch"}'
 
@@ -142,8 +142,8 @@ def test_data_builders_write_sft_and_grpo_datasets(tmp_path, synth_task):
 
 
 def test_teacher_rationales_are_kept_only_when_the_label_agrees(tmp_path, synth_task, hf_tiny):
-    from eval.tasks import load_task
-    from training.data import build_rows
+    from axr.eval.tasks import load_task
+    from axr.training.data import build_rows
 
     rows, stats = build_rows(load_task(str(synth_task)), "sft", rationale="teacher", teacher=hf_tiny)
     assert stats.get("teacher_kept", 0) + stats.get("teacher_rejected", 0) == 4
@@ -188,8 +188,8 @@ def test_bad_recipes_and_datasets_fail_before_training(tmp_path, synth_task):
 def test_every_recipe_loads_into_its_trl_config(path):
     from trl import GRPOConfig, SFTConfig
 
-    from training.recipe import load_recipe, trl_config
-    from training.trainers import GRPO_DEFAULTS, SFT_DEFAULTS
+    from axr.training.recipe import load_recipe, trl_config
+    from axr.training.trainers import GRPO_DEFAULTS, SFT_DEFAULTS
 
     recipe = load_recipe(str(path))
     config_cls, defaults = (SFTConfig, SFT_DEFAULTS) if recipe.kind == "sft" else (GRPOConfig, GRPO_DEFAULTS)
@@ -225,8 +225,8 @@ def test_sft_drives_the_loss_down_and_the_model_then_writes_valid_verdicts(train
     assert "sft curve" in result.stdout
     from datasets import load_from_disk
 
-    from reasoning.backends import load_backend
-    from reasoning.backends.base import Sampling, system, user
+    from axr.reasoning.backends import load_backend
+    from axr.reasoning.backends.base import Sampling, system, user
 
     backend = load_backend("hf", str(root / "sft"), constrained=False)  # no grammar: the model alone
     rows = load_from_disk(str(root / "sft-data")).select(range(4))
@@ -252,8 +252,8 @@ def test_grpo_with_every_reward_changes_the_parameters_and_the_export_reloads(tr
     lora_b = [v for k, v in adapter.items() if "lora_B" in k]
     assert lora_b and any(v.abs().sum() > 0 for v in lora_b)  # LoRA B starts at zero: non-zero means it learned
     run_axr("train", "export", str(tmp_path / "grpo"), "--out", str(tmp_path / "merged"))
-    from reasoning.backends import load_backend
-    from reasoning.backends.base import Sampling, system, user
+    from axr.reasoning.backends import load_backend
+    from axr.reasoning.backends.base import Sampling, system, user
 
     merged = load_backend("hf", str(tmp_path / "merged"))  # a plain model folder: no peft involved
     base = load_backend("hf", str(root / "sft"))

@@ -13,10 +13,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from eval.tasks import load_task
-from training.data import build_rows, save_dataset
-from training.recipe import Recipe
-from training.trainers import run_grpo, run_sft
+from axr.eval.tasks import load_task
+from axr.training.data import build_rows, save_dataset
+from axr.training.recipe import Recipe
+from axr.training.trainers import run_grpo, run_sft
 
 
 def _dataset(kind: str, split: str, limit: int, out: Path) -> Path:

@@ -38,11 +38,11 @@ def data(
     base_url: str = typer.Option(None, help="teacher server URL"),
 ):
     """Build an SFT or GRPO dataset from an eval task's samples, with a data card."""
-    from eval.datasets import LayoutError
-    from eval.tasks import load_task
-    from reasoning.cli import fail, make_backend
-    from reasoning.schema import SchemaError
-    from training.data import build_rows, save_dataset
+    from axr.eval.datasets import LayoutError
+    from axr.eval.tasks import load_task
+    from axr.reasoning.cli import fail, make_backend
+    from axr.reasoning.schema import SchemaError
+    from axr.training.data import build_rows, save_dataset
 
     try:
         config = load_task(task)
@@ -86,9 +86,9 @@ def synth(
     train_share: float = typer.Option(0.5, help="share of the images (by name) marked split=train"),
 ):
     """Synthetic anomalies (masks, boxes, what/why/how) on normal images, in the generic JSONL layout."""
-    from reasoning.cli import fail
-    from reasoning.media import MediaError
-    from training.synth import KINDS, synthesize_set
+    from axr.reasoning.cli import fail
+    from axr.reasoning.media import MediaError
+    from axr.training.synth import KINDS, synthesize_set
 
     chosen = tuple(k.strip() for k in kinds.split(",") if k.strip())
     unknown = [k for k in chosen if k not in KINDS]
@@ -102,10 +102,10 @@ def synth(
 
 
 def _train(kind: str, config: str, resume: bool, overrides: dict) -> None:
-    from reasoning.cli import fail
-    from reasoning.schema import SchemaError
-    from training.recipe import load_recipe
-    from training.trainers import run_grpo, run_sft
+    from axr.reasoning.cli import fail
+    from axr.reasoning.schema import SchemaError
+    from axr.training.recipe import load_recipe
+    from axr.training.trainers import run_grpo, run_sft
 
     try:
         recipe = load_recipe(config, **overrides)
@@ -137,11 +137,11 @@ RESUME_HELP = "continue from the latest checkpoint in output_dir"
 
 SFT_EPILOG = (
     "Examples:\n\n  axr train sft --config qwen2.5-vl-3b-sft-lora --dataset data/textile-sft\n\n"
-    "  accelerate launch --config_file training/accelerate/ddp.yaml -m training.sft --config my_recipe.yaml"
+    "  accelerate launch --config_file $(axr train configs --path ddp) -m axr.training.sft --config my_recipe.yaml"
 )
 GRPO_EPILOG = (
     "Examples:\n\n  axr train grpo --config qwen2.5-vl-3b-grpo-lora --dataset data/mvtec-grpo\n\n"
-    "  accelerate launch --config_file training/accelerate/zero2.yaml -m training.grpo --config my_recipe.yaml"
+    "  accelerate launch --config_file $(axr train configs --path zero2) -m axr.training.grpo --config my_recipe.yaml"
 )
 EXPORT_EPILOG = (
     "Examples:\n\n  axr train export runs/grpo-lora --out models/axr-3b\n\n"
@@ -151,7 +151,7 @@ EXPORT_EPILOG = (
 
 @app.command("sft", epilog=SFT_EPILOG)
 def sft(
-    config: str = typer.Option(..., help="a recipe name from training/recipes or a YAML path"),
+    config: str = typer.Option(..., help="a recipe name (see `axr train configs`) or a YAML path"),
     dataset: str = typer.Option(None, help="override the recipe's dataset"),
     output_dir: str = typer.Option(None, help="override the recipe's output_dir"),
     model: str = typer.Option(None, help="override the recipe's model"),
@@ -163,7 +163,7 @@ def sft(
 
 @app.command("grpo", epilog=GRPO_EPILOG)
 def grpo(
-    config: str = typer.Option(..., help="a recipe name from training/recipes or a YAML path"),
+    config: str = typer.Option(..., help="a recipe name (see `axr train configs`) or a YAML path"),
     dataset: str = typer.Option(None, help="override the recipe's dataset"),
     output_dir: str = typer.Option(None, help="override the recipe's output_dir"),
     model: str = typer.Option(None, help="override the recipe's model (e.g. your SFT output)"),
@@ -173,6 +173,31 @@ def grpo(
     _train("grpo", config, resume, {"dataset": dataset, "output_dir": output_dir, "model": model})
 
 
+@app.command(
+    "configs",
+    epilog="Examples:\n\n  axr train configs\n\n"
+    "  accelerate launch --config_file $(axr train configs --path zero3) -m axr.training.grpo "
+    "--config qwen2.5-vl-7b-grpo-full",
+)
+def configs(path: str = typer.Option(None, help="print only the file of this recipe or accelerate config")):
+    """The recipes and accelerate configs shipped with AXR, by name, with the files they live in."""
+    from axr.reasoning.cli import fail
+    from axr.training.recipe import ACCELERATE_DIR, RECIPES_DIR
+
+    shipped = {"recipe": sorted(RECIPES_DIR.glob("*.yaml")), "accelerate": sorted(ACCELERATE_DIR.glob("*.yaml"))}
+    if path:
+        found = [p for files in shipped.values() for p in files if p.stem == path]
+        if not found:
+            fail(f"no shipped recipe or accelerate config named {path!r}; see `axr train configs`")
+        print(found[0])
+        return
+    table = Table("kind", "name", "file", title="copy one and edit it, or pass its name to --config")
+    for kind, files in shipped.items():
+        for file in files:
+            table.add_row(kind, file.stem, str(file))
+    Console(width=max(Console().width, 140)).print(table)
+
+
 @app.command("export", epilog=EXPORT_EPILOG)
 def export(
     trained: Path = typer.Argument(..., help="a training output folder (LoRA adapter or full model)"),
@@ -180,8 +205,8 @@ def export(
     base_model: str = typer.Option(None, help="the base model of a LoRA adapter (default: as recorded)"),
 ):
     """Merge a LoRA adapter into its base: a plain model folder for the `hf` backend and `vllm serve`."""
-    from reasoning.cli import fail
-    from training.trainers import export_merged
+    from axr.reasoning.cli import fail
+    from axr.training.trainers import export_merged
 
     if not trained.is_dir():
         fail(f"{trained}: not a folder")

@@ -20,10 +20,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from eval.runner import MediaLoader, load_rulebook, load_task_samples, select_samples
-from reasoning.media import MediaError
-from reasoning.prompting import render, template_version
-from reasoning.schema import RuleBook, Sample, VerdictAnswer
+from axr.eval.runner import MediaLoader, load_rulebook, load_task_samples, select_samples
+from axr.reasoning.media import MediaError
+from axr.reasoning.prompting import render, template_version
+from axr.reasoning.schema import RuleBook, Sample, VerdictAnswer
 
 RATIONALE_SOURCES = ("gt", "template", "teacher")
 
@@ -126,7 +126,7 @@ def _answer(sample, domain, rationale, teacher, references, images, book, stats)
         return target_answer(sample, domain, template_rationale(sample, domain))
     if rationale == "gt":
         return target_answer(sample, domain)
-    from reasoning.deduction import DirectItem, direct
+    from axr.reasoning.deduction import DirectItem, direct
 
     (verdict,) = direct(teacher, [DirectItem(sample.sample_id, images, references)], book, domain=domain)
     if verdict.pred_label != sample.gt_label:

@@ -5,14 +5,15 @@ dataset without a column a reward needs, or a row without its image is an error 
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
-from reasoning.schema import SchemaError, describe_validation_error, named_yaml, read_yaml_mapping
+from axr.reasoning.resources import package_dir
+from axr.reasoning.schema import SchemaError, describe_validation_error, named_yaml, read_yaml_mapping
 
-RECIPES_DIR = Path(__file__).parent / "recipes"
+RECIPES_DIR = package_dir("axr.training") / "recipes"
+ACCELERATE_DIR = package_dir("axr.training") / "accelerate"  # launcher configs: DDP, ZeRO-2, ZeRO-3
 
 
 class LoraSettings(BaseModel):
@@ -34,7 +35,7 @@ class Recipe(BaseModel):
     lora: LoraSettings | None = Field(default_factory=LoraSettings, description="null: full fine-tuning")
     freeze_vision: bool = True
     trust_remote_code: bool = False
-    rewards: list[str] = Field(default_factory=list, description="GRPO: names from training.rewards.REWARDS")
+    rewards: list[str] = Field(default_factory=list, description="GRPO: names from axr.training.rewards.REWARDS")
     reward_weights: list[float] | None = None
     trainer: dict[str, Any] = Field(default_factory=dict, description="TRL SFTConfig / GRPOConfig fields")
     merge_on_finish: bool = False
@@ -58,7 +59,7 @@ def load_recipe(name_or_path: str, **overrides: Any) -> Recipe:
     if recipe.reward_weights is not None and len(recipe.reward_weights) != len(recipe.rewards):
         raise SchemaError(f"{path}: reward_weights has {len(recipe.reward_weights)} values for "
                           f"{len(recipe.rewards)} rewards")  # fmt: skip
-    from training.rewards import REWARDS
+    from axr.training.rewards import REWARDS
 
     unknown = [r for r in recipe.rewards if r not in REWARDS]
     if unknown:

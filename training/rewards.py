@@ -24,8 +24,8 @@ from collections.abc import Callable
 
 from pydantic import ValidationError
 
-from eval import verify
-from reasoning.schema import VerdictAnswer
+from axr.eval import verify
+from axr.reasoning.schema import VerdictAnswer
 
 THINK_ANSWER = re.compile(r"\s*<think>(.*?)</think>\s*<answer>(.*?)</answer>\s*", re.DOTALL)
 
@@ -118,7 +118,7 @@ def iou_reward(completions, box, **_) -> list[float | None]:
 
 def rules_reward(completions, rule_kinds, **_) -> list[float | None]:
     """1 when the cited rules exist in the row's rule book and agree with the verdict (see
-    `eval.verify.rules_consistent`); None for a row without a rule book. `rule_kinds` is JSON {id: kind}."""
+    `axr.eval.verify.rules_consistent`); None for a row without a rule book. `rule_kinds` is JSON {id: kind}."""
     out = []
     for answer, kinds in zip(_answers(completions), rule_kinds, strict=True):
         kinds = json.loads(kinds) if isinstance(kinds, str) else kinds

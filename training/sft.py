@@ -1,6 +1,6 @@
-"""`python -m training.sft --config RECIPE [--resume]`: the entry point for `accelerate launch` on many GPUs."""
+"""`python -m axr.training.sft --config RECIPE [--resume]`: the entry point for `accelerate launch` on many GPUs."""
 
-from training.cli import app
+from axr.training.cli import app
 
 if __name__ == "__main__":
     app(["sft", *__import__("sys").argv[1:]])

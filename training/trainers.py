@@ -2,7 +2,7 @@
 dataset checks before training, checkpoints and resume, and a merged export that `hf` and `vllm serve` load.
 
 Entry points: `axr train sft|grpo --config RECIPE`, or for several GPUs
-`accelerate launch --config_file training/accelerate/zero2.yaml -m training.grpo --config RECIPE`.
+`accelerate launch --config_file $(axr train configs --path zero2) -m axr.training.grpo --config RECIPE`.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from reasoning.schema import SchemaError
-from training.recipe import Recipe, trl_config
+from axr.reasoning.schema import SchemaError
+from axr.training.recipe import Recipe, trl_config
 
 SFT_DEFAULTS: dict[str, Any] = {"learning_rate": 2e-4, "num_train_epochs": 1, "per_device_train_batch_size": 2,
                                 "logging_steps": 1, "save_strategy": "epoch", "report_to": "none",
@@ -28,7 +28,7 @@ def load_dataset_checked(recipe: Recipe):
     """The recipe's dataset, with every row's images present and, for GRPO, every column its rewards read."""
     from datasets import load_from_disk
 
-    from training.rewards import RewardError, get_rewards
+    from axr.training.rewards import RewardError, get_rewards
 
     path = Path(recipe.dataset)
     if not (path / "dataset_info.json").is_file():
@@ -56,7 +56,7 @@ def load_model(recipe: Recipe):
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from reasoning.local_models import resolve_model
+    from axr.reasoning.local_models import resolve_model
 
     name = resolve_model(recipe.model)
     dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
@@ -97,7 +97,7 @@ def run_sft(recipe: Recipe, resume: bool = False) -> dict[str, Any]:
 def run_grpo(recipe: Recipe, resume: bool = False, callbacks: list | None = None) -> dict[str, Any]:
     from trl import GRPOConfig, GRPOTrainer
 
-    from training.rewards import get_rewards
+    from axr.training.rewards import get_rewards
 
     defaults = dict(GRPO_DEFAULTS)
     if recipe.reward_weights:
@@ -139,7 +139,7 @@ def export_merged(adapter_dir: Path, out: Path, base_model: str | None = None) -
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from reasoning.local_models import resolve_model
+    from axr.reasoning.local_models import resolve_model
 
     adapter_dir = Path(adapter_dir)
     processor = AutoProcessor.from_pretrained(str(adapter_dir))

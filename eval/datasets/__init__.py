@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from reasoning.schema import Sample
+from axr.reasoning.schema import Sample
 
 
 class LayoutError(ValueError):
@@ -32,7 +32,7 @@ def read_json(path: Path):
 
 
 def _adapters() -> dict[str, Callable[..., list[Sample]]]:
-    from eval.datasets import cuva, folders, jsonl, mmad, textile, timeseries, visa
+    from axr.eval.datasets import cuva, folders, jsonl, mmad, textile, timeseries, visa
 
     return {
         "mvtec_ad": folders.load_mvtec_ad,

@@ -11,8 +11,8 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-from eval.datasets import LayoutError
-from reasoning.schema import Sample
+from axr.eval.datasets import LayoutError
+from axr.reasoning.schema import Sample
 
 
 @dataclass

@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from eval.datasets import LayoutError, read_json, require
-from reasoning.schema import GroundTruthRationale, Sample
+from axr.eval.datasets import LayoutError, read_json, require
+from axr.reasoning.schema import GroundTruthRationale, Sample
 
 FIELDS = {
     "video": ("video", "video_name", "name", "visual_input", "video_id"),

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from eval.datasets import LayoutError, require
-from reasoning.media import list_images
-from reasoning.schema import Sample
+from axr.eval.datasets import LayoutError, require
+from axr.reasoning.media import list_images
+from axr.reasoning.schema import Sample
 
 
 def categories(root: Path) -> list[Path]:

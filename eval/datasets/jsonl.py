@@ -11,8 +11,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from eval.datasets import LayoutError, require
-from reasoning.schema import Sample, describe_validation_error
+from axr.eval.datasets import LayoutError, require
+from axr.reasoning.schema import Sample, describe_validation_error
 
 PATH_FIELDS = ("image_path", "video_path", "gt_mask")
 

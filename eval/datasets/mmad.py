@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from eval.datasets import LayoutError, read_json, require
-from reasoning.schema import Sample
+from axr.eval.datasets import LayoutError, read_json, require
+from axr.reasoning.schema import Sample
 
 LETTERS = "ABCDE"
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from eval.datasets import LayoutError, require
-from reasoning.media import list_images
-from reasoning.schema import Sample
+from axr.eval.datasets import LayoutError, require
+from axr.reasoning.media import list_images
+from axr.reasoning.schema import Sample
 
 
 def default_root() -> Path:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from eval.datasets import LayoutError
-from reasoning.schema import Sample
+from axr.eval.datasets import LayoutError
+from axr.reasoning.schema import Sample
 
 
 def read_series(path: Path) -> tuple[list[float], list[float], list[int]]:

@@ -9,9 +9,9 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from eval.datasets import LayoutError, require
-from eval.datasets.folders import mask_box
-from reasoning.schema import Sample
+from axr.eval.datasets import LayoutError, require
+from axr.eval.datasets.folders import mask_box
+from axr.reasoning.schema import Sample
 
 COLUMNS = {"object", "split", "label", "image", "mask"}
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from reasoning.schema import SchemaError, named_yaml, read_yaml_mapping
+from axr.reasoning.resources import DataError, is_data_ref, package_dir, resolve
+from axr.reasoning.schema import SchemaError, named_yaml, read_yaml_mapping
 
-TASKS_DIR = Path(__file__).parent
-REPO_ROOT = TASKS_DIR.parent.parent
+TASKS_DIR = package_dir("axr.eval.tasks")
 
 
 class TaskError(SchemaError):
@@ -39,12 +39,10 @@ def deep_merge(base: dict, override: dict) -> dict:
     return out
 
 
-def repo_path(value: str | None) -> Path | None:
-    """Paths in shipped task files are relative to the repository root."""
-    if value is None:
-        return None
-    path = Path(value)
-    return path if path.is_absolute() else (REPO_ROOT / path).resolve()
+def task_file_path(value: str | None) -> Path | None:
+    """A path in a task file: a `data:` reference (shipped or fetched data), or a path on this machine
+    (relative ones from the working directory, like every command-line path)."""
+    return None if value is None else resolve(value)
 
 
 SAMPLE_METRICS = {"auroc", "ap", "f1_max", "accuracy", "precision", "recall", "f1", "balanced_accuracy",
@@ -62,10 +60,10 @@ def all_tasks() -> list[str]:
 def validate_task(config: dict[str, Any]) -> tuple[list[str], list[str]]:
     """(errors, warnings) for a loaded task, checked without a model. A dataset folder that is absent is only
     a warning: most datasets are not shipped and a user points --data-dir at them."""
-    from eval.datasets import adapter_names
-    from eval.runner import PIPELINES
-    from reasoning.backends import BACKENDS
-    from reasoning.deduction import POLICIES
+    from axr.eval.datasets import adapter_names
+    from axr.eval.runner import PIPELINES
+    from axr.reasoning.backends import BACKENDS
+    from axr.reasoning.deduction import POLICIES
 
     errors, warnings = [], []
     dataset, pipeline = config.get("dataset") or {}, config.get("pipeline") or {}
@@ -93,19 +91,25 @@ def validate_task(config: dict[str, Any]) -> tuple[list[str], list[str]]:
         errors.append(f"metrics: unknown {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     errors += _check_rules(pipeline.get("rules"))
     errors += _check_judge(config.get("judge"))
-    data_dir = repo_path(dataset.get("data_dir"))
-    if data_dir is not None and not data_dir.exists():
-        warnings.append(f"dataset.data_dir {data_dir} does not exist here (pass --data-dir)")
+    try:
+        data_dir = task_file_path(dataset.get("data_dir"))
+    except DataError as error:
+        warnings.append(f"dataset.data_dir {error}")
+    else:
+        if data_dir is not None and not data_dir.exists():
+            warnings.append(f"dataset.data_dir {data_dir} does not exist here (pass --data-dir)")
     return errors, warnings
 
 
 def _check_rules(rules: str | None) -> list[str]:
     if not rules or rules == "induce":
         return []
-    from reasoning.rulebook_import import load_rules
+    from axr.reasoning.rulebook_import import load_rules
 
     try:
-        load_rules(repo_path(rules))
+        load_rules(task_file_path(rules))
+    except DataError as error:  # a set not fetched yet: `axr data fetch` fixes it, the task itself is fine
+        return [] if is_data_ref(rules) else [f"pipeline.rules: {error}"]
     except (SchemaError, OSError) as error:
         return [f"pipeline.rules: {error}"]
     return []

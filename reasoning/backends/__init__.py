@@ -6,12 +6,12 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from reasoning.backends.base import Backend, BackendError, Completion, Request, Sampling, system, user
+from axr.reasoning.backends.base import Backend, BackendError, Completion, Request, Sampling, system, user
 
 BACKENDS = {
-    "hf": ("reasoning.backends.hf", "HFBackend", "transformers, local or GPU; needs axr[hf]"),
-    "vllm": ("reasoning.backends.vllm_engine", "VLLMBackend", "in-process vLLM engine; needs axr[vllm]"),
-    "openai": ("reasoning.backends.openai_server", "OpenAIBackend", "any OpenAI-compatible server (vllm serve)"),
+    "hf": ("axr.reasoning.backends.hf", "HFBackend", "transformers, local or GPU; needs axr[hf]"),
+    "vllm": ("axr.reasoning.backends.vllm_engine", "VLLMBackend", "in-process vLLM engine; needs axr[vllm]"),
+    "openai": ("axr.reasoning.backends.openai_server", "OpenAIBackend", "any OpenAI-compatible server (vllm serve)"),
 }
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from PIL import Image
 from pydantic import BaseModel
 
-from reasoning.parsing import parse, repair_messages
+from axr.reasoning.parsing import parse, repair_messages
 
 Message = dict[str, Any]
 Request = list[Message]

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from reasoning.backends.base import Backend, BackendError, Completion, Request, Sampling, flatten_text, images_of
-from reasoning.media import MAX_PIXELS, MIN_PIXELS
-from reasoning.schema import json_schema
+from axr.reasoning.backends.base import Backend, BackendError, Completion, Request, Sampling, flatten_text, images_of
+from axr.reasoning.media import MAX_PIXELS, MIN_PIXELS
+from axr.reasoning.schema import json_schema
 
 
 def build_prompts(processor, requests: list[Request], vision: bool) -> tuple[list[str], list]:

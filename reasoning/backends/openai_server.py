@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 from pydantic import BaseModel
 
-from reasoning.backends.base import (
+from axr.reasoning.backends.base import (
     Backend,
     BackendError,
     Completion,
@@ -28,8 +28,8 @@ from reasoning.backends.base import (
     Sampling,
     convert_images,
 )
-from reasoning.media import data_url
-from reasoning.schema import json_schema
+from axr.reasoning.media import data_url
+from axr.reasoning.schema import json_schema
 
 RETRY_STATUS = {408, 429, 500, 502, 503, 504}
 FATAL_STATUS = {401, 403, 404}

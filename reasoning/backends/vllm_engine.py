@@ -11,8 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from reasoning.backends.base import Backend, BackendError, Completion, Request, Sampling, convert_images
-from reasoning.schema import json_schema
+from axr.reasoning.backends.base import Backend, BackendError, Completion, Request, Sampling, convert_images
+from axr.reasoning.schema import json_schema
 
 
 def to_vllm_messages(request: Request, supports_images: bool) -> list[dict]:

@@ -1,0 +1,5 @@
+"""`python -m axr ...` runs the `axr` command."""
+
+from axr.reasoning.cli import main
+
+main()
