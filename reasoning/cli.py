@@ -18,6 +18,7 @@ from axr.reasoning.backends import BACKENDS, BackendError, Sampling, load_backen
 from axr.reasoning.data_cli import app as data_app
 from axr.reasoning.media import MediaError
 from axr.reasoning.schema import SchemaError
+from axr.reasoning.vllm_server import CPU_SERVER_ENV, VLLMServer
 from axr.training.cli import app as train_app
 
 app = typer.Typer(
@@ -408,6 +409,44 @@ def models(prepare: bool = typer.Option(False, help="build the offline models in
     except FileNotFoundError as error:
         table.add_row("minilm (embeddings)", str(error), "missing")
     Console().print(table)
+
+
+@app.command(
+    epilog="Examples:\n\n  axr serve smollm2                  (then --backend openai --model smollm2 "
+    "--base-url http://127.0.0.1:8000/v1)\n\n  axr serve qwen2.5-coder-1.5b --port 8001\n\n"
+    "  axr serve Qwen/Qwen2.5-VL-7B-Instruct --host 0.0.0.0   (a GPU machine, reachable from others)"
+)
+def serve(
+    model: str = typer.Argument(..., help=MODEL_HELP),
+    name: str = typer.Option(None, help="the model name clients send (default: the alias or path given)"),
+    port: int = typer.Option(8000),
+    host: str = typer.Option("127.0.0.1", help="0.0.0.0 exposes the server to other machines"),
+    device: str = typer.Option("auto", help="auto | cpu | gpu (auto: gpu when nvidia-smi sees one)"),
+    max_model_len: int = typer.Option(4096, help="longest prompt + answer, in tokens"),
+    log: Path = typer.Option(None, help="write vLLM's own log here (default: a file in the temp folder)"),
+):
+    """Serve a model with vLLM's OpenAI-compatible server, as AXR's tests do, until Ctrl-C."""
+    import tempfile
+
+    from axr.reasoning.local_models import resolve_model
+    from axr.reasoning.vllm_server import has_gpu, server_args, vllm_python
+
+    cpu = device == "cpu" or (device == "auto" and not has_gpu())
+    log = log or Path(tempfile.mkstemp(prefix="axr-serve-", suffix=".log")[1])
+    server = VLLMServer(str(vllm_python()), resolve_model(model), name or model, port=port, host=host,
+                        extra_args=server_args(cpu, max_model_len), log_path=log, ready_timeout_s=900,
+                        env={**CPU_SERVER_ENV, "HF_HUB_OFFLINE": "1"} if cpu else None)  # fmt: skip
+    err.print(f"starting vLLM on {'CPU' if cpu else 'GPU'} (log: {log}) ...", highlight=False)
+    try:
+        with server:
+            err.print(f"serving {name or model}: --backend openai --model {name or model} "
+                      f"--base-url http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}/v1   (Ctrl-C stops)",
+                      highlight=False, soft_wrap=True)  # fmt: skip
+            server.process.wait()
+    except RuntimeError as error:
+        fail(f"{error}; last lines: {' | '.join(log.read_text().splitlines()[-3:])}")
+    except KeyboardInterrupt:
+        err.print("stopped", highlight=False)
 
 
 CHAT_HELP = """commands:

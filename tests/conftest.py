@@ -137,6 +137,19 @@ def open_in_chromium(chromium: str, page: Path, tmp_path: Path, screenshot: Path
     return result.stdout
 
 
+def axr_as_installed(folder: Path) -> Path:
+    """A folder for PYTHONPATH in which this checkout imports as `axr`, laid out as the wheel installs it
+    (symlinks): for a Python that has no AXR installed, such as the vLLM CPU venv."""
+    root = folder / "axr-import-path" / "axr"
+    root.mkdir(parents=True, exist_ok=True)
+    links = {"__init__.py": "reasoning/_axr/__init__.py", "reasoning": "reasoning", "eval": "eval",
+             "training": "training", "prompts": "prompts"}  # fmt: skip
+    for name, target in links.items():
+        if not (root / name).exists():
+            (root / name).symlink_to(REPO / target)
+    return root.parent
+
+
 def run_axr(*args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
     """The installed `axr` command as a user runs it: from a folder of their own, not the repository."""
     with tempfile.TemporaryDirectory(prefix="axr-user-folder-") as folder:

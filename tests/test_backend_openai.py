@@ -2,6 +2,10 @@
 
 import http.server
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -53,17 +57,25 @@ def test_dead_server_is_a_clear_error():
     assert "cannot connect" in completion.error
 
 
-def test_killed_server_mid_session(vllm_python, smollm2, tmp_path):
-    """A server that dies between calls: the next batch records connection errors instead of hanging."""
-    from axr.reasoning.vllm_server import CPU_SERVER_ARGS, CPU_SERVER_ENV, VLLMServer
-
-    server = VLLMServer(str(vllm_python), str(smollm2), "smollm2", extra_args=CPU_SERVER_ARGS,
-                        env=CPU_SERVER_ENV, log_path=tmp_path / "log")  # fmt: skip
-    with server:
-        client = load_backend("openai", "smollm2", base_url=server.base_url, supports_images=False,
-                              max_retries=1, backoff_s=0.01)  # fmt: skip
-        assert client.generate([[user("Say hi.")]], Sampling(max_tokens=4))[0].error is None
-    assert server.process.poll() is not None
+def test_axr_serve_answers_then_stops_on_ctrl_c(vllm_python, smollm2, tmp_path):
+    """`axr serve` prints the --base-url to use and answers there; Ctrl-C stops vLLM with it, and a client's
+    next batch records connection errors instead of hanging."""
+    port = free_port()
+    command = [sys.executable, "-m", "axr", "serve", "smollm2", "--port", str(port), "--device", "cpu",
+               "--log", str(tmp_path / "vllm.log")]  # fmt: skip
+    env = {**os.environ, "AXR_VLLM_PYTHON": str(vllm_python), "COLUMNS": "200"}
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    lines = []
+    for line in process.stderr:  # pytest-timeout bounds this wait
+        lines.append(line)
+        if "serving smollm2" in line:
+            break
+    assert f"--backend openai --model smollm2 --base-url http://127.0.0.1:{port}/v1" in lines[-1], lines
+    client = load_backend("openai", "smollm2", base_url=f"http://127.0.0.1:{port}/v1", supports_images=False,
+                          max_retries=1, backoff_s=0.01)  # fmt: skip
+    assert "Paris" in client.generate([[user("What is the capital of France?")]], Sampling(max_tokens=8))[0].text
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=60) == 0
     completions = client.generate([[user("Say hi.")]] * 2, Sampling(max_tokens=4))
     assert all("cannot connect" in c.error for c in completions)
 

@@ -11,8 +11,7 @@ from PIL import Image
 from axr.reasoning.backends import Sampling, user
 from axr.reasoning.backends.vllm_engine import sampling_kwargs, to_vllm_messages
 from axr.reasoning.schema import VerdictAnswer
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.conftest import axr_as_installed
 
 
 def test_messages_carry_pil_images():
@@ -54,7 +53,7 @@ def test_vllm_engine_on_cpu(vllm_python, smollm2, tmp_path):
 
     script = tmp_path / "run_vllm.py"
     script.write_text(SCRIPT)
-    env = {**os.environ, **CPU_SERVER_ENV, "PYTHONPATH": REPO, "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, **CPU_SERVER_ENV, "PYTHONPATH": str(axr_as_installed(tmp_path)), "HF_HUB_OFFLINE": "1"}
     result = subprocess.run([str(vllm_python), str(script), str(smollm2)], capture_output=True, text=True,
                             env=env, timeout=600)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from PIL import Image
 
 from axr.reasoning.prompting import template_version
 from tests.conftest import run_axr
@@ -54,13 +55,14 @@ def test_caption_through_vllm_server_text_only(textile_folder, tmp_path, vllm_se
     "args, message",
     [
         (("caption", "/no/such/folder"), "no such file or folder"),
-        (("caption", ".", "--backend", "nope"), "unknown backend 'nope'"),
-        (("caption", ".", "--subject", "cats"), "--subject must be scene or object"),
-        (("caption", ".", "--fps", "1", "--stride", "2"), "either --fps or --stride"),
+        (("caption", "{images}", "--backend", "nope"), "unknown backend 'nope'"),
+        (("caption", "{images}", "--subject", "cats"), "--subject must be scene or object"),
+        (("caption", "{images}", "--fps", "1", "--stride", "2"), "either --fps or --stride"),
     ],
 )
 def test_bad_input_exits_non_zero_with_one_line(args, message, tmp_path):
-    result = run_axr(*args, check=False)
+    Image.new("RGB", (32, 32)).save(tmp_path / "one.png")
+    result = run_axr(*[a.format(images=tmp_path) for a in args], check=False)
     assert result.returncode != 0
     assert message in result.stderr
     assert "Traceback" not in result.stderr

@@ -184,6 +184,10 @@ def test_detect_images_captions_them_first(textile_folder, tmp_path, tiny_vlm):
     rules = tmp_path / "rules.yaml"
     rules.write_text(yaml.safe_dump(BOOK))
     out = tmp_path / "v.jsonl"
+    # The random tiny VLM needs ~1100 tokens to close a caption's JSON (detect captions with 256): caption
+    # first with room, and detect reads the same caption cache, as a user's second command would.
+    run_axr("caption", str(textile_folder), "--backend", "hf", "--model", str(tiny_vlm), "--subject", "object",
+            "--max-tokens", "1100", "--out", str(tmp_path / "captions.jsonl"))  # fmt: skip
     result = run_axr("detect", str(textile_folder), "--rules", str(rules), "--backend", "hf", "--model",
                      str(tiny_vlm), "--subject", "object", "--out", str(out))  # fmt: skip
     verdicts = [Verdict.model_validate_json(x) for x in out.read_text().splitlines()]

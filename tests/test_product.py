@@ -46,7 +46,7 @@ def test_embedded_caption_sets_resolve_by_data_reference(tmp_path, monkeypatch):
     book = load_rules("data:anomalyruler/rule/rule_SHTech.txt")
     assert len(book.rules("anomaly")) == 24
     assert "MIT License" in resources.resolve("data:anomalyruler/LICENSE").read_text()
-    with pytest.raises(resources.DataError, match=r"data:anomalyruler/avenue: not on this machine; run `axr data fetch"):
+    with pytest.raises(resources.DataError, match=r"data:anomalyruler/avenue: not on this machine; run `axr data"):
         resources.resolve("data:anomalyruler/avenue")
     with pytest.raises(resources.DataError, match="unknown data set 'nope'"):
         resources.resolve("data:nope/x")
