@@ -118,12 +118,19 @@ def bench_task(task: dict, settings: list[dict], limit: int, workdir, make_engin
             metrics = run_task(config, Path(workdir) / f"setting-{number}", engine, RunOptions(limit=limit))
             seconds = time.perf_counter() - started
         cost = metrics["cost"]
-        rows.append({
-            "setting": ",".join(f"{k}={v}" for k, v in setting.items()) or "task defaults",
-            "samples": metrics["samples"], "seconds": round(seconds, 2),
-            "samples_per_s": metrics["samples"] / seconds, "model_calls": cost["model_calls"],
-            "tokens_in": cost["tokens_in"], "tokens_out": cost["tokens_out"],
-            "tokens_out_per_s": cost["tokens_out"] / seconds, "auroc": metrics.get("auroc"),
-            "unparsed_rate": metrics.get("unparsed_rate"), "errors": metrics["errors"],
-        })  # fmt: skip
+        rows.append(
+            {
+                "setting": ",".join(f"{k}={v}" for k, v in setting.items()) or "task defaults",
+                "samples": metrics["samples"],
+                "seconds": round(seconds, 2),
+                "samples_per_s": metrics["samples"] / seconds,
+                "model_calls": cost["model_calls"],
+                "tokens_in": cost["tokens_in"],
+                "tokens_out": cost["tokens_out"],
+                "tokens_out_per_s": cost["tokens_out"] / seconds,
+                "auroc": metrics.get("auroc"),
+                "unparsed_rate": metrics.get("unparsed_rate"),
+                "errors": metrics["errors"],
+            }
+        )
     return rows

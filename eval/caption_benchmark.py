@@ -31,8 +31,9 @@ CHUNK = 64  # frames per re-check call: each chunk is journaled as soon as it re
 MIN_SCENE_REFERENCES = 50  # fewer normal frames than this cannot tell a scene's normal vocabulary
 
 
-def run_caption_task(task: dict[str, Any], output: Path, backend_factory=None, progress=print,
-                     tick=None) -> dict[str, Any]:  # fmt: skip
+def run_caption_task(
+    task: dict[str, Any], output: Path, backend_factory=None, progress=print, tick=None
+) -> dict[str, Any]:
     """Run one caption task (as loaded by `axr.eval.tasks.load_task`); returns and writes the metrics.
 
     `progress` takes status lines; `tick(done, total)` follows the model re-check frame by frame (a bar)."""
@@ -47,8 +48,12 @@ def run_caption_task(task: dict[str, Any], output: Path, backend_factory=None, p
         raise SchemaError("task: pipeline.rules is required (or --rules): a rule book file, or 'induce'")
     videos = load_caption_set(data_dir)
     reference, held_out = split_videos(videos, task["split"]["reference_every"])
-    normal_frames = [(f"{v.video}/{i:06d}", c) for v in reference
-                     for i, (c, y) in enumerate(zip(v.captions, v.labels, strict=True)) if y == 0]  # fmt: skip
+    normal_frames = [
+        (f"{v.video}/{i:06d}", c)
+        for v in reference
+        for i, (c, y) in enumerate(zip(v.captions, v.labels, strict=True))
+        if y == 0
+    ]
     references = [c for _, c in normal_frames]
     embedder = None
     if pipeline["trigger"].get("novelty", True) or induced:
@@ -60,8 +65,10 @@ def run_caption_task(task: dict[str, Any], output: Path, backend_factory=None, p
     else:
         rulebook = load_rules(rules_path)
     n_anomaly = len(rulebook.rules("anomaly"))
-    progress(f"{len(videos)} videos: {len(reference)} reference ({len(references)} normal frames), "
-             f"{len(held_out)} evaluated; rule book {rulebook.name} ({n_anomaly} anomaly rules)")  # fmt: skip
+    progress(
+        f"{len(videos)} videos: {len(reference)} reference ({len(references)} normal frames), "
+        f"{len(held_out)} evaluated; rule book {rulebook.name} ({n_anomaly} anomaly rules)"
+    )
 
     trigger_cfg = pipeline["trigger"]
     novelty = embedder if trigger_cfg.get("novelty", True) else None
@@ -80,22 +87,33 @@ def run_caption_task(task: dict[str, Any], output: Path, backend_factory=None, p
     details = {v.video: stages[scene_of(v.video, pattern)].score(v.captions) for v in [*reference, *held_out]}
     threshold = _reference_threshold(reference, details, smoothed, pipeline["threshold"]["reference_quantile"])
     scores = {v.video: smoothed(np.array([r.score for r in details[v.video]])) for v in held_out}
-    verdicts, cost = _recheck_stage(pipeline["recheck"], rulebook, held_out, scores, threshold, backend_factory,
-                                    progress, output, tick)  # fmt: skip
+    verdicts, cost = _recheck_stage(
+        pipeline["recheck"], rulebook, held_out, scores, threshold, backend_factory, progress, output, tick
+    )
     metrics = frame_metrics({v.video: v.labels for v in held_out}, scores, threshold)
     metrics.update(
         task=task["task"],
         rules="induced" if induced else str(rules_path),
-        split={"reference_videos": [v.video for v in reference], "evaluated_videos": len(held_out),
-               "reference_normal_frames": len(references)},
+        split={
+            "reference_videos": [v.video for v in reference],
+            "evaluated_videos": len(held_out),
+            "reference_normal_frames": len(references),
+        },
         keywords={k: sorted(w) for k, w in stages["all"].keywords.items()},
         dropped_keywords=sorted(stages["all"].dropped),
         scenes=sorted(k for k in stages if k != "all"),
-        settings={"trigger": trigger_cfg, "smoothing": smoothing, "threshold": pipeline["threshold"],
-                  "recheck": {k: v for k, v in pipeline["recheck"].items() if k != "api_key"}},
-        cost={**cost, "seconds": round(time.perf_counter() - started, 2),
-              **({"induction": rulebook.provenance.cost} if induced else {})},
-    )  # fmt: skip
+        settings={
+            "trigger": trigger_cfg,
+            "smoothing": smoothing,
+            "threshold": pipeline["threshold"],
+            "recheck": {k: v for k, v in pipeline["recheck"].items() if k != "api_key"},
+        },
+        cost={
+            **cost,
+            "seconds": round(time.perf_counter() - started, 2),
+            **({"induction": rulebook.provenance.cost} if induced else {}),
+        },
+    )
     if task.get("published"):
         metrics["published"] = task["published"]
     output.mkdir(parents=True, exist_ok=True)
@@ -162,9 +180,16 @@ def _recheck_stage(config, rulebook, videos, scores, threshold, backend_factory,
     total = sum(len(v.captions) for v in videos)
     progress(f"re-checking {len(chosen)} of {total} frames ({len(chosen) / total:.1%}) with the model")
     fingerprint = hashlib.sha256(
-        json.dumps([rulebook.model_dump(mode="json", exclude={"provenance"}), config["backend"], config["model"],
-                    template_version("deduce_system"), template_version("deduce_user")]).encode()
-    ).hexdigest()[:12]  # fmt: skip
+        json.dumps(
+            [
+                rulebook.model_dump(mode="json", exclude={"provenance"}),
+                config["backend"],
+                config["model"],
+                template_version("deduce_system"),
+                template_version("deduce_user"),
+            ]
+        ).encode()
+    ).hexdigest()[:12]
     journal = Journal(output / f"recheck-{fingerprint}.jsonl")
     todo = [(v, i) for v, i in chosen if f"{v.video}/{i:06d}" not in journal]
     cost["resumed"] = len(chosen) - len(todo)

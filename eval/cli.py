@@ -35,7 +35,7 @@ def run(
     data_dir: str = typer.Option(None, help="override dataset.data_dir: a folder or data:SET/PATH"),
     rules: str = typer.Option(
         None, help="override pipeline.rules: a RuleBook YAML, AnomalyRuler rule file, or (caption tasks) 'induce'"
-    ),  # fmt: skip
+    ),
     backend: str = typer.Option(None, help="hf, vllm or openai (caption tasks: the re-check backend)"),
     model: str = typer.Option(None, help="model path, hub id or alias (smollm2, tiny-qwen2.5-vl)"),
     base_url: str = typer.Option(None, help="server URL for the openai backend"),
@@ -71,8 +71,9 @@ def run(
     except (LayoutError, SchemaError, BackendError, ValueError) as error:
         fail(str(error))
     wanted = config.get("metrics", [])
-    Console().print_json(json.dumps({"task": config["task"], **{k: metrics.get(k) for k in wanted},
-                                     "cost": metrics["cost"]}))  # fmt: skip
+    Console().print_json(
+        json.dumps({"task": config["task"], **{k: metrics.get(k) for k in wanted}, "cost": metrics["cost"]})
+    )
     if published := metrics.get("published"):
         err.print(_compared(metrics, published), highlight=False)
     err.print(f"wrote {output}/metrics.json and predictions", highlight=False)
@@ -82,8 +83,10 @@ def _compared(metrics: dict, published: dict) -> str:
     """One line: AXR's pooled frame AUC on the held-out videos beside the published figures."""
     theirs = ", ".join(f"{k} {v:.1%}" for k, v in published.get("frame_auc_pooled", {}).items())
     ours = metrics["frame_auc_pooled"]
-    return (f"pooled frame AUC {ours:.2%} on {metrics['split']['evaluated_videos']} held-out videos; "
-            f"published ({published.get('source', 'paper')}): {theirs}")
+    return (
+        f"pooled frame AUC {ours:.2%} on {metrics['split']['evaluated_videos']} held-out videos; "
+        f"published ({published.get('source', 'paper')}): {theirs}"
+    )
 
 
 def _run_captions(config, output: Path, overrides: dict, recheck: str | None) -> dict:
@@ -96,8 +99,9 @@ def _run_captions(config, output: Path, overrides: dict, recheck: str | None) ->
 
     def backend_factory(cfg):
         text_only = cfg["backend"] == "openai"  # captions are text: no image parts are sent
-        return make_backend(cfg["backend"], cfg["model"], cfg.get("base_url"), concurrency=cfg.get("concurrency"),
-                            text_only=text_only)  # fmt: skip
+        return make_backend(
+            cfg["backend"], cfg["model"], cfg.get("base_url"), concurrency=cfg.get("concurrency"), text_only=text_only
+        )
 
     from axr.reasoning.cli import progress_bar
 
@@ -120,8 +124,13 @@ def _run_samples(config, output: Path, overrides: dict, limit, shard: str, retry
     pipeline = config["pipeline"]
     pipeline.update(overrides)
     options = RunOptions(shard=parse_shard(shard), limit=limit, retry_errors=retry_errors)
-    engine = make_backend(pipeline["backend"], pipeline["model"], pipeline.get("base_url"),
-                          batch_size=pipeline.get("batch"), concurrency=pipeline.get("concurrency"))  # fmt: skip
+    engine = make_backend(
+        pipeline["backend"],
+        pipeline["model"],
+        pipeline.get("base_url"),
+        batch_size=pipeline.get("batch"),
+        concurrency=pipeline.get("concurrency"),
+    )
     output.mkdir(parents=True, exist_ok=True)
     with engine, progress_bar() as bar:
         job = bar.add_task(config["task"], total=None)
@@ -131,8 +140,7 @@ def _run_samples(config, output: Path, overrides: dict, limit, shard: str, retry
             if pending < total:
                 err.print(f"resuming: {total - pending} of {total} samples already done", highlight=False)
 
-        return run_task(config, output, engine, options, on_start=on_start,
-                        on_chunk=lambda n: bar.advance(job, n))  # fmt: skip
+        return run_task(config, output, engine, options, on_start=on_start, on_chunk=lambda n: bar.advance(job, n))
 
 
 @app.command(
@@ -187,10 +195,12 @@ def judge(
 
         embedder = Embedder()
     engines = [
-        (f"{spec['backend']}:{Path(spec['model']).name}", make_backend(spec["backend"], spec["model"],
-                                                                       spec.get("base_url"), text_only=True))
+        (
+            f"{spec['backend']}:{Path(spec['model']).name}",
+            make_backend(spec["backend"], spec["model"], spec.get("base_url"), text_only=True),
+        )
         for spec in specs
-    ]  # fmt: skip
+    ]
     with progress_bar() as bar:
         job = bar.add_task("judging", total=None)
         result = judge_run(run_dir, engines, embedder, on_chunk=lambda n: bar.advance(job, n))
@@ -199,8 +209,13 @@ def judge(
     (run_dir / "judge.json").write_text(json.dumps(result, indent=2))
     table = Table("judge", *DIMENSION_COLUMNS, "overall", "samples", "unparsed", title="judge scores (0-10)")
     for name, row in result["judges"].items():
-        table.add_row(name, *(f"{row[d]:.2f}" for d in DIMENSION_COLUMNS), f"{row['overall']:.2f}",
-                      str(row["samples"]), str(row["unparsed"]))  # fmt: skip
+        table.add_row(
+            name,
+            *(f"{row[d]:.2f}" for d in DIMENSION_COLUMNS),
+            f"{row['overall']:.2f}",
+            str(row["samples"]),
+            str(row["unparsed"]),
+        )
     Console().print(table)
     err.print(f"wrote {run_dir}/judge.json ({result['judgeable']} samples with reference explanations)")
 
@@ -299,9 +314,14 @@ def bench_backends(
     table = Table("backend", "model", "setting", "requests", "seconds", "req/s", "tokens out/s", title="backends")
     for row in rows:
         table.add_row(
-            row.backend, Path(row.model).name, row.setting, str(row.requests), f"{row.seconds:.2f}",
-            f"{row.requests_per_s:.2f}", f"{row.tokens_per_s:.1f}",
-        )  # fmt: skip
+            row.backend,
+            Path(row.model).name,
+            row.setting,
+            str(row.requests),
+            f"{row.seconds:.2f}",
+            f"{row.requests_per_s:.2f}",
+            f"{row.tokens_per_s:.1f}",
+        )
     Console().print(table)
     for first, second in zip(rows[::2], rows[1::2], strict=True):
         Console().print(
@@ -344,23 +364,41 @@ def bench_task_command(
         config["dataset"]["data_dir"] = str(data_dir.resolve())
 
     def make_engine(pipeline):
-        return make_backend(pipeline["backend"], pipeline["model"], pipeline.get("base_url"),
-                            batch_size=pipeline.get("batch"), concurrency=pipeline.get("concurrency"))  # fmt: skip
+        return make_backend(
+            pipeline["backend"],
+            pipeline["model"],
+            pipeline.get("base_url"),
+            batch_size=pipeline.get("batch"),
+            concurrency=pipeline.get("concurrency"),
+        )
 
     with tempfile.TemporaryDirectory(prefix="axr-bench-") as workdir:
         try:
             rows = bench_task(config, parsed, limit, workdir, make_engine)
         except (LayoutError, SchemaError, ValueError) as error:
             fail(str(error))
-    columns = ("setting", "samples", "seconds", "samples_per_s", "model_calls", "tokens_in", "tokens_out",
-               "tokens_out_per_s", "auroc", "unparsed_rate", "errors")  # fmt: skip
+    columns = (
+        "setting",
+        "samples",
+        "seconds",
+        "samples_per_s",
+        "model_calls",
+        "tokens_in",
+        "tokens_out",
+        "tokens_out_per_s",
+        "auroc",
+        "unparsed_rate",
+        "errors",
+    )
     table = Table(*columns, title=f"{config['task']}: {limit} samples per setting, model loading not timed")
     for row in rows:
         table.add_row(*(f"{row[c]:.2f}" if isinstance(row[c], float) else str(row[c]) for c in columns))
     Console().print(table)
     for row in rows[1:]:
-        Console().print(f"{row['setting']}: {row['samples_per_s'] / rows[0]['samples_per_s']:.1f}x the samples/s "
-                        f"of {rows[0]['setting']}")  # fmt: skip
+        Console().print(
+            f"{row['setting']}: {row['samples_per_s'] / rows[0]['samples_per_s']:.1f}x the samples/s "
+            f"of {rows[0]['setting']}"
+        )
     if out:
         out.write_text(json.dumps(rows, indent=2))
 
@@ -389,8 +427,13 @@ def bench_grpo_command(
     curve = result["grpo"]["curve"]
     table = Table("step", "reward", "format", "verdict", "completion tokens", title="GRPO reward curve")
     for row in curve:
-        table.add_row(str(row["step"]), f"{row['reward']:.3f}", f"{row['format']:.3f}", f"{row['verdict']:.3f}",
-                      f"{row['completion_length'] or 0:.0f}")  # fmt: skip
+        table.add_row(
+            str(row["step"]),
+            f"{row['reward']:.3f}",
+            f"{row['format']:.3f}",
+            f"{row['verdict']:.3f}",
+            f"{row['completion_length'] or 0:.0f}",
+        )
     Console().print(table)
     head, tail = curve[:5], curve[-10:]
     sft = result["sft"]
@@ -436,8 +479,9 @@ def bench_gate_command(
     dataset = config["dataset"]
     root, options = dataset_root(dataset), dataset.get("options", {})
     normal = [s for s in load_samples(dataset["adapter"], root, "train", **options) if s.gt_label == 0][:references]
-    test = select_samples([s for s in load_samples(dataset["adapter"], root, "test", **options)
-                           if s.gt_label is not None], limit, (0, 1))  # fmt: skip
+    test = select_samples(
+        [s for s in load_samples(dataset["adapter"], root, "test", **options) if s.gt_label is not None], limit, (0, 1)
+    )
     started = time.perf_counter()
     bank = MemoryBank(PatchFeatures(resolve_model(model)), bank_size).fit([load_image(s.image_path) for s in normal])
     fitted = time.perf_counter()
@@ -445,18 +489,31 @@ def bench_gate_command(
     scored = time.perf_counter()
     labels, scores = [s.gt_label for s in test], [r.score for r in results]
     metrics = binary_metrics(labels, scores, threshold=float(np.median(scores)))
-    row = {"task": config["task"], "model": model, "references": len(normal), "test_images": len(test),
-           "auroc": metrics["auroc"], "ap": metrics["ap"], "fit_seconds": round(fitted - started, 2),
-           "images_per_s": len(test) / (scored - fitted),
-           "at_recall": [calls_saved_at_recall(labels, scores, r) for r in (0.8, 0.95, 1.0)]}  # fmt: skip
+    row = {
+        "task": config["task"],
+        "model": model,
+        "references": len(normal),
+        "test_images": len(test),
+        "auroc": metrics["auroc"],
+        "ap": metrics["ap"],
+        "fit_seconds": round(fitted - started, 2),
+        "images_per_s": len(test) / (scored - fitted),
+        "at_recall": [calls_saved_at_recall(labels, scores, r) for r in (0.8, 0.95, 1.0)],
+    }
     table = Table("recall target", "recall", "sent to VLM", "calls saved", title=f"visual gate on {config['task']}")
     for item in row["at_recall"]:
-        table.add_row(f"{item['recall_target']:.2f}", f"{item['recall']:.3f}", f"{item['share_sent_to_vlm']:.3f}",
-                      f"{item['calls_saved']:.3f}")  # fmt: skip
+        table.add_row(
+            f"{item['recall_target']:.2f}",
+            f"{item['recall']:.3f}",
+            f"{item['share_sent_to_vlm']:.3f}",
+            f"{item['calls_saved']:.3f}",
+        )
     Console().print(table)
     note = " (random weights: the features carry no learned meaning)" if "tiny" in model else ""
-    Console().print(f"{model}{note}: bank from {len(normal)} normal images in {row['fit_seconds']} s; "
-                    f"{len(test)} test images at {row['images_per_s']:.1f} images/s; image AUROC {row['auroc']:.3f}, "
-                    f"AP {row['ap']:.3f}")  # fmt: skip
+    Console().print(
+        f"{model}{note}: bank from {len(normal)} normal images in {row['fit_seconds']} s; "
+        f"{len(test)} test images at {row['images_per_s']:.1f} images/s; image AUROC {row['auroc']:.3f}, "
+        f"AP {row['ap']:.3f}"
+    )
     if out:
         out.write_text(json.dumps(row, indent=2))

@@ -38,26 +38,49 @@ def _zero(sample_id: str, judge: str, why: str) -> Judgement:
 
 
 def judge_records(
-    records: list[dict[str, Any]], backend: Backend, name: str, journal: Journal, batch: int = 16,
+    records: list[dict[str, Any]],
+    backend: Backend,
+    name: str,
+    journal: Journal,
+    batch: int = 16,
     on_chunk=None,
-) -> None:  # fmt: skip
+) -> None:
     """Judge every judgeable record not yet in the journal with one judge, writing each chunk as it returns."""
     todo = [r for r in records if judgeable(r) and f"{r['sample_id']}|{name}" not in journal]
     for start in range(0, len(todo), batch):
         chunk = todo[start : start + batch]
         asked = [r for r in chunk if _has_explanation(r["verdict"])]
         entries = [_entry(_zero(r["sample_id"], name, "no explanation to judge")) for r in chunk if r not in asked]
-        requests = [[system(render("judge", reference=r["gt_rationale"], candidate=r["verdict"]["rationale"],
-                                   rubric=CRITERIA, schema=JudgeAnswer)),
-                     user("Grade the candidate.")] for r in asked]  # fmt: skip
+        requests = [
+            [
+                system(
+                    render(
+                        "judge",
+                        reference=r["gt_rationale"],
+                        candidate=r["verdict"]["rationale"],
+                        rubric=CRITERIA,
+                        schema=JudgeAnswer,
+                    )
+                ),
+                user("Grade the candidate."),
+            ]
+            for r in asked
+        ]
         completions = backend.generate(requests, JUDGE_SAMPLING, JudgeAnswer) if requests else []
         for record, completion in zip(asked, completions, strict=True):
             meta = {"model_call": True, "tokens_in": completion.tokens_in, "tokens_out": completion.tokens_out}
             sample_id = record["sample_id"]
             if completion.parsed is None:  # recorded, and left out of the scores
                 meta.update(error=completion.parse_error or completion.error or "no answer", raw=completion.text)
-                entries.append({"key": f"{sample_id}|{name}", "sample_id": sample_id, "judge": name,
-                                "unparsed": True, "meta": meta})  # fmt: skip
+                entries.append(
+                    {
+                        "key": f"{sample_id}|{name}",
+                        "sample_id": sample_id,
+                        "judge": name,
+                        "unparsed": True,
+                        "meta": meta,
+                    }
+                )
             else:
                 grades = completion.parsed.model_dump()
                 entries.append(_entry(Judgement(**grades, sample_id=sample_id, judge=name, meta=meta)))
@@ -80,12 +103,18 @@ def text_metrics(records: list[dict[str, Any]], embedder=None) -> dict[str, dict
     out = {}
     judged = [r for r in records if judgeable(r)]
     for dimension in DIMENSIONS:
-        pairs = [((r["verdict"].get("rationale") or {}).get(dimension, ""), r["gt_rationale"].get(dimension, ""))
-                 for r in judged if r["gt_rationale"].get(dimension)]  # fmt: skip
+        pairs = [
+            ((r["verdict"].get("rationale") or {}).get(dimension, ""), r["gt_rationale"].get(dimension, ""))
+            for r in judged
+            if r["gt_rationale"].get(dimension)
+        ]
         if not pairs:
             continue
-        row = {"rouge_l": float(np.mean([rouge_l(c, ref) for c, ref in pairs])),
-               "bleu": float(np.mean([bleu(c, ref) for c, ref in pairs])), "n": len(pairs)}  # fmt: skip
+        row = {
+            "rouge_l": float(np.mean([rouge_l(c, ref) for c, ref in pairs])),
+            "bleu": float(np.mean([bleu(c, ref) for c, ref in pairs])),
+            "n": len(pairs),
+        }
         if embedder is not None:
             row["minilm_cosine"] = float(np.mean(embedding_similarity(pairs, embedder)))
         out[dimension] = row
@@ -108,7 +137,7 @@ def aggregate(entries: list[dict[str, Any]]) -> dict[str, Any]:
             "overall": float(np.mean([np.mean(list(s.values())) for s in scores.values()])),
             "samples": len(scores),
             "unparsed": unparsed.get(name, 0),
-        }  # fmt: skip
+        }
         for name, scores in sorted(by_judge.items())
     }
     agreement = {}
@@ -143,5 +172,8 @@ def judge_run(run: Path, judges: list[tuple[str, Backend]], embedder=None, on_ch
         judge_records(records, backend, name, journal, on_chunk=on_chunk)
     names = {name for name, _ in judges}
     entries = [e for e in journal.records.values() if e["judge"] in names and e["sample_id"] in predictions]
-    return {**aggregate(entries), "text_metrics": text_metrics(records, embedder),
-            "judgeable": sum(judgeable(r) for r in records)}  # fmt: skip
+    return {
+        **aggregate(entries),
+        "text_metrics": text_metrics(records, embedder),
+        "judgeable": sum(judgeable(r) for r in records),
+    }

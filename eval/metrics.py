@@ -97,8 +97,13 @@ def task_metrics(records: list[dict], task: dict, book=None) -> dict:
     verdicts = [r["verdict"] for r in labelled]
     out["unparsed_rate"] = sum(v["verdict"] == "unparsed" for v in verdicts) / len(verdicts) if verdicts else None
     if labelled and len({r["gt_label"] for r in labelled}) > 1:
-        out.update(binary_metrics([r["gt_label"] for r in labelled], [verify.consistent_score(v) for v in verdicts],
-                                  predicted=[verify.predicted_label(v) == 1 for v in verdicts]))  # fmt: skip
+        out.update(
+            binary_metrics(
+                [r["gt_label"] for r in labelled],
+                [verify.consistent_score(v) for v in verdicts],
+                predicted=[verify.predicted_label(v) == 1 for v in verdicts],
+            )
+        )
     elif labelled:
         out["accuracy"] = float(np.mean([verify.label_correct(r["verdict"], r["gt_label"]) for r in labelled]))
     typed = [r for r in labelled if r.get("gt_type")]
@@ -110,8 +115,9 @@ def task_metrics(records: list[dict], task: dict, book=None) -> dict:
     masked = [r for r in labelled if r.get("masks")]
     out["mask_hit"] = mean_or_none([verify.mask_hit(verify.location_box(r["verdict"]), r["masks"]) for r in masked])
     kinds = {rule.id: kind for kind in ("normal", "anomaly") for rule in book.rules(kind)} if book else None
-    out["doubly_right"] = mean_or_none([verify.doubly_right(r["verdict"], r["gt_label"], r.get("gt_type"),
-                                                            rule_kinds=kinds) for r in labelled])  # fmt: skip
+    out["doubly_right"] = mean_or_none(
+        [verify.doubly_right(r["verdict"], r["gt_label"], r.get("gt_type"), rule_kinds=kinds) for r in labelled]
+    )
     if kinds:
         out["rule_consistency"] = mean_or_none([verify.rules_consistent(v, kinds) for v in verdicts])
     out["per_category_auroc"] = _per_category_auroc(labelled)
@@ -124,8 +130,10 @@ def _per_category_auroc(records: list[dict]) -> dict[str, float | None]:
     groups: dict[str, list[dict]] = {}
     for record in records:
         groups.setdefault(record.get("category") or "all", []).append(record)
-    return {name: _auc([r["gt_label"] for r in rows], [consistent_score(r["verdict"]) for r in rows])
-            for name, rows in sorted(groups.items())}  # fmt: skip
+    return {
+        name: _auc([r["gt_label"] for r in rows], [consistent_score(r["verdict"]) for r in rows])
+        for name, rows in sorted(groups.items())
+    }
 
 
 def _cost(records: list[dict]) -> dict:

@@ -71,8 +71,10 @@ def build_report(runs: list[Run]) -> str:
         _compare(runs) if len(runs) == 2 else "",
         _cards(runs[0]),
     ]
-    return f"<!doctype html><html><head><meta charset='utf-8'><title>{_e(title)}</title><style>{CSS}</style>" \
-           f"</head><body>{''.join(parts)}</body></html>"  # fmt: skip
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{_e(title)}</title><style>{CSS}</style>"
+        f"</head><body>{''.join(parts)}</body></html>"
+    )
 
 
 def write_report(run_dirs: list[Path], out: Path) -> Path:
@@ -119,8 +121,10 @@ def _svg_plot(curves: list[tuple[str, np.ndarray, np.ndarray]], xlabel: str, yla
         body.append(f"<polyline class='curve' fill='none' stroke='{color}' stroke-width='2' points='{points}'/>")
         body.append(f"<text x='{pad + 6}' y='{pad + 16 + 14 * i}' fill='{color}' font-size='12'>{_e(label)}</text>")
     body.append(f"<text x='{size / 2}' y='{size - 8}' text-anchor='middle' font-size='12'>{xlabel}</text>")
-    body.append(f"<text x='12' y='{size / 2}' font-size='12' transform='rotate(-90 12 {size / 2})' "
-                f"text-anchor='middle'>{ylabel}</text>")  # fmt: skip
+    body.append(
+        f"<text x='12' y='{size / 2}' font-size='12' transform='rotate(-90 12 {size / 2})' "
+        f"text-anchor='middle'>{ylabel}</text>"
+    )
     return f"<svg width='{size}' height='{size}' xmlns='http://www.w3.org/2000/svg'>{''.join(body)}</svg>"
 
 
@@ -138,9 +142,11 @@ def _curves(runs: list[Run]) -> str:
         pr.append((run.name, recall, precision))
     if not roc:
         return "<section id='curves'><h2>Curves</h2><p>Needs both normal and anomalous samples.</p></section>"
-    return (f"<section id='curves'><h2>ROC and precision-recall</h2><div class='row'>"
-            f"<figure id='roc'>{_svg_plot(roc, 'false positive rate', 'true positive rate', True)}</figure>"
-            f"<figure id='pr'>{_svg_plot(pr, 'recall', 'precision', False)}</figure></div></section>")  # fmt: skip
+    return (
+        f"<section id='curves'><h2>ROC and precision-recall</h2><div class='row'>"
+        f"<figure id='roc'>{_svg_plot(roc, 'false positive rate', 'true positive rate', True)}</figure>"
+        f"<figure id='pr'>{_svg_plot(pr, 'recall', 'precision', False)}</figure></div></section>"
+    )
 
 
 def _confusions(runs: list[Run]) -> str:
@@ -165,8 +171,10 @@ def _timelines(run: Run) -> str:
     if not videos:
         return ""
     threshold = run.metrics.get("threshold", run.metrics.get("frame_threshold"))
-    svgs = [_timeline(name, sorted(rows, key=lambda r: r["frame"]), threshold)
-            for name, rows in sorted(videos.items())[:TIMELINE_LIMIT]]  # fmt: skip
+    svgs = [
+        _timeline(name, sorted(rows, key=lambda r: r["frame"]), threshold)
+        for name, rows in sorted(videos.items())[:TIMELINE_LIMIT]
+    ]
     more = f"<p>{len(videos) - TIMELINE_LIMIT} more videos not drawn.</p>" if len(videos) > TIMELINE_LIMIT else ""
     return f"<section id='timelines'><h2>Score timelines</h2>{''.join(svgs)}{more}</section>"
 
@@ -176,16 +184,21 @@ def _timeline(name: str, rows: list[dict[str, Any]], threshold: float | None) ->
     scores = np.array([r["pred_score"] for r in rows], dtype=float)
     top = max(float(scores.max()), threshold or 0.0, 1e-9)
     step = width / max(len(rows) - 1, 1)
-    shades = "".join(f"<rect x='{i * step:.1f}' y='0' width='{max(step, 1):.1f}' height='{height}' fill='#fbd'/>"
-                     for i, r in enumerate(rows) if r["gt_label"] == 1)  # fmt: skip
+    shades = "".join(
+        f"<rect x='{i * step:.1f}' y='0' width='{max(step, 1):.1f}' height='{height}' fill='#fbd'/>"
+        for i, r in enumerate(rows)
+        if r["gt_label"] == 1
+    )
     points = " ".join(f"{i * step:.1f},{height - s / top * (height - 4):.1f}" for i, s in enumerate(scores))
     line = ""
     if threshold is not None:
         y = height - threshold / top * (height - 4)
         line = f"<line x1='0' x2='{width}' y1='{y:.1f}' y2='{y:.1f}' stroke='#888' stroke-dasharray='4'/>"
-    return (f"<div class='timeline'><div>{_e(name)} (pink: ground-truth anomaly; dashed: threshold)</div>"
-            f"<svg width='{width}' height='{height}' xmlns='http://www.w3.org/2000/svg'>{shades}{line}"
-            f"<polyline fill='none' stroke='#1f77b4' points='{points}'/></svg></div>")  # fmt: skip
+    return (
+        f"<div class='timeline'><div>{_e(name)} (pink: ground-truth anomaly; dashed: threshold)</div>"
+        f"<svg width='{width}' height='{height}' xmlns='http://www.w3.org/2000/svg'>{shades}{line}"
+        f"<polyline fill='none' stroke='#1f77b4' points='{points}'/></svg></div>"
+    )
 
 
 def _thumbnail(record: dict[str, Any]) -> str:
@@ -219,9 +232,11 @@ def _verdict_html(record: dict[str, Any]) -> str:
             f"<div class='verdict'>score {_fmt(record.get('pred_score'))}, label {_e(record.get('pred_label'))}</div>"
         )
     rationale = verdict.get("rationale") or {}
-    parts = [f"<div class='verdict {_e(verdict['verdict'])}'>{_e(verdict['verdict'])} "
-             f"(score {_fmt(verdict.get('score'))}, type {_e(verdict.get('anomaly_type'))}, "
-             f"severity {_e(verdict.get('severity'))})</div>"]  # fmt: skip
+    parts = [
+        f"<div class='verdict {_e(verdict['verdict'])}'>{_e(verdict['verdict'])} "
+        f"(score {_fmt(verdict.get('score'))}, type {_e(verdict.get('anomaly_type'))}, "
+        f"severity {_e(verdict.get('severity'))})</div>"
+    ]
     parts += [f"<div><b>{k}</b>: {_e(rationale[k])}</div>" for k in ("what", "why", "how") if rationale.get(k)]
     if verdict.get("rules_matched"):
         parts.append(f"<div class='rules'>rules: {_e(', '.join(verdict['rules_matched']))}</div>")
@@ -241,9 +256,11 @@ def _card(record: dict[str, Any], judgements: list[dict[str, Any]]) -> str:
         + "</div>"
         for j in judgements
     )
-    return (f"<div class='card' data-sample='{_e(record['sample_id'])}'>{_thumbnail(record)}<div class='body'>"
-            f"<div class='id'>{_e(record['sample_id'])}</div><div class='gt'>{gt}</div>{_verdict_html(record)}"
-            f"{judged}</div></div>")  # fmt: skip
+    return (
+        f"<div class='card' data-sample='{_e(record['sample_id'])}'>{_thumbnail(record)}<div class='body'>"
+        f"<div class='id'>{_e(record['sample_id'])}</div><div class='gt'>{gt}</div>{_verdict_html(record)}"
+        f"{judged}</div></div>"
+    )
 
 
 def _interesting_first(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -262,8 +279,11 @@ def _interesting_first(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _cards(run: Run) -> str:
     chosen = _interesting_first(run.records)[:CARD_LIMIT]
     cards = "".join(_card(r, run.judgements.get(r["sample_id"], [])) for r in chosen)
-    note = f" (the first {CARD_LIMIT} of {len(run.records)}: errors and wrong verdicts first)" \
-        if len(run.records) > CARD_LIMIT else ""  # fmt: skip
+    note = (
+        f" (the first {CARD_LIMIT} of {len(run.records)}: errors and wrong verdicts first)"
+        if len(run.records) > CARD_LIMIT
+        else ""
+    )
     return f"<section id='samples'><h2>Samples{note}</h2><div class='cards'>{cards}</div></section>"
 
 
@@ -271,10 +291,15 @@ def _compare(runs: list[Run]) -> str:
     first, second = ({r["sample_id"]: r for r in run.records} for run in runs)
     shared = sorted(set(first) & set(second))
     differing = [s for s in shared if _label_of(first[s]) != _label_of(second[s])][:CARD_LIMIT]
-    rows = "".join(f"<div class='pair'>{_card(first[s], runs[0].judgements.get(s, []))}"
-                   f"{_card(second[s], runs[1].judgements.get(s, []))}</div>" for s in differing)  # fmt: skip
-    return (f"<section id='compare'><h2>{_e(runs[0].name)} vs {_e(runs[1].name)}</h2><p>{len(shared)} shared "
-            f"samples; {len(differing)} shown where the two runs disagree.</p>{rows}</section>")  # fmt: skip
+    rows = "".join(
+        f"<div class='pair'>{_card(first[s], runs[0].judgements.get(s, []))}"
+        f"{_card(second[s], runs[1].judgements.get(s, []))}</div>"
+        for s in differing
+    )
+    return (
+        f"<section id='compare'><h2>{_e(runs[0].name)} vs {_e(runs[1].name)}</h2><p>{len(shared)} shared "
+        f"samples; {len(differing)} shown where the two runs disagree.</p>{rows}</section>"
+    )
 
 
 def _label_of(record: dict[str, Any]):

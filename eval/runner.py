@@ -103,8 +103,10 @@ class MediaLoader:
             return []
         if sample.references:
             return [self._cached(path, lambda p=path: load_image(p)) for path in sample.references[: self.count]]
-        return [self._cached(ref.sample_id, lambda r=ref: self.query(r)[0])
-                for ref in self._category_references(sample.meta.get("category"))]  # fmt: skip
+        return [
+            self._cached(ref.sample_id, lambda r=ref: self.query(r)[0])
+            for ref in self._category_references(sample.meta.get("category"))
+        ]
 
     def _cached(self, key: str, make):
         if key not in self._cache:
@@ -115,8 +117,9 @@ class MediaLoader:
         if self._train is None:
             self._train = {}
             try:
-                train = load_samples(self.dataset["adapter"], dataset_root(self.dataset), "train",
-                                     **self.dataset.get("options", {}))  # fmt: skip
+                train = load_samples(
+                    self.dataset["adapter"], dataset_root(self.dataset), "train", **self.dataset.get("options", {})
+                )
             except LayoutError:
                 train = []  # the dataset has no normal training split: no references
             for ref in sorted(train, key=lambda s: s.sample_id):
@@ -136,8 +139,9 @@ def dataset_root(dataset: dict[str, Any]) -> Path | None:
 
 def load_task_samples(task: dict[str, Any]) -> list[Sample]:
     dataset = task["dataset"]
-    return load_samples(dataset["adapter"], dataset_root(dataset), dataset.get("split", "test"),
-                        **dataset.get("options", {}))  # fmt: skip
+    return load_samples(
+        dataset["adapter"], dataset_root(dataset), dataset.get("split", "test"), **dataset.get("options", {})
+    )
 
 
 def load_rulebook(task: dict[str, Any]) -> RuleBook | None:
@@ -164,8 +168,11 @@ def run_task(
     journal = Journal(predictions_path(output, options.shard))
     if options.shard[1] == 1:
         _take_in_shards(journal, output)
-    pending = [s for s in chosen if s.sample_id not in journal
-               or (options.retry_errors and journal.records[s.sample_id]["status"] == "error")]  # fmt: skip
+    pending = [
+        s
+        for s in chosen
+        if s.sample_id not in journal or (options.retry_errors and journal.records[s.sample_id]["status"] == "error")
+    ]
     if on_start:
         on_start(len(chosen), len(pending))
     loader = MediaLoader(task)
@@ -217,8 +224,11 @@ def _choices_from_verdicts(ready, backend: Backend, book, task, loader: MediaLoa
     """One verdict per image (kept for the image's other questions), each question answered from it."""
     from axr.eval.mcq_from_verdict import option_from_verdict
 
-    fresh = {s.meta["image_key"]: (s, images, refs) for s, images, refs in ready
-             if s.meta["image_key"] not in loader.verdicts}  # fmt: skip
+    fresh = {
+        s.meta["image_key"]: (s, images, refs)
+        for s, images, refs in ready
+        if s.meta["image_key"] not in loader.verdicts
+    }
     if fresh:
         items = [DirectItem(s.sample_id, images, refs) for s, images, refs in fresh.values()]
         sampling = Sampling(max_tokens=int(task["pipeline"].get("max_tokens", 512)))
@@ -230,11 +240,19 @@ def _choices_from_verdicts(ready, backend: Backend, book, task, loader: MediaLoa
         letter = option_from_verdict(sample.meta["question_type"], sample.meta["options"], verdict, loader.embedder())
         first = fresh.get(sample.meta["image_key"], (None,))[0] is sample  # the question that paid for the call
         meta = verdict.meta
-        cost = _cost(meta.get("tokens_in", 0), meta.get("tokens_out", 0), meta.get("repaired", False)) if first \
-            else {"calls": 0, "tokens_in": 0, "tokens_out": 0}  # fmt: skip
+        cost = (
+            _cost(meta.get("tokens_in", 0), meta.get("tokens_out", 0), meta.get("repaired", False))
+            if first
+            else {"calls": 0, "tokens_in": 0, "tokens_out": 0}
+        )
         status = "error" if meta.get("request_error") else "ok"
-        out[sample.sample_id] = {**_base(sample), "status": status, "answer": letter,
-                                 "verdict": verdict.model_dump(mode="json"), "cost": cost}  # fmt: skip
+        out[sample.sample_id] = {
+            **_base(sample),
+            "status": status,
+            "answer": letter,
+            "verdict": verdict.model_dump(mode="json"),
+            "cost": cost,
+        }
     return out
 
 
@@ -264,8 +282,13 @@ def _ask_choices(ready, backend: Backend) -> dict[str, dict[str, Any]]:
 
     requests = []
     for sample, images, references in ready:
-        prompt = render("mcq", question=sample.meta["question"], options=sample.meta["options"],
-                        n_references=len(references), schema=ChoiceAnswer)  # fmt: skip
+        prompt = render(
+            "mcq",
+            question=sample.meta["question"],
+            options=sample.meta["options"],
+            n_references=len(references),
+            schema=ChoiceAnswer,
+        )
         requests.append([system(prompt), user("Answer the question about the last image.", [*references, *images])])
     completions = backend.generate(requests, Sampling(max_tokens=160), ChoiceAnswer)
     out = {}
@@ -274,9 +297,13 @@ def _ask_choices(ready, backend: Backend) -> dict[str, dict[str, Any]]:
             completion.parsed.answer if completion.parsed else choice_letter(completion.text, sample.meta["options"])
         )
         letter = letter if letter in sample.meta["options"] else None
-        record = {**_base(sample), "status": "error" if completion.error else "ok", "answer": letter,
-                  "raw": completion.text[:2000], "cost": _cost(completion.tokens_in, completion.tokens_out,
-                                                                completion.repaired)}  # fmt: skip
+        record = {
+            **_base(sample),
+            "status": "error" if completion.error else "ok",
+            "answer": letter,
+            "raw": completion.text[:2000],
+            "cost": _cost(completion.tokens_in, completion.tokens_out, completion.repaired),
+        }
         if completion.error:
             record["error"] = completion.error
         out[sample.sample_id] = record

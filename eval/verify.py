@@ -103,8 +103,13 @@ def rules_consistent(verdict, rule_kinds: dict[str, str]) -> bool:
     return anomaly_cited if label == 1 else label == 0 and not anomaly_cited
 
 
-def doubly_right(verdict, gt_label: int | None, gt_type: str | None = None, gt_rules: list[str] | None = None,
-                 rule_kinds: dict[str, str] | None = None) -> bool:  # fmt: skip
+def doubly_right(
+    verdict,
+    gt_label: int | None,
+    gt_type: str | None = None,
+    gt_rules: list[str] | None = None,
+    rule_kinds: dict[str, str] | None = None,
+) -> bool:
     """Right verdict for the right reason. For an anomaly: the type agrees with ground truth, or a cited rule
     is one of the ground-truth rules. For a normal sample: no anomaly rule is cited."""
     if not label_correct(verdict, gt_label):

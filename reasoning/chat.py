@@ -53,8 +53,9 @@ class Session:
 
 
 class Chat:
-    def __init__(self, backend: Backend, session: Session | None = None, domain: str = "object",
-                 max_tokens: int = 400):  # fmt: skip
+    def __init__(
+        self, backend: Backend, session: Session | None = None, domain: str = "object", max_tokens: int = 400
+    ):
         self.backend, self.domain, self.max_tokens = backend, domain, max_tokens
         self.session = session or Session()
         self._book: RuleBook | None = None
@@ -167,6 +168,9 @@ def boxed_image(image, verdict: Verdict | dict, color: str = "#ff2020"):
     box = location_box(verdict)
     if box:
         width, height = image.size
-        ImageDraw.Draw(image).rectangle([box[0] * width, box[1] * height, box[2] * width, box[3] * height],
-                                        outline=color, width=max(2, width // 150))  # fmt: skip
+        ImageDraw.Draw(image).rectangle(
+            [box[0] * width, box[1] * height, box[2] * width, box[3] * height],
+            outline=color,
+            width=max(2, width // 150),
+        )
     return image

@@ -211,11 +211,22 @@ def induce(
     rows = observations_from(references, engine, "object" if domain == "object" else "scene")
     if not rows:
         fail("no usable normal references in the inputs")
-    config = InductionConfig(domain=domain, sections=[s.strip() for s in sections.split(",") if s.strip()],
-                             batches=batches, per_batch=per_batch, seed=seed)  # fmt: skip
+    config = InductionConfig(
+        domain=domain,
+        sections=[s.strip() for s in sections.split(",") if s.strip()],
+        batches=batches,
+        per_batch=per_batch,
+        seed=seed,
+    )
     try:
-        book = run_induction(engine, [(r.sample_id, r.text) for r in rows], config, Embedder(), name,
-                             progress=lambda m: err.print(m, highlight=False))  # fmt: skip
+        book = run_induction(
+            engine,
+            [(r.sample_id, r.text) for r in rows],
+            config,
+            Embedder(),
+            name,
+            progress=lambda m: err.print(m, highlight=False),
+        )
     except (ValueError, BackendError) as error:
         fail(str(error))
     book.save(out)
@@ -267,8 +278,9 @@ def detect(
     else:
         if book is None:
             fail("--rules is required (a RuleBook YAML or AnomalyRuler rule file), or use --direct")
-        verdicts = _detect_observations(inputs, references, book, recheck, band, backend, model, base_url,
-                                        novelty, window, subject)  # fmt: skip
+        verdicts = _detect_observations(
+            inputs, references, book, recheck, band, backend, model, base_url, novelty, window, subject
+        )
     with out.open("w", encoding="utf-8") as sink:
         for verdict in verdicts:
             sink.write(verdict.model_dump_json(exclude_none=True) + "\n")
@@ -366,8 +378,9 @@ def _detect_observations(inputs, references, book, recheck, band, backend, model
         from axr.reasoning.embedding import Embedder
 
         embedder = Embedder()
-    return detect_observations(rows, normal, book, embedder, engine, recheck, band, window,
-                               progress=lambda m: err.print(m, highlight=False))  # fmt: skip
+    return detect_observations(
+        rows, normal, book, embedder, engine, recheck, band, window, progress=lambda m: err.print(m, highlight=False)
+    )
 
 
 def _explain(verdicts, book) -> None:
@@ -433,15 +446,26 @@ def serve(
 
     cpu = device == "cpu" or (device == "auto" and not has_gpu())
     log = log or Path(tempfile.mkstemp(prefix="axr-serve-", suffix=".log")[1])
-    server = VLLMServer(str(vllm_python()), resolve_model(model), name or model, port=port, host=host,
-                        extra_args=server_args(cpu, max_model_len), log_path=log, ready_timeout_s=900,
-                        env={**CPU_SERVER_ENV, "HF_HUB_OFFLINE": "1"} if cpu else None)  # fmt: skip
+    server = VLLMServer(
+        str(vllm_python()),
+        resolve_model(model),
+        name or model,
+        port=port,
+        host=host,
+        extra_args=server_args(cpu, max_model_len),
+        log_path=log,
+        ready_timeout_s=900,
+        env={**CPU_SERVER_ENV, "HF_HUB_OFFLINE": "1"} if cpu else None,
+    )
     err.print(f"starting vLLM on {'CPU' if cpu else 'GPU'} (log: {log}) ...", highlight=False)
     try:
         with server:
-            err.print(f"serving {name or model}: --backend openai --model {name or model} "
-                      f"--base-url http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}/v1   (Ctrl-C stops)",
-                      highlight=False, soft_wrap=True)  # fmt: skip
+            err.print(
+                f"serving {name or model}: --backend openai --model {name or model} "
+                f"--base-url http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}/v1   (Ctrl-C stops)",
+                highlight=False,
+                soft_wrap=True,
+            )
             server.process.wait()
     except RuntimeError as error:
         fail(f"{error}; last lines: {' | '.join(log.read_text().splitlines()[-3:])}")
@@ -490,8 +514,11 @@ def chat(
     except ChatError as error:
         fail(str(error))
     out = Console()
-    out.print(f"AXR chat: {len(conversation.session.images)} image(s), {len(conversation.session.references)} "
-              "reference(s). /help for commands.", highlight=False)  # fmt: skip
+    out.print(
+        f"AXR chat: {len(conversation.session.images)} image(s), {len(conversation.session.references)} "
+        "reference(s). /help for commands.",
+        highlight=False,
+    )
     while True:
         try:
             line = input("you> ")

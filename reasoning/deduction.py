@@ -168,17 +168,30 @@ def direct(
     sampling = sampling or Sampling(max_tokens=512)
     requests = []
     for item in items:
-        prompt = render("direct_system", domain=domain, n_references=len(item.references), n_query=len(item.images),
-                        rulebook=rulebook, hint=item.hint, schema=VerdictAnswer)  # fmt: skip
+        prompt = render(
+            "direct_system",
+            domain=domain,
+            n_references=len(item.references),
+            n_query=len(item.images),
+            rulebook=rulebook,
+            hint=item.hint,
+            schema=VerdictAnswer,
+        )
         ask = "Judge the last image." if len(item.images) == 1 else f"Judge the last {len(item.images)} frames."
         requests.append([system(prompt), user(ask, [*item.references, *item.images])])
     completions = backend.generate(requests, sampling, VerdictAnswer)
     known = rulebook.rule_ids() if rulebook else set()
     verdicts = []
     for item, completion in zip(items, completions, strict=True):
-        meta = {**backend.describe(), "stage": "direct", "prompt_version": template_version("direct_system"),
-                "tokens_in": completion.tokens_in, "tokens_out": completion.tokens_out,
-                "references": len(item.references), "repaired": completion.repaired}  # fmt: skip
+        meta = {
+            **backend.describe(),
+            "stage": "direct",
+            "prompt_version": template_version("direct_system"),
+            "tokens_in": completion.tokens_in,
+            "tokens_out": completion.tokens_out,
+            "references": len(item.references),
+            "repaired": completion.repaired,
+        }
         if completion.error:
             meta["request_error"] = completion.error
         verdicts.append(to_verdict(item.sample_id, completion, known, meta))

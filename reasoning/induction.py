@@ -86,17 +86,35 @@ def induce(
     batches = seeded_batches(len(references), config)
     sampling = Sampling(max_tokens=config.max_tokens, seed=config.seed, repetition_penalty=1.1)
     progress(f"inducing normal rules: {len(batches)} batches x {len(batches[0])} references")
-    normal_answers = _ask(backend, sampling, [
-        render("induce_normal", domain=config.domain, observations=[references[i][1] for i in batch],
-               sections=sections, schema=InducedRules)
-        for batch in batches
-    ])  # fmt: skip
+    normal_answers = _ask(
+        backend,
+        sampling,
+        [
+            render(
+                "induce_normal",
+                domain=config.domain,
+                observations=[references[i][1] for i in batch],
+                sections=sections,
+                schema=InducedRules,
+            )
+            for batch in batches
+        ],
+    )
     progress("inducing anomaly rules by contrast")
-    anomaly_answers = _ask(backend, sampling, [
-        render("induce_anomaly", domain=config.domain, sections=sections, schema=InducedRules,
-               normal_rules=[{"name": s, "rules": rules} for s, rules in _texts_by_section(answer, sections).items()])
-        for answer in normal_answers
-    ])  # fmt: skip
+    anomaly_answers = _ask(
+        backend,
+        sampling,
+        [
+            render(
+                "induce_anomaly",
+                domain=config.domain,
+                sections=sections,
+                schema=InducedRules,
+                normal_rules=[{"name": s, "rules": rules} for s, rules in _texts_by_section(answer, sections).items()],
+            )
+            for answer in normal_answers
+        ],
+    )
     book_sections = []
     for index, section in enumerate(sections):
         normal = _aggregate(normal_answers, section, sections, embedder, config.dedup_similarity)
@@ -138,8 +156,13 @@ def induce(
 def derive_keywords(book: RuleBook, backend: Backend, sampling: Sampling, normal_texts: list[str], config) -> RuleBook:
     """Keywords per anomaly rule: the model's proposal plus the rule's own, minus words common in normal texts."""
     anomaly = book.rules("anomaly")
-    prompt = render("aggregate", domain=book.domain, max_keywords=config.max_keywords, schema=KeywordProposal,
-                    rules=[{"id": r.id, "text": r.text, "examples": r.examples} for r in anomaly])  # fmt: skip
+    prompt = render(
+        "aggregate",
+        domain=book.domain,
+        max_keywords=config.max_keywords,
+        schema=KeywordProposal,
+        rules=[{"id": r.id, "text": r.text, "examples": r.examples} for r in anomaly],
+    )
     [completion] = backend.generate([[user(prompt)]], sampling, KeywordProposal)
     proposed = {r.id: r.keywords for r in completion.parsed.rules} if completion.parsed else {}
     share = Counter(w for text in normal_texts for w in set(lemmas(text)))

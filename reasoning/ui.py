@@ -46,10 +46,16 @@ def _path(upload) -> str | None:
 
 def verdict_card(verdict) -> str:
     rationale = verdict.rationale
-    rows = [("verdict", verdict.verdict), ("score", f"{verdict.score:.2f}" if verdict.score is not None else "-"),
-            ("type", verdict.anomaly_type or "-"), ("severity", verdict.severity),
-            ("what", rationale.what), ("why", rationale.why), ("how", rationale.how),
-            ("rules", ", ".join(verdict.rules_matched) or "-")]  # fmt: skip
+    rows = [
+        ("verdict", verdict.verdict),
+        ("score", f"{verdict.score:.2f}" if verdict.score is not None else "-"),
+        ("type", verdict.anomaly_type or "-"),
+        ("severity", verdict.severity),
+        ("what", rationale.what),
+        ("why", rationale.why),
+        ("how", rationale.how),
+        ("rules", ", ".join(verdict.rules_matched) or "-"),
+    ]
     body = "".join(f"<tr><th>{k}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
     return f"<div class='verdict-card {html.escape(verdict.verdict)}'><table>{body}</table></div>"
 
@@ -131,8 +137,9 @@ def build_app(engines: Engines, rule_books: list[str], subject: str = "object"):
         with gr.Row():
             with gr.Column(scale=1):
                 query = gr.File(label="Query image", file_types=["image"], elem_id="query")
-                references = gr.File(label="Normal references", file_count="multiple", file_types=["image"],
-                                     elem_id="references")  # fmt: skip
+                references = gr.File(
+                    label="Normal references", file_count="multiple", file_types=["image"], elem_id="references"
+                )
                 rules = gr.Dropdown(["(none)", *rule_books], value="(none)", label="Rule book", elem_id="rules")
                 with gr.Row():
                     backend = gr.Dropdown(["hf", "vllm", "openai"], value=backend0, label="Backend", elem_id="backend")

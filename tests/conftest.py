@@ -112,8 +112,16 @@ def vllm_server(vllm_python, smollm2, tmp_path_factory):
     server.stop()
 
 
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture(scope="session")
@@ -130,10 +138,15 @@ def open_in_chromium(chromium: str, page: Path, tmp_path: Path, screenshot: Path
     """The DOM of a local HTML file as headless Chromium renders it (and a screenshot when asked)."""
     flags = [*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'chromium-profile'}"]
     if screenshot:
-        subprocess.run([chromium, *flags, f"--screenshot={screenshot}", "--window-size=1200,1600", page.as_uri()],
-                       capture_output=True, timeout=120, check=True)  # fmt: skip
-    result = subprocess.run([chromium, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True,
-                            timeout=120, check=True)  # fmt: skip
+        subprocess.run(
+            [chromium, *flags, f"--screenshot={screenshot}", "--window-size=1200,1600", page.as_uri()],
+            capture_output=True,
+            timeout=120,
+            check=True,
+        )
+    result = subprocess.run(
+        [chromium, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120, check=True
+    )
     return result.stdout
 
 
@@ -142,8 +155,13 @@ def axr_as_installed(folder: Path) -> Path:
     (symlinks): for a Python that has no AXR installed, such as the vLLM CPU venv."""
     root = folder / "axr-import-path" / "axr"
     root.mkdir(parents=True, exist_ok=True)
-    links = {"__init__.py": "reasoning/_axr/__init__.py", "reasoning": "reasoning", "eval": "eval",
-             "training": "training", "prompts": "prompts"}  # fmt: skip
+    links = {
+        "__init__.py": "reasoning/_axr/__init__.py",
+        "reasoning": "reasoning",
+        "eval": "eval",
+        "training": "training",
+        "prompts": "prompts",
+    }
     for name, target in links.items():
         if not (root / name).exists():
             (root / name).symlink_to(REPO / target)

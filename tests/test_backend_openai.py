@@ -38,8 +38,15 @@ def test_structured_verdict_validates(backend):
 
 
 def test_timeout_is_recorded_per_request(vllm_server):
-    slow = load_backend("openai", "smollm2", base_url=vllm_server.base_url, supports_images=False,
-                        timeout_s=0.001, max_retries=1, backoff_s=0.01)  # fmt: skip
+    slow = load_backend(
+        "openai",
+        "smollm2",
+        base_url=vllm_server.base_url,
+        supports_images=False,
+        timeout_s=0.001,
+        max_retries=1,
+        backoff_s=0.01,
+    )
     [completion] = slow.generate([[user("Write a long story.")]], Sampling(max_tokens=200), Caption)
     assert completion.error and "timed out" in completion.error and "2 tries" in completion.error
     assert completion.parsed is None
@@ -61,8 +68,19 @@ def test_axr_serve_answers_then_stops_on_ctrl_c(vllm_python, smollm2, tmp_path):
     """`axr serve` prints the --base-url to use and answers there; Ctrl-C stops vLLM with it, and a client's
     next batch records connection errors instead of hanging."""
     port = free_port()
-    command = [sys.executable, "-m", "axr", "serve", "smollm2", "--port", str(port), "--device", "cpu",
-               "--log", str(tmp_path / "vllm.log")]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "axr",
+        "serve",
+        "smollm2",
+        "--port",
+        str(port),
+        "--device",
+        "cpu",
+        "--log",
+        str(tmp_path / "vllm.log"),
+    ]
     env = {**os.environ, "AXR_VLLM_PYTHON": str(vllm_python), "COLUMNS": "200"}
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
     lines = []
@@ -71,8 +89,14 @@ def test_axr_serve_answers_then_stops_on_ctrl_c(vllm_python, smollm2, tmp_path):
         if "serving smollm2" in line:
             break
     assert f"--backend openai --model smollm2 --base-url http://127.0.0.1:{port}/v1" in lines[-1], lines
-    client = load_backend("openai", "smollm2", base_url=f"http://127.0.0.1:{port}/v1", supports_images=False,
-                          max_retries=1, backoff_s=0.01)  # fmt: skip
+    client = load_backend(
+        "openai",
+        "smollm2",
+        base_url=f"http://127.0.0.1:{port}/v1",
+        supports_images=False,
+        max_retries=1,
+        backoff_s=0.01,
+    )
     assert "Paris" in client.generate([[user("What is the capital of France?")]], Sampling(max_tokens=8))[0].text
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=60) == 0
@@ -90,10 +114,14 @@ class Flaky(http.server.BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         assert body["response_format"]["type"] == "json_schema"
         status = {1: 503, 2: 429}.get(Flaky.calls, 200)
-        payload = {"error": {"message": "busy"}} if status != 200 else {
-            "choices": [{"message": {"content": '{"caption": "a hole"}'}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 5, "completion_tokens": 4},
-        }  # fmt: skip
+        payload = (
+            {"error": {"message": "busy"}}
+            if status != 200
+            else {
+                "choices": [{"message": {"content": '{"caption": "a hole"}'}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 5, "completion_tokens": 4},
+            }
+        )
         data = json.dumps(payload).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")

@@ -54,8 +54,9 @@ def test_vllm_engine_on_cpu(vllm_python, smollm2, tmp_path):
     script = tmp_path / "run_vllm.py"
     script.write_text(SCRIPT)
     env = {**os.environ, **CPU_SERVER_ENV, "PYTHONPATH": str(axr_as_installed(tmp_path)), "HF_HUB_OFFLINE": "1"}
-    result = subprocess.run([str(vllm_python), str(script), str(smollm2)], capture_output=True, text=True,
-                            env=env, timeout=600)  # fmt: skip
+    result = subprocess.run(
+        [str(vllm_python), str(script), str(smollm2)], capture_output=True, text=True, env=env, timeout=600
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     [line] = [x for x in result.stdout.splitlines() if x.startswith("RESULT ")]
     out = json.loads(line.removeprefix("RESULT "))

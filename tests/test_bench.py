@@ -24,21 +24,56 @@ def test_bench_hf_rows(hf_tiny):
 @pytest.mark.server
 def test_bench_backends_command(vllm_server, tmp_path):
     out = tmp_path / "bench.json"
-    result = run_axr("eval", "bench", "backends", "--hf-model", "tiny-qwen2.5-vl", "--openai-model", "smollm2",
-                     "--base-url", vllm_server.base_url, "--requests", "8", "--batch", "4", "--concurrency", "4",
-                     "--max-tokens", "8", "--out", str(out))  # fmt: skip
+    result = run_axr(
+        "eval",
+        "bench",
+        "backends",
+        "--hf-model",
+        "tiny-qwen2.5-vl",
+        "--openai-model",
+        "smollm2",
+        "--base-url",
+        vllm_server.base_url,
+        "--requests",
+        "8",
+        "--batch",
+        "4",
+        "--concurrency",
+        "4",
+        "--max-tokens",
+        "8",
+        "--out",
+        str(out),
+    )
     rows = json.loads(out.read_text())
     assert [(r["backend"], r["setting"]) for r in rows] == [
-        ("hf", "one by one"), ("hf", "batch 4"), ("openai", "concurrency 1"), ("openai", "concurrency 4"),
-    ]  # fmt: skip
+        ("hf", "one by one"),
+        ("hf", "batch 4"),
+        ("openai", "concurrency 1"),
+        ("openai", "concurrency 4"),
+    ]
     assert all(r["requests"] == 8 and r["seconds"] > 0 for r in rows)
     assert "batch 4 is" in result.stdout and "concurrency 4 is" in result.stdout
 
 
 def test_bench_task_compares_settings_on_the_same_samples(tmp_path, tiny_vlm):
     out = tmp_path / "rows.json"
-    result = run_axr("eval", "bench", "task", "textile", "--setting", "batch=1", "--setting", "batch=4",
-                     "--setting", "batch=4,max_tokens=8", "--limit", "8", "--out", str(out))  # fmt: skip
+    result = run_axr(
+        "eval",
+        "bench",
+        "task",
+        "textile",
+        "--setting",
+        "batch=1",
+        "--setting",
+        "batch=4",
+        "--setting",
+        "batch=4,max_tokens=8",
+        "--limit",
+        "8",
+        "--out",
+        str(out),
+    )
     rows = json.loads(out.read_text())
     assert [r["setting"] for r in rows] == ["batch=1", "batch=4", "batch=4,max_tokens=8"]
     assert all(r["samples"] == 8 and r["samples_per_s"] > 0 for r in rows)

@@ -75,8 +75,20 @@ def test_cli_bad_input_one_line(extra, message, caption_set, tmp_path):
 def test_recheck_with_smollm2_through_the_server_and_its_report(caption_set, tmp_path, vllm_server, chromium):
     data_dir, rules = caption_set
     server = ["--base-url", vllm_server.base_url, "--model", "smollm2"]
-    result = run_axr("eval", "run", "captions", "--data-dir", str(data_dir), "--rules", str(rules), "--recheck", "all",
-                     *server, "--output", str(tmp_path / "run"))  # fmt: skip
+    result = run_axr(
+        "eval",
+        "run",
+        "captions",
+        "--data-dir",
+        str(data_dir),
+        "--rules",
+        str(rules),
+        "--recheck",
+        "all",
+        *server,
+        "--output",
+        str(tmp_path / "run"),
+    )
     assert "re-check" in result.stderr and "48/48" in result.stderr  # the progress bar reached the end
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["cost"]["frames_rechecked"] == 48 and metrics["cost"]["share_rechecked"] == 1.0
@@ -126,8 +138,23 @@ def test_journal_skips_a_torn_line_and_never_duplicates(tmp_path):
 def test_interrupted_recheck_resumes_without_redoing(caption_set, tmp_path, vllm_server):
     """Run, then drop half of the journaled verdicts (as a killed run would have) and run again."""
     data_dir, rules = caption_set
-    args = ["eval", "run", "captions", "--data-dir", str(data_dir), "--rules", str(rules), "--recheck", "all",
-            "--base-url", vllm_server.base_url, "--model", "smollm2", "--output", str(tmp_path / "run")]  # fmt: skip
+    args = [
+        "eval",
+        "run",
+        "captions",
+        "--data-dir",
+        str(data_dir),
+        "--rules",
+        str(rules),
+        "--recheck",
+        "all",
+        "--base-url",
+        vllm_server.base_url,
+        "--model",
+        "smollm2",
+        "--output",
+        str(tmp_path / "run"),
+    ]
     run_axr(*args)
     first = json.loads((tmp_path / "run" / "metrics.json").read_text())
     [journal] = list((tmp_path / "run").glob("recheck-*.jsonl"))

@@ -74,8 +74,20 @@ def test_gated_direct_detect_sends_only_what_the_gate_passes(textile, tmp_path, 
         (folder / f"{path.parent.name}_{path.name}").write_bytes(path.read_bytes())
     refs = [arg for p in textile["nominal"][:3] for arg in ("--reference", str(p))]
     out = ["--out", str(tmp_path / "v.jsonl"), "--subject", "object"]
-    result = run_axr("detect", str(folder), "--direct", *refs, "--gate", "top:0.5", "--hint", "--retrieve", "2",
-                     "--draw", str(tmp_path / "drawn"), *out)  # fmt: skip
+    result = run_axr(
+        "detect",
+        str(folder),
+        "--direct",
+        *refs,
+        "--gate",
+        "top:0.5",
+        "--hint",
+        "--retrieve",
+        "2",
+        "--draw",
+        str(tmp_path / "drawn"),
+        *out,
+    )
     assert "visual gate: 3 of 6 images sent to the VLM" in result.stderr
     verdicts = [json.loads(line) for line in (tmp_path / "v.jsonl").read_text().splitlines()]
     gated = [v for v in verdicts if v["meta"].get("stage") == "gate"]
@@ -120,12 +132,27 @@ def test_chat_session_bad_inputs_verdict_and_save_load(textile, bad_images, hf_t
 
 @pytest.mark.server
 def test_terminal_text_turns_with_smollm2_through_the_server(textile, vllm_server, tmp_path):
-    script = "What could a defect in woven fabric look like?\nAnd how would you check for it?\n/verdict\n" \
-        f"/save {tmp_path / 's.json'}\n"  # fmt: skip
-    command = [sys.executable, "-m", "axr", "chat", str(textile["local"][0]), "--backend", "openai",
-               "--model", "smollm2", "--base-url", vllm_server.base_url, "--text-only"]  # fmt: skip
-    result = subprocess.run(command, input=script, capture_output=True, text=True, cwd=REPO,
-                            env={**os.environ, "COLUMNS": "200"})  # fmt: skip
+    script = (
+        "What could a defect in woven fabric look like?\nAnd how would you check for it?\n/verdict\n"
+        f"/save {tmp_path / 's.json'}\n"
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "axr",
+        "chat",
+        str(textile["local"][0]),
+        "--backend",
+        "openai",
+        "--model",
+        "smollm2",
+        "--base-url",
+        vllm_server.base_url,
+        "--text-only",
+    ]
+    result = subprocess.run(
+        command, input=script, capture_output=True, text=True, cwd=REPO, env={**os.environ, "COLUMNS": "200"}
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("axr> ") == 2 and "reads text only" in result.stderr
     history = json.loads((tmp_path / "s.json").read_text())["history"]
@@ -135,14 +162,25 @@ def test_terminal_text_turns_with_smollm2_through_the_server(textile, vllm_serve
 def test_terminal_chat_commands_and_bad_input(textile, bad_images, tmp_path, tiny_vlm):
     small = tmp_path / "small.png"
     Image.open(textile["nominal"][1]).resize((100, 80)).save(small)
-    script = "\n".join([
-        "", "/verdict", f"/image {bad_images['huge']}", f"/ref {bad_images['not_image']}",
-        f"/ref {textile['nominal'][0]}", f"/ref {small}", "what is wrong?", "/bogus", f"/save {tmp_path / 's.json'}",
-        f"/load {tmp_path / 's.json'}", "/quit",
-    ])  # fmt: skip
+    script = "\n".join(
+        [
+            "",
+            "/verdict",
+            f"/image {bad_images['huge']}",
+            f"/ref {bad_images['not_image']}",
+            f"/ref {textile['nominal'][0]}",
+            f"/ref {small}",
+            "what is wrong?",
+            "/bogus",
+            f"/save {tmp_path / 's.json'}",
+            f"/load {tmp_path / 's.json'}",
+            "/quit",
+        ]
+    )
     command = [sys.executable, "-m", "axr", "chat", str(textile["local"][0])]
-    result = subprocess.run(command, input=script, capture_output=True, text=True, cwd=REPO,
-                            env={**os.environ, "COLUMNS": "200"})  # fmt: skip
+    result = subprocess.run(
+        command, input=script, capture_output=True, text=True, cwd=REPO, env={**os.environ, "COLUMNS": "200"}
+    )
     assert result.returncode == 0, result.stderr
     assert "empty message" in result.stderr
     assert '"verdict": "' in result.stdout
@@ -226,8 +264,9 @@ def test_web_ui_upload_chat_verdict_and_bad_inputs(textile, bad_images, tmp_path
 def test_web_ui_chat_answers_with_smollm2_through_the_server(textile, tmp_path, vllm_server, chromium):
     from playwright.sync_api import sync_playwright
 
-    process, url = _start_ui(["--backend", "openai", "--model", "smollm2", "--base-url", vllm_server.base_url,
-                              "--text-only"], tmp_path)  # fmt: skip
+    process, url = _start_ui(
+        ["--backend", "openai", "--model", "smollm2", "--base-url", vllm_server.base_url, "--text-only"], tmp_path
+    )
     try:
         with sync_playwright() as playwright:
             browser, page = _page(playwright)
@@ -275,6 +314,7 @@ def test_openai_stream_through_the_server(vllm_server):
     from axr.reasoning.backends.openai_server import OpenAIBackend
 
     backend = OpenAIBackend("smollm2", vllm_server.base_url, supports_images=False)
-    pieces = list(backend.stream([system("You are a helpful assistant."), user("Name three colours.")],
-                                 Sampling(max_tokens=24)))  # fmt: skip
+    pieces = list(
+        backend.stream([system("You are a helpful assistant."), user("Name three colours.")], Sampling(max_tokens=24))
+    )
     assert len(pieces) > 1 and "".join(pieces).strip()

@@ -23,8 +23,24 @@ def test_help_lists_commands_with_examples():
 
 def test_caption_textile_with_tiny_vlm_then_cache(textile_folder, tmp_path, tiny_vlm):
     out, cache = tmp_path / "captions.jsonl", tmp_path / "cache.sqlite"
-    args = ("caption", str(textile_folder), "--backend", "hf", "--model", str(tiny_vlm), "--subject", "object",
-            "--out", str(out), "--cache", str(cache), "--max-tokens", "1100", "--batch-size", "4")  # fmt: skip
+    args = (
+        "caption",
+        str(textile_folder),
+        "--backend",
+        "hf",
+        "--model",
+        str(tiny_vlm),
+        "--subject",
+        "object",
+        "--out",
+        str(out),
+        "--cache",
+        str(cache),
+        "--max-tokens",
+        "1100",
+        "--batch-size",
+        "4",
+    )
     first = run_axr(*args)
     rows = records(out)
     assert len(rows) == 7
@@ -43,9 +59,24 @@ def test_caption_textile_with_tiny_vlm_then_cache(textile_folder, tmp_path, tiny
 @pytest.mark.server
 def test_caption_through_vllm_server_text_only(textile_folder, tmp_path, vllm_server):
     out = tmp_path / "captions.jsonl"
-    run_axr("caption", str(textile_folder), "--backend", "openai", "--model", "smollm2", "--text-only",
-            "--base-url", vllm_server.base_url, "--out", str(out), "--no-cache", "--max-tokens", "512",
-            "--subject", "object")  # fmt: skip
+    run_axr(
+        "caption",
+        str(textile_folder),
+        "--backend",
+        "openai",
+        "--model",
+        "smollm2",
+        "--text-only",
+        "--base-url",
+        vllm_server.base_url,
+        "--out",
+        str(out),
+        "--no-cache",
+        "--max-tokens",
+        "512",
+        "--subject",
+        "object",
+    )
     good = [r for r in records(out) if "error" not in r]
     assert len(good) == 6
     assert all(r["input"] == "image-stats" and r["caption"].strip() for r in good)

@@ -109,12 +109,20 @@ def test_mmad_one_sample_per_question_with_templates(tmp_path):
         "image_path": "MVTec-AD/bottle/test/broken_large/000.png",
         "similar_templates": ["MVTec-AD/bottle/train/good/001.png"],
         "conversation": [
-            {"Question": "Is there any defect?", "Answer": "A", "Options": {"A": "Yes.", "B": "No."},
-             "type": "Anomaly Detection"},
-            {"Question": "What defect?", "Answer": "C", "Options": {"A": "Scratch", "B": "Hole", "C": "Break"},
-             "type": "Defect Classification"},
+            {
+                "Question": "Is there any defect?",
+                "Answer": "A",
+                "Options": {"A": "Yes.", "B": "No."},
+                "type": "Anomaly Detection",
+            },
+            {
+                "Question": "What defect?",
+                "Answer": "C",
+                "Options": {"A": "Scratch", "B": "Hole", "C": "Break"},
+                "type": "Defect Classification",
+            },
         ],
-    }  # fmt: skip
+    }
     (root / "mmad.json").write_text(json.dumps({"MVTec-AD/bottle/test/broken_large/000.png": entry}))
     samples = load_samples("mmad", root, "test")
     assert [s.meta["question_type"] for s in samples] == ["Anomaly Detection", "Defect Classification"]
@@ -132,9 +140,16 @@ def test_cuva_annotations_with_release_spellings(tmp_path):
     root = tmp_path / "cuva"
     (root / "videos").mkdir(parents=True)
     write_mp4(root / "videos" / "clip1.mp4", 12)
-    annotations = [{"Video_name": "clip1", "Type": "Traffic accident", "Description": "a car hits a pole",
-                    "Cause": "the driver was speeding", "Result": "the car is wrecked",
-                    "Moment": ["1.5-3", "4-5"]}]  # fmt: skip
+    annotations = [
+        {
+            "Video_name": "clip1",
+            "Type": "Traffic accident",
+            "Description": "a car hits a pole",
+            "Cause": "the driver was speeding",
+            "Result": "the car is wrecked",
+            "Moment": ["1.5-3", "4-5"],
+        }
+    ]
     (root / "annotations.json").write_text(json.dumps(annotations))
     (sample,) = load_samples("cuva", root)
     assert sample.gt_type == "Traffic accident" and sample.gt_span == [1.5, 3.0] and sample.gt_label == 1
@@ -164,8 +179,10 @@ def test_timeseries_windows_and_splits(tmp_path):
 
 def test_jsonl_resolves_paths_and_names_the_bad_line(tmp_path):
     _image(tmp_path / "imgs" / "a.png")
-    rows = [{"sample_id": "a", "image_path": "imgs/a.png", "gt_label": 1},
-            {"sample_id": "b", "image_path": "imgs/a.png", "gt_label": 0, "split": "train"}]  # fmt: skip
+    rows = [
+        {"sample_id": "a", "image_path": "imgs/a.png", "gt_label": 1},
+        {"sample_id": "b", "image_path": "imgs/a.png", "gt_label": 0, "split": "train"},
+    ]
     (tmp_path / "samples.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
     (sample,) = load_samples("jsonl", tmp_path, "test")
     assert sample.image_path == str(tmp_path / "imgs" / "a.png")

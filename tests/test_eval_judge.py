@@ -18,9 +18,15 @@ def _entry(sample, judge, what, why, how):
 
 
 def test_aggregate_means_and_agreement_by_hand():
-    entries = [_entry("s1", "j1", 10, 4, 0), _entry("s2", "j1", 6, 2, 2), _entry("s3", "j1", 2, 8, 4),
-               _entry("s1", "j2", 10, 4, 0), _entry("s2", "j2", 6, 2, 2), _entry("s3", "j2", 2, 8, 4),
-               {"sample_id": "s4", "judge": "j2", "unparsed": True}]  # fmt: skip
+    entries = [
+        _entry("s1", "j1", 10, 4, 0),
+        _entry("s2", "j1", 6, 2, 2),
+        _entry("s3", "j1", 2, 8, 4),
+        _entry("s1", "j2", 10, 4, 0),
+        _entry("s2", "j2", 6, 2, 2),
+        _entry("s3", "j2", 2, 8, 4),
+        {"sample_id": "s4", "judge": "j2", "unparsed": True},
+    ]
     result = aggregate(entries)
     assert result["judges"]["j1"]["what"] == 6.0 and result["judges"]["j1"]["overall"] == pytest.approx(38 / 9)
     assert result["judges"]["j2"]["unparsed"] == 1 and result["judges"]["j2"]["samples"] == 3
@@ -34,8 +40,14 @@ def test_aggregate_means_and_agreement_by_hand():
 
 
 def test_an_unparsed_verdict_scores_zero_without_a_model_call(tmp_path, hf_smollm2):
-    records = [{"sample_id": "s1", "status": "ok", "gt_rationale": REFERENCE,
-                "verdict": {"verdict": "unparsed", "rationale": {}}}]  # fmt: skip
+    records = [
+        {
+            "sample_id": "s1",
+            "status": "ok",
+            "gt_rationale": REFERENCE,
+            "verdict": {"verdict": "unparsed", "rationale": {}},
+        }
+    ]
     journal = Journal(tmp_path / "judgements.jsonl", key="key")
     judge_records(records, hf_smollm2, "smol", journal)
     (entry,) = journal.records.values()
@@ -56,8 +68,18 @@ def _write_run(run):
     with (run / "predictions.jsonl").open("w") as sink:
         for i, rationale in enumerate(candidates):
             verdict = {"verdict": "anomalous", "score": 0.9, "rationale": rationale, "rules_matched": []}
-            sink.write(json.dumps({"sample_id": f"clip{i}", "status": "ok", "gt_label": 1, "gt_rationale": REFERENCE,
-                                   "verdict": verdict}) + "\n")  # fmt: skip
+            sink.write(
+                json.dumps(
+                    {
+                        "sample_id": f"clip{i}",
+                        "status": "ok",
+                        "gt_label": 1,
+                        "gt_rationale": REFERENCE,
+                        "verdict": verdict,
+                    }
+                )
+                + "\n"
+            )
 
 
 @pytest.mark.server

@@ -48,8 +48,15 @@ def test_every_shipped_task_validates_and_validate_names_bad_fields(tmp_path):
     result = run_axr("eval", "validate")
     assert "ok   textile" in result.stderr and "ok   ped2" in result.stderr
     bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump({"include": str(TASKS_DIR / "textile.yaml"), "metrics": ["auroc", "vibes"],
-                                   "pipeline": {"backend": "magic", "references": {"count": -1}}}))  # fmt: skip
+    bad.write_text(
+        yaml.safe_dump(
+            {
+                "include": str(TASKS_DIR / "textile.yaml"),
+                "metrics": ["auroc", "vibes"],
+                "pipeline": {"backend": "magic", "references": {"count": -1}},
+            }
+        )
+    )
     result = run_axr("eval", "validate", str(bad), check=False)
     assert result.returncode == 1
     assert "unknown vibes" in result.stderr and "'magic'" in result.stderr and "count -1" in result.stderr
@@ -90,8 +97,9 @@ def test_sigkill_mid_run_resumes_to_identical_metrics(tmp_path, tiny_vlm):
     command = [sys.executable, "-m", "axr", "eval", "run", str(task), "--limit", "120"]
     env = {**os.environ, "COLUMNS": "200"}
     killed = tmp_path / "killed"
-    process = subprocess.Popen([*command, "--output", str(killed)], cwd=REPO, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    process = subprocess.Popen(
+        [*command, "--output", str(killed)], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     predictions = killed / "predictions.jsonl"
     deadline = time.time() + 300
     while time.time() < deadline and process.poll() is None:
@@ -125,8 +133,10 @@ def images(tmp_path, textile_root):
 
 
 def test_bad_samples_are_recorded_the_run_goes_on_and_retry_fixes_them(tmp_path, images, hf_tiny):
-    rows = [{"sample_id": p.stem, "image_path": p.name, "gt_label": int("local" in p.name)}
-            for p in sorted(images.glob("*.jpg"))]  # fmt: skip
+    rows = [
+        {"sample_id": p.stem, "image_path": p.name, "gt_label": int("local" in p.name)}
+        for p in sorted(images.glob("*.jpg"))
+    ]
     rows.append({"sample_id": "gone", "image_path": "gone.jpg", "gt_label": 0})
     task = _jsonl_task(images.parent, rows)
     metrics = run_task(task, tmp_path / "run", hf_tiny)
@@ -143,8 +153,10 @@ def test_bad_samples_are_recorded_the_run_goes_on_and_retry_fixes_them(tmp_path,
 
 
 def test_shards_partition_the_samples_and_merge_without_model_calls(tmp_path, images, hf_tiny):
-    rows = [{"sample_id": p.stem, "image_path": p.name, "gt_label": int("local" in p.name)}
-            for p in sorted(images.glob("*_*.jpg"))]  # fmt: skip
+    rows = [
+        {"sample_id": p.stem, "image_path": p.name, "gt_label": int("local" in p.name)}
+        for p in sorted(images.glob("*_*.jpg"))
+    ]
     task = _jsonl_task(images.parent, rows)
     for index in range(3):
         run_task(task, tmp_path / "run", hf_tiny, RunOptions(shard=(index, 3)))
@@ -171,12 +183,28 @@ def test_mmad_multiple_choice_per_question_type(tmp_path, textile_root, hf_tiny)
     )
     for path in nominal + local:
         (root / "imgs" / path.name).write_bytes(path.read_bytes())
-    questions = [{"Question": "Is there any defect?", "Answer": "A", "Options": {"A": "Yes.", "B": "No."},
-                  "type": "Anomaly Detection"},
-                 {"Question": "Where is the defect?", "Answer": "B", "Options": {"A": "Top", "B": "Bottom"},
-                  "type": "Defect Localization"}]  # fmt: skip
-    index = {f"imgs/{p.name}": {"image_path": f"imgs/{p.name}", "similar_templates": [f"imgs/{nominal[0].name}"],
-                                "conversation": questions} for p in local}  # fmt: skip
+    questions = [
+        {
+            "Question": "Is there any defect?",
+            "Answer": "A",
+            "Options": {"A": "Yes.", "B": "No."},
+            "type": "Anomaly Detection",
+        },
+        {
+            "Question": "Where is the defect?",
+            "Answer": "B",
+            "Options": {"A": "Top", "B": "Bottom"},
+            "type": "Defect Localization",
+        },
+    ]
+    index = {
+        f"imgs/{p.name}": {
+            "image_path": f"imgs/{p.name}",
+            "similar_templates": [f"imgs/{nominal[0].name}"],
+            "conversation": questions,
+        }
+        for p in local
+    }
     (root / "mmad.json").write_text(json.dumps(index))
     task = load_task("mmad")
     task["dataset"]["data_dir"] = str(root)
@@ -198,10 +226,18 @@ def test_mmad_options_from_a_verdict_by_meaning():
     from axr.reasoning.embedding import Embedder
 
     embedder = Embedder()
-    verdict = {"verdict": "anomalous", "score": 0.9, "anomaly_type": "scratch", "evidence": [],
-               "location": {"x0": 0.0, "y0": 0.0, "x1": 0.2, "y1": 0.2},
-               "rationale": {"what": "a long thin scratch", "why": "the coating was scraped by a tool",
-                             "how": "it exposes bare metal and will rust"}}  # fmt: skip
+    verdict = {
+        "verdict": "anomalous",
+        "score": 0.9,
+        "anomaly_type": "scratch",
+        "evidence": [],
+        "location": {"x0": 0.0, "y0": 0.0, "x1": 0.2, "y1": 0.2},
+        "rationale": {
+            "what": "a long thin scratch",
+            "why": "the coating was scraped by a tool",
+            "how": "it exposes bare metal and will rust",
+        },
+    }
     yes_no = {"A": "Yes.", "B": "No."}
     assert option_from_verdict("Anomaly Detection", yes_no, verdict, embedder) == "A"
     assert option_from_verdict("Anomaly Detection", yes_no, {**verdict, "verdict": "normal"}, embedder) == "B"
@@ -217,10 +253,14 @@ def test_clips_and_series_go_to_the_vlm_as_images(tmp_path, hf_tiny):
     (root / "videos").mkdir(parents=True)
     for name in ("a", "b"):
         write_mp4(root / "videos" / f"{name}.mp4", 30)
-    (root / "annotations.json").write_text(json.dumps([
-        {"video": "a", "type": "fall", "description": "a person falls", "cause": "ice", "result": "injury"},
-        {"video": "b", "type": "fire", "description": "smoke rises", "cause": "a spark", "result": "damage"},
-    ]))  # fmt: skip
+    (root / "annotations.json").write_text(
+        json.dumps(
+            [
+                {"video": "a", "type": "fall", "description": "a person falls", "cause": "ice", "result": "injury"},
+                {"video": "b", "type": "fire", "description": "smoke rises", "cause": "a spark", "result": "damage"},
+            ]
+        )
+    )
     task = load_task("cuva")
     task["dataset"]["data_dir"] = str(root)
     task["pipeline"].update(backend="hf", model="tiny-qwen2.5-vl", max_tokens=64, video={"fps": 5, "frames": 4})
@@ -240,13 +280,27 @@ def test_clips_and_series_go_to_the_vlm_as_images(tmp_path, hf_tiny):
     assert all(r["verdict"]["meta"]["references"] == 1 for r in _lines(tmp_path / "series" / "predictions.jsonl"))
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--shard", "3/2"], "--shard '3/2': need 0 <= i < n"),
-    (["--data-dir", "/nonexistent/mvtec"], "/nonexistent/mvtec: dataset folder does not exist"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--shard", "3/2"], "--shard '3/2': need 0 <= i < n"),
+        (["--data-dir", "/nonexistent/mvtec"], "/nonexistent/mvtec: dataset folder does not exist"),
+    ],
+)
 def test_run_bad_input_is_one_clear_line(args, message, tmp_path, tiny_vlm):
-    result = run_axr("eval", "run", "mvtec_ad", "--backend", "hf", "--model", "tiny-qwen2.5-vl", *args,
-                     "--output", str(tmp_path / "r"), check=False)  # fmt: skip
+    result = run_axr(
+        "eval",
+        "run",
+        "mvtec_ad",
+        "--backend",
+        "hf",
+        "--model",
+        "tiny-qwen2.5-vl",
+        *args,
+        "--output",
+        str(tmp_path / "r"),
+        check=False,
+    )
     assert result.returncode == 2 and message in result.stderr
 
 

@@ -55,10 +55,21 @@ def test_rule_consistency_and_doubly_right():
     assert not verify.doubly_right(_verdict("normal", 0.1, rules_matched=["a1"]), 0, rule_kinds=kinds)
 
 
-@pytest.mark.parametrize("text, letter", [
-    ('{"reason": "x", "answer": "B"}', "B"), ("B", "B"), ("(A)", "A"), ("A. Yes", "A"), ("B: no crack", "B"),
-    ("A or B", None), ("C", None), ('{"answer": "C"}', None), ("", None), ("The answer is A", None),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "text, letter",
+    [
+        ('{"reason": "x", "answer": "B"}', "B"),
+        ("B", "B"),
+        ("(A)", "A"),
+        ("A. Yes", "A"),
+        ("B: no crack", "B"),
+        ("A or B", None),
+        ("C", None),
+        ('{"answer": "C"}', None),
+        ("", None),
+        ("The answer is A", None),
+    ],
+)
 def test_choice_letters_are_read_strictly(text, letter):
     assert verify.choice_letter(text, {"A": "Yes", "B": "No"}) == letter
 

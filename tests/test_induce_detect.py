@@ -34,8 +34,12 @@ def test_seeded_batches_are_reproducible():
 
 
 def _verdicts(*labels, confidence=0.9):
-    return [Verdict(sample_id=str(i), verdict=label, score=0.5, confidence=confidence) if label != "unparsed"
-            else Verdict.unparsed("??", "no JSON", sample_id=str(i)) for i, label in enumerate(labels)]  # fmt: skip
+    return [
+        Verdict(sample_id=str(i), verdict=label, score=0.5, confidence=confidence)
+        if label != "unparsed"
+        else Verdict.unparsed("??", "no JSON", sample_id=str(i))
+        for i, label in enumerate(labels)
+    ]
 
 
 def _auc(labels, scores):
@@ -90,8 +94,22 @@ def test_induce_with_smollm2_writes_a_valid_rule_book(tmp_path, vllm_server):
     refs = tmp_path / "normal.txt"
     refs.write_text("\n".join(NORMAL * 3) + "\n")
     out = tmp_path / "rules.yaml"
-    run_axr("induce", str(refs), "--backend", "openai", "--model", "smollm2", "--base-url", vllm_server.base_url,
-            "--batches", "3", "--per-batch", "2", "--out", str(out))  # fmt: skip
+    run_axr(
+        "induce",
+        str(refs),
+        "--backend",
+        "openai",
+        "--model",
+        "smollm2",
+        "--base-url",
+        vllm_server.base_url,
+        "--batches",
+        "3",
+        "--per-batch",
+        "2",
+        "--out",
+        str(out),
+    )
     book = RuleBook.load(out)
     assert book.rules("anomaly") and book.provenance.model == "smollm2"
     assert book.provenance.seeds == [0] and len(book.provenance.reference_ids) >= 2
@@ -109,8 +127,19 @@ def test_detect_captions_explain_and_verdicts(tmp_path):
     rules = tmp_path / "rules.yaml"
     rules.write_text(yaml.safe_dump(BOOK))
     out = tmp_path / "verdicts.jsonl"
-    result = run_axr("detect", str(video), "--rules", str(rules), "--reference", str(refs), "--window", "1",
-                     "--explain", "--out", str(out))  # fmt: skip
+    result = run_axr(
+        "detect",
+        str(video),
+        "--rules",
+        str(rules),
+        "--reference",
+        str(refs),
+        "--window",
+        "1",
+        "--explain",
+        "--out",
+        str(out),
+    )
     verdicts = [Verdict.model_validate_json(x) for x in out.read_text().splitlines()]
     assert [v.verdict for v in verdicts] == ["normal"] * 5 + ["anomalous"] * 5 + ["normal"] * 5
     assert verdicts[5].rules_matched == ["a1"] and "bicycle" in verdicts[5].evidence[0]
@@ -124,9 +153,20 @@ def test_detect_direct_with_tiny_vlm_and_references(tmp_path, tiny_vlm):
         Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(tmp_path / f"{name}.png")
     (tmp_path / "broken.png").write_bytes(b"not an image")
     out = tmp_path / "v.jsonl"
-    result = run_axr("detect", str(tmp_path / "part.png"), str(tmp_path / "broken.png"), "--direct",
-                     "--reference", str(tmp_path / "good.png"), "--backend", "hf", "--model", str(tiny_vlm),
-                     "--out", str(out))  # fmt: skip
+    result = run_axr(
+        "detect",
+        str(tmp_path / "part.png"),
+        str(tmp_path / "broken.png"),
+        "--direct",
+        "--reference",
+        str(tmp_path / "good.png"),
+        "--backend",
+        "hf",
+        "--model",
+        str(tiny_vlm),
+        "--out",
+        str(out),
+    )
     [verdict] = [json.loads(x) for x in out.read_text().splitlines()]
     assert verdict["sample_id"] == "part" and verdict["meta"]["references"] == 1
     assert verdict["verdict"] in ("normal", "anomalous", "unparsed")
@@ -159,8 +199,24 @@ def test_detect_with_recheck_by_smollm2(tmp_path, vllm_server):
     rules = tmp_path / "rules.yaml"
     rules.write_text(yaml.safe_dump(BOOK))
     out = tmp_path / "v.jsonl"
-    run_axr("detect", str(video), "--rules", str(rules), "--recheck", "all", "--backend", "openai", "--model",
-            "smollm2", "--base-url", vllm_server.base_url, "--window", "1", "--out", str(out))  # fmt: skip
+    run_axr(
+        "detect",
+        str(video),
+        "--rules",
+        str(rules),
+        "--recheck",
+        "all",
+        "--backend",
+        "openai",
+        "--model",
+        "smollm2",
+        "--base-url",
+        vllm_server.base_url,
+        "--window",
+        "1",
+        "--out",
+        str(out),
+    )
     verdicts = [Verdict.model_validate_json(x) for x in out.read_text().splitlines()]
     assert all(v.meta["stage"] == "trigger+recheck" for v in verdicts)
     assert all(v.meta["recheck"]["verdict"] in ("normal", "anomalous", "unparsed") for v in verdicts)
@@ -171,13 +227,26 @@ def test_detect_direct_on_video_frames_is_smoothed(tmp_path, tiny_vlm):
     pytest.importorskip("av")
     path = write_mp4(tmp_path / "clip.mp4", 12)
     out = tmp_path / "v.jsonl"
-    run_axr("detect", str(path), "--direct", "--backend", "hf", "--model", str(tiny_vlm), "--window", "3",
-            "--out", str(out))  # fmt: skip
+    run_axr(
+        "detect",
+        str(path),
+        "--direct",
+        "--backend",
+        "hf",
+        "--model",
+        str(tiny_vlm),
+        "--window",
+        "3",
+        "--out",
+        str(out),
+    )
     verdicts = [json.loads(x) for x in out.read_text().splitlines()]
     assert [v["sample_id"] for v in verdicts] == [f"clip/{i:06d}" for i in range(12)]
     assert all(v["verdict"] != "unparsed" for v in verdicts)  # constrained decoding, bounded fields
-    assert all("frame_score" in v["meta"] and v["verdict"] == ("anomalous" if v["score"] > 0.5 else "normal")
-               for v in verdicts)  # fmt: skip
+    assert all(
+        "frame_score" in v["meta"] and v["verdict"] == ("anomalous" if v["score"] > 0.5 else "normal")
+        for v in verdicts
+    )
 
 
 def test_detect_images_captions_them_first(textile_folder, tmp_path, tiny_vlm):
@@ -186,10 +255,34 @@ def test_detect_images_captions_them_first(textile_folder, tmp_path, tiny_vlm):
     out = tmp_path / "v.jsonl"
     # The random tiny VLM needs ~1100 tokens to close a caption's JSON (detect captions with 256): caption
     # first with room, and detect reads the same caption cache, as a user's second command would.
-    run_axr("caption", str(textile_folder), "--backend", "hf", "--model", str(tiny_vlm), "--subject", "object",
-            "--max-tokens", "1100", "--out", str(tmp_path / "captions.jsonl"))  # fmt: skip
-    result = run_axr("detect", str(textile_folder), "--rules", str(rules), "--backend", "hf", "--model",
-                     str(tiny_vlm), "--subject", "object", "--out", str(out))  # fmt: skip
+    run_axr(
+        "caption",
+        str(textile_folder),
+        "--backend",
+        "hf",
+        "--model",
+        str(tiny_vlm),
+        "--subject",
+        "object",
+        "--max-tokens",
+        "1100",
+        "--out",
+        str(tmp_path / "captions.jsonl"),
+    )
+    result = run_axr(
+        "detect",
+        str(textile_folder),
+        "--rules",
+        str(rules),
+        "--backend",
+        "hf",
+        "--model",
+        str(tiny_vlm),
+        "--subject",
+        "object",
+        "--out",
+        str(out),
+    )
     verdicts = [Verdict.model_validate_json(x) for x in out.read_text().splitlines()]
     assert len(verdicts) == 6 and all(v.meta["stage"] == "trigger" for v in verdicts)
     assert "corrupt.jpg" in result.stderr  # the unreadable image is reported and skipped

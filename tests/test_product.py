@@ -139,8 +139,9 @@ def test_fetch_installs_the_sets_and_makes_their_tasks_runnable(tmp_path, archiv
 )
 def test_a_bad_fetch_installs_nothing_and_says_why(tmp_path, archive_server, path, message):
     url, _ = archive_server
-    result = run_axr("data", "fetch", "anomalyruler", "--url", f"{url}/{path}", check=False,
-                     env={"AXR_DATA": str(tmp_path)})  # fmt: skip
+    result = run_axr(
+        "data", "fetch", "anomalyruler", "--url", f"{url}/{path}", check=False, env={"AXR_DATA": str(tmp_path)}
+    )
     assert result.returncode == 2 and message in result.stderr
     assert not (tmp_path / "anomalyruler").exists() and not list(tmp_path.glob(".fetch-*"))
 
@@ -173,8 +174,11 @@ def wheel(tmp_path_factory) -> Path:
     source, out = tmp_path_factory.mktemp("source"), tmp_path_factory.mktemp("wheel")
     ignore = shutil.ignore_patterns(".git", ".venv", "runs", "test-artifacts", "build", "*.egg-info", "__pycache__")
     shutil.copytree(REPO, source, dirs_exist_ok=True, ignore=ignore)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out),
-                    str(source)], check=True, capture_output=True)  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(source)],
+        check=True,
+        capture_output=True,
+    )
     [built] = out.glob("axr-*.whl")
     return built
 
@@ -182,10 +186,16 @@ def wheel(tmp_path_factory) -> Path:
 def test_the_wheel_carries_everything_under_one_import_name(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     assert {n.split("/")[0] for n in names} == {"axr", wheel.name.split("-py3")[0] + ".dist-info"}
-    for needed in ("axr/__main__.py", "axr/eval/tasks/ped2.yaml", "axr/eval/tasks/_images.yaml",
-                   "axr/training/recipes/tiny-sft.yaml", "axr/training/accelerate/zero3.yaml",
-                   "axr/prompts/direct_system.jinja", "axr/prompts/README.md",
-                   "axr/reasoning/data/anomalyruler.tar.xz"):  # fmt: skip
+    for needed in (
+        "axr/__main__.py",
+        "axr/eval/tasks/ped2.yaml",
+        "axr/eval/tasks/_images.yaml",
+        "axr/training/recipes/tiny-sft.yaml",
+        "axr/training/accelerate/zero3.yaml",
+        "axr/prompts/direct_system.jinja",
+        "axr/prompts/README.md",
+        "axr/reasoning/data/anomalyruler.tar.xz",
+    ):
         assert needed in names, needed
     entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert "axr = axr.reasoning.cli:main" in entry_points
@@ -200,14 +210,23 @@ def test_the_main_job_from_an_empty_folder_after_a_plain_wheel_install(wheel, tm
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"
     subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", str(wheel)], check=True)
-    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     ours = next(p for p in sys.path if p.endswith("site-packages"))
     (Path(site) / "borrowed_dependencies.pth").write_text(ours + "\n")
     folder = tmp_path / "empty"
     folder.mkdir()
-    env = {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "HOME": str(Path.home()), "AXR_DATA": str(tmp_path / "data"),
-           "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}  # fmt: skip
+    env = {
+        "PATH": f"{venv / 'bin'}:/usr/bin:/bin",
+        "HOME": str(Path.home()),
+        "AXR_DATA": str(tmp_path / "data"),
+        "HF_HUB_OFFLINE": "1",
+        "COLUMNS": "200",
+    }
 
     def run(*args, check=True):
         return subprocess.run(list(args), cwd=folder, env=env, capture_output=True, text=True, check=check)

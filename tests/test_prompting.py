@@ -43,31 +43,70 @@ BOOK = RuleBook.model_validate(
 RATIONALE = Rationale(what="a hole in the fabric", why="the weave must be intact", how="threads are cut")
 
 CASES = {
-    "caption": [dict(subject="scene", image_stats=None, schema=Caption),
-                dict(subject="object", image_stats="size 250x250; mean brightness 0.52", schema=Caption)],
-    "induce_normal": [dict(domain="scene", observations=["a man walks", "two women walk"],
-                           sections=["human activity", "environment"], schema=InducedRules)],
-    "induce_anomaly": [dict(domain="scene", normal_rules=[{"name": "human activity", "rules": ["people walk"]}],
-                            sections=["human activity"], schema=InducedRules)],
-    "aggregate": [dict(domain="scene", rules=[{"id": "a1", "text": "riding", "examples": ["bicycle"]}],
-                       max_keywords=5, schema=KeywordProposal)],
+    "caption": [
+        dict(subject="scene", image_stats=None, schema=Caption),
+        dict(subject="object", image_stats="size 250x250; mean brightness 0.52", schema=Caption),
+    ],
+    "induce_normal": [
+        dict(
+            domain="scene",
+            observations=["a man walks", "two women walk"],
+            sections=["human activity", "environment"],
+            schema=InducedRules,
+        )
+    ],
+    "induce_anomaly": [
+        dict(
+            domain="scene",
+            normal_rules=[{"name": "human activity", "rules": ["people walk"]}],
+            sections=["human activity"],
+            schema=InducedRules,
+        )
+    ],
+    "aggregate": [
+        dict(
+            domain="scene",
+            rules=[{"id": "a1", "text": "riding", "examples": ["bicycle"]}],
+            max_keywords=5,
+            schema=KeywordProposal,
+        )
+    ],
     "deduce_system": [dict(rulebook=BOOK, schema=VerdictAnswer)],
-    "deduce_user": [dict(observation="a man rides a bicycle", sample_id="01_0001"),
-                    dict(observation="a man walks", sample_id=None)],
-    "direct_system": [dict(domain="textile", n_references=2, n_query=1, rulebook=BOOK, hint="odd region top left",
-                           schema=VerdictAnswer),
-                      dict(domain="textile", n_references=0, n_query=1, rulebook=None, hint=None,
-                           schema=VerdictAnswer),
-                      dict(domain="scene", n_references=1, n_query=8, rulebook=None, hint=None,
-                           schema=VerdictAnswer)],
-    "chat_system": [dict(n_references=1, rulebook=BOOK,
-                         verdict=Verdict(verdict="anomalous", score=0.9, anomaly_type="hole", rationale=RATIONALE)),
-                    dict(n_references=0, rulebook=None, verdict=None)],
-    "mcq": [dict(question="Is there any defect in the object?", options={"A": "Yes.", "B": "No."}, n_references=1,
-                 schema=ChoiceAnswer)],
+    "deduce_user": [
+        dict(observation="a man rides a bicycle", sample_id="01_0001"),
+        dict(observation="a man walks", sample_id=None),
+    ],
+    "direct_system": [
+        dict(
+            domain="textile",
+            n_references=2,
+            n_query=1,
+            rulebook=BOOK,
+            hint="odd region top left",
+            schema=VerdictAnswer,
+        ),
+        dict(domain="textile", n_references=0, n_query=1, rulebook=None, hint=None, schema=VerdictAnswer),
+        dict(domain="scene", n_references=1, n_query=8, rulebook=None, hint=None, schema=VerdictAnswer),
+    ],
+    "chat_system": [
+        dict(
+            n_references=1,
+            rulebook=BOOK,
+            verdict=Verdict(verdict="anomalous", score=0.9, anomaly_type="hole", rationale=RATIONALE),
+        ),
+        dict(n_references=0, rulebook=None, verdict=None),
+    ],
+    "mcq": [
+        dict(
+            question="Is there any defect in the object?",
+            options={"A": "Yes.", "B": "No."},
+            n_references=1,
+            schema=ChoiceAnswer,
+        )
+    ],
     "judge": [dict(reference=RATIONALE, candidate=RATIONALE, rubric=CRITERIA, schema=JudgeAnswer)],
     "repair": [dict(error="score: Field required", schema=Caption)],
-}  # fmt: skip
+}
 
 
 def test_every_template_has_a_case():

@@ -74,11 +74,29 @@ def normal_dir(tmp_path, textile_root):
 
 
 def test_synthetic_anomalies_are_reproducible_and_load_as_samples(tmp_path, normal_dir):
-    first = run_axr("train", "synth", str(normal_dir), "--out", str(tmp_path / "a"), "--per-image", "2",
-                    "--subject", "woven textile")  # fmt: skip
+    first = run_axr(
+        "train",
+        "synth",
+        str(normal_dir),
+        "--out",
+        str(tmp_path / "a"),
+        "--per-image",
+        "2",
+        "--subject",
+        "woven textile",
+    )
     assert "samples.jsonl" in first.stderr
-    run_axr("train", "synth", str(normal_dir), "--out", str(tmp_path / "b"), "--per-image", "2", "--subject",
-            "woven textile")  # fmt: skip
+    run_axr(
+        "train",
+        "synth",
+        str(normal_dir),
+        "--out",
+        str(tmp_path / "b"),
+        "--per-image",
+        "2",
+        "--subject",
+        "woven textile",
+    )
     run_axr("train", "synth", str(normal_dir), "--out", str(tmp_path / "c"), "--per-image", "2", "--seed", "1")
     a, b, c = ((tmp_path / x / "images" / "00001_stain_0.png").read_bytes() for x in "abc")
     assert a == b and a != c  # the same seed gives the same defect, another seed another
@@ -110,13 +128,24 @@ def synth_task(tmp_path_factory, textile_root):
     for path in sorted((textile_root / "nominal").glob("*.jpg"))[:4]:
         shutil.copy(path, root / "normal" / path.name)
     run_axr("train", "synth", str(root / "normal"), "--out", str(root / "synth"), "--per-image", "1")
-    book = {"name": "surface", "sections": [{"name": "appearance",
-            "normal": [{"id": "n1", "text": "uniform weave"}],
-            "anomaly": [{"id": "a1", "text": "a stain or a scratch"}]}]}  # fmt: skip
+    book = {
+        "name": "surface",
+        "sections": [
+            {
+                "name": "appearance",
+                "normal": [{"id": "n1", "text": "uniform weave"}],
+                "anomaly": [{"id": "a1", "text": "a stain or a scratch"}],
+            }
+        ],
+    }
     (root / "rules.yaml").write_text(yaml.safe_dump(book))
     pipeline = {"rules": str(root / "rules.yaml"), "references": {"count": 1}, "domain": "surface"}
-    task = {"include": str(REPO / "eval" / "tasks" / "jsonl.yaml"), "task": "synth", "pipeline": pipeline,
-            "dataset": {"data_dir": str(root / "synth"), "split": "train"}}  # fmt: skip
+    task = {
+        "include": str(REPO / "eval" / "tasks" / "jsonl.yaml"),
+        "task": "synth",
+        "pipeline": pipeline,
+        "dataset": {"data_dir": str(root / "synth"), "split": "train"},
+    }
     (root / "task.yaml").write_text(yaml.safe_dump(task))
     return root / "task.yaml"
 
@@ -174,8 +203,9 @@ def test_bad_recipes_and_datasets_fail_before_training(tmp_path, synth_task):
     cases.append(
         (_recipe(tmp_path, "tiny-grpo", dataset=str(tmp_path / "no-label")), "'verdict' needs dataset column")
     )
-    no_image = load_from_disk(good).map(lambda row, i: {"images": row["images"][: 1 if i == 2 else None]},
-                                        with_indices=True)  # fmt: skip
+    no_image = load_from_disk(good).map(
+        lambda row, i: {"images": row["images"][: 1 if i == 2 else None]}, with_indices=True
+    )
     no_image.save_to_disk(str(tmp_path / "no-image"))
     cases.append((_recipe(tmp_path, "tiny-grpo", dataset=str(tmp_path / "no-image")), "row 2 has 1 image(s) for 2"))
     for recipe, message in cases:
@@ -210,10 +240,20 @@ def trained(tmp_path_factory, tiny_vlm, synth_task):
     """SFT of the tiny VLM on the synthetic set's train split (one reference image a prompt): the run folder."""
     root = tmp_path_factory.mktemp("train")
     run_axr("train", "data", str(synth_task), "--kind", "sft", "--out", str(root / "sft-data"))  # reference + query
-    recipe = _recipe(root, "tiny-sft", trainer={"learning_rate": 5e-3, "max_steps": 200, "logging_steps": 10,
-                                                "per_device_train_batch_size": 4, "save_strategy": "no"})  # fmt: skip
-    sft = run_axr("train", "sft", "--config", str(recipe), "--dataset", str(root / "sft-data"),
-                  "--output-dir", str(root / "sft"))  # fmt: skip
+    recipe = _recipe(
+        root,
+        "tiny-sft",
+        trainer={
+            "learning_rate": 5e-3,
+            "max_steps": 200,
+            "logging_steps": 10,
+            "per_device_train_batch_size": 4,
+            "save_strategy": "no",
+        },
+    )
+    sft = run_axr(
+        "train", "sft", "--config", str(recipe), "--dataset", str(root / "sft-data"), "--output-dir", str(root / "sft")
+    )
     return root, sft
 
 
@@ -240,8 +280,18 @@ def test_sft_drives_the_loss_down_and_the_model_then_writes_valid_verdicts(train
 def test_grpo_with_every_reward_changes_the_parameters_and_the_export_reloads(trained, synth_task, tmp_path):
     root, _ = trained
     run_axr("train", "data", str(synth_task), "--kind", "grpo", "--out", str(tmp_path / "grpo-data"))
-    result = run_axr("train", "grpo", "--config", "tiny-grpo", "--model", str(root / "sft"),
-                     "--dataset", str(tmp_path / "grpo-data"), "--output-dir", str(tmp_path / "grpo"))  # fmt: skip
+    result = run_axr(
+        "train",
+        "grpo",
+        "--config",
+        "tiny-grpo",
+        "--model",
+        str(root / "sft"),
+        "--dataset",
+        str(tmp_path / "grpo-data"),
+        "--output-dir",
+        str(tmp_path / "grpo"),
+    )
     history = json.loads((tmp_path / "grpo" / "axr_training.json").read_text())["log_history"]
     logged = {k for h in history for k in h if k.startswith("rewards/") and k.endswith("/mean")}
     assert {f"rewards/{n}_reward/mean" for n in ("format", "verdict", "type", "iou", "rules", "length")} <= logged
@@ -261,6 +311,9 @@ def test_grpo_with_every_reward_changes_the_parameters_and_the_export_reloads(tr
     assert any((value != before[name]).any() for name, value in merged.net.state_dict().items())
     from PIL import Image
 
-    (completion,) = merged.generate([[system("Judge."), user("Judge the last image.", [Image.new("RGB", (64, 64))])]],
-                                    Sampling(max_tokens=120), VerdictAnswer)  # fmt: skip
+    (completion,) = merged.generate(
+        [[system("Judge."), user("Judge the last image.", [Image.new("RGB", (64, 64))])]],
+        Sampling(max_tokens=120),
+        VerdictAnswer,
+    )
     assert completion.parsed is not None  # constrained decoding through hf on the exported model

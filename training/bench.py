@@ -35,28 +35,61 @@ def _peak_memory_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # kilobytes on Linux
 
 
-def bench_grpo(workdir: Path, model: str = "tiny-qwen2.5-vl", sft_steps: int = 200, grpo_steps: int = 30,
-               generations: int = 8) -> dict[str, Any]:  # fmt: skip
+def bench_grpo(
+    workdir: Path, model: str = "tiny-qwen2.5-vl", sft_steps: int = 200, grpo_steps: int = 30, generations: int = 8
+) -> dict[str, Any]:
     workdir = Path(workdir)
     sft_data = _dataset("sft", "test", 8, workdir / "sft-data")
     grpo_data = _dataset("grpo", "train", 16, workdir / "grpo-data")
-    sft = Recipe(kind="sft", model=model, dataset=str(sft_data), output_dir=str(workdir / "sft"), lora=None,
-                 trainer={"learning_rate": 5e-3, "max_steps": sft_steps, "per_device_train_batch_size": 4,
-                          "logging_steps": 10, "save_strategy": "no"})  # fmt: skip
+    sft = Recipe(
+        kind="sft",
+        model=model,
+        dataset=str(sft_data),
+        output_dir=str(workdir / "sft"),
+        lora=None,
+        trainer={
+            "learning_rate": 5e-3,
+            "max_steps": sft_steps,
+            "per_device_train_batch_size": 4,
+            "logging_steps": 10,
+            "save_strategy": "no",
+        },
+    )
     started = time.perf_counter()
     sft_summary = run_sft(sft)
     sft_seconds = time.perf_counter() - started
-    grpo = Recipe(kind="grpo", model=str(workdir / "sft"), dataset=str(grpo_data), output_dir=str(workdir / "grpo"),
-                  lora=None, rewards=["format", "verdict"],
-                  trainer={"max_steps": grpo_steps, "learning_rate": 1e-4, "num_generations": generations,
-                           "per_device_train_batch_size": generations, "max_completion_length": 120,
-                           "temperature": 0.8, "logging_steps": 1, "save_strategy": "no"})  # fmt: skip
+    grpo = Recipe(
+        kind="grpo",
+        model=str(workdir / "sft"),
+        dataset=str(grpo_data),
+        output_dir=str(workdir / "grpo"),
+        lora=None,
+        rewards=["format", "verdict"],
+        trainer={
+            "max_steps": grpo_steps,
+            "learning_rate": 1e-4,
+            "num_generations": generations,
+            "per_device_train_batch_size": generations,
+            "max_completion_length": 120,
+            "temperature": 0.8,
+            "logging_steps": 1,
+            "save_strategy": "no",
+        },
+    )
     started = time.perf_counter()
     grpo_summary = run_grpo(grpo)
     grpo_seconds = time.perf_counter() - started
-    curve = [{"step": h["step"], "reward": h["reward"], "format": h["rewards/format_reward/mean"],
-              "verdict": h["rewards/verdict_reward/mean"], "completion_length": h.get("completions/mean_length")}
-             for h in grpo_summary["log_history"] if "reward" in h]  # fmt: skip
+    curve = [
+        {
+            "step": h["step"],
+            "reward": h["reward"],
+            "format": h["rewards/format_reward/mean"],
+            "verdict": h["rewards/verdict_reward/mean"],
+            "completion_length": h.get("completions/mean_length"),
+        }
+        for h in grpo_summary["log_history"]
+        if "reward" in h
+    ]
     completions = grpo_steps * generations
     return {
         "model": model,
@@ -65,12 +98,12 @@ def bench_grpo(workdir: Path, model: str = "tiny-qwen2.5-vl", sft_steps: int = 2
             "seconds": round(sft_seconds, 1),
             "first_loss": sft_summary["log_history"][0]["loss"],
             "last_loss": [h for h in sft_summary["log_history"] if "loss" in h][-1]["loss"],
-        },  # fmt: skip
+        },
         "grpo": {
             "steps": grpo_steps,
             "seconds": round(grpo_seconds, 1),
             "completions_per_s": completions / grpo_seconds,
             "curve": curve,
-        },  # fmt: skip
+        },
         "peak_memory_gb": round(_peak_memory_gb(), 2),
     }

@@ -9,8 +9,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-app = typer.Typer(help="Fine-tune compact reasoners: data, synthetic anomalies, SFT, GRPO, export.",
-                  no_args_is_help=True)  # fmt: skip
+app = typer.Typer(
+    help="Fine-tune compact reasoners: data, synthetic anomalies, SFT, GRPO, export.", no_args_is_help=True
+)
 err = Console(stderr=True)
 
 
@@ -61,10 +62,17 @@ def data(
         teacher = make_backend(backend, model, base_url)
     try:
         rows, stats = build_rows(config, kind, rationale, think, teacher, limit)
-        card = {"source task": config["task"], "adapter": config["dataset"]["adapter"],
-                "split": config["dataset"].get("split", "test"), "kind": kind, "rationale": rationale,
-                "think": think, "references per prompt": config["pipeline"].get("references", {}).get("count", 0),
-                "rows": len(rows), **stats}  # fmt: skip
+        card = {
+            "source task": config["task"],
+            "adapter": config["dataset"]["adapter"],
+            "split": config["dataset"].get("split", "test"),
+            "kind": kind,
+            "rationale": rationale,
+            "think": think,
+            "references per prompt": config["pipeline"].get("references", {}).get("count", 0),
+            "rows": len(rows),
+            **stats,
+        }
         save_dataset(rows, out, card)
     except (LayoutError, SchemaError, ValueError) as error:
         fail(str(error))
@@ -123,8 +131,11 @@ def _train(kind: str, config: str, resume: bool, overrides: dict) -> None:
 def print_curve(history: list[dict], kind: str) -> None:
     """The loss (SFT) or the mean reward per function (GRPO) at every logged step."""
     rows = [h for h in history if "loss" in h and "train_runtime" not in h]
-    keys = ["loss"] if kind == "sft" else ["reward"] + sorted({k for h in rows for k in h if k.endswith("/mean")
-                                                                and k.startswith("rewards/")})  # fmt: skip
+    keys = (
+        ["loss"]
+        if kind == "sft"
+        else ["reward"] + sorted({k for h in rows for k in h if k.endswith("/mean") and k.startswith("rewards/")})
+    )
     names = (k.removeprefix("rewards/").removesuffix("/mean").removesuffix("_reward") for k in keys)
     table = Table("step", *names, title=f"{kind} curve")
     for h in rows:

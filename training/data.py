@@ -30,8 +30,15 @@ RATIONALE_SOURCES = ("gt", "template", "teacher")
 
 def prompt_messages(n_references: int, n_query: int, domain: str, book: RuleBook | None) -> list[dict]:
     """The direct-mode prompt with image placeholders (references first, then the query)."""
-    text = render("direct_system", domain=domain, n_references=n_references, n_query=n_query, rulebook=book,
-                  hint=None, schema=VerdictAnswer)  # fmt: skip
+    text = render(
+        "direct_system",
+        domain=domain,
+        n_references=n_references,
+        n_query=n_query,
+        rulebook=book,
+        hint=None,
+        schema=VerdictAnswer,
+    )
     ask = "Judge the last image." if n_query == 1 else f"Judge the last {n_query} frames."
     images = [{"type": "image", "text": None} for _ in range(n_references + n_query)]
     return [
@@ -42,15 +49,21 @@ def prompt_messages(n_references: int, n_query: int, domain: str, book: RuleBook
 
 def template_rationale(sample: Sample, domain: str) -> dict[str, str]:
     if not sample.gt_label:
-        return {"what": f"the {domain} matches the normal references", "why": "no part differs from normal",
-                "how": "no visible effect"}  # fmt: skip
+        return {
+            "what": f"the {domain} matches the normal references",
+            "why": "no part differs from normal",
+            "how": "no visible effect",
+        }
     kind = (sample.gt_type or "anomaly").replace("_", " ")
     where = ""
     if sample.gt_box:
         x, y = (sample.gt_box[0] + sample.gt_box[2]) / 2, (sample.gt_box[1] + sample.gt_box[3]) / 2
         where = f" around ({x:.2f}, {y:.2f})"
-    return {"what": f"a {kind}{where}", "why": f"a normal {domain} shows no {kind}",
-            "how": f"the {kind} is visible in the image{where}"}  # fmt: skip
+    return {
+        "what": f"a {kind}{where}",
+        "why": f"a normal {domain} shows no {kind}",
+        "how": f"the {kind} is visible in the image{where}",
+    }
 
 
 def target_answer(sample: Sample, domain: str, rationale: dict[str, str] | None = None) -> dict[str, Any]:
@@ -82,8 +95,15 @@ def completion_text(answer: dict[str, Any], think: bool) -> str:
     return f"<think>{reasoning}</think><answer>{text}</answer>"
 
 
-def build_rows(task: dict[str, Any], kind: str, rationale: str = "gt", think: bool = False, teacher=None,
-               limit: int | None = None, progress=None) -> tuple[list[dict], dict[str, Any]]:  # fmt: skip
+def build_rows(
+    task: dict[str, Any],
+    kind: str,
+    rationale: str = "gt",
+    think: bool = False,
+    teacher=None,
+    limit: int | None = None,
+    progress=None,
+) -> tuple[list[dict], dict[str, Any]]:
     """(rows, stats) for a task's split. Samples whose media cannot be read are skipped and counted."""
     if kind not in ("sft", "grpo"):
         raise ValueError(f"unknown dataset kind {kind!r}; choose sft or grpo")
@@ -104,16 +124,23 @@ def build_rows(task: dict[str, Any], kind: str, rationale: str = "gt", think: bo
             stats["skipped_unreadable"] += 1
             stats.setdefault("first_error", str(error))
             continue
-        row = {"sample_id": sample.sample_id, "images": [*references, *images],
-               "prompt": prompt_messages(len(references), len(images), domain, book)}  # fmt: skip
+        row = {
+            "sample_id": sample.sample_id,
+            "images": [*references, *images],
+            "prompt": prompt_messages(len(references), len(images), domain, book),
+        }
         if kind == "sft":
             answer = _answer(sample, domain, rationale, teacher, references, images, book, stats)
             row["completion"] = [
                 {"role": "assistant", "content": [{"type": "text", "text": completion_text(answer, think)}]}
             ]
         else:
-            row.update(label=int(sample.gt_label), anomaly_type=sample.gt_type or "", box=sample.gt_box,
-                       rule_kinds=json.dumps(kinds))  # fmt: skip
+            row.update(
+                label=int(sample.gt_label),
+                anomaly_type=sample.gt_type or "",
+                box=sample.gt_box,
+                rule_kinds=json.dumps(kinds),
+            )
         rows.append(row)
         stats[f"label_{sample.gt_label}"] += 1
         if progress:

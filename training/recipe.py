@@ -57,8 +57,9 @@ def load_recipe(name_or_path: str, **overrides: Any) -> Recipe:
     if recipe.kind == "grpo" and not recipe.rewards:
         raise SchemaError(f"{path}: a GRPO recipe needs rewards (known: format, verdict, type, iou, rules, length)")
     if recipe.reward_weights is not None and len(recipe.reward_weights) != len(recipe.rewards):
-        raise SchemaError(f"{path}: reward_weights has {len(recipe.reward_weights)} values for "
-                          f"{len(recipe.rewards)} rewards")  # fmt: skip
+        raise SchemaError(
+            f"{path}: reward_weights has {len(recipe.reward_weights)} values for {len(recipe.rewards)} rewards"
+        )
     from axr.training.rewards import REWARDS
 
     unknown = [r for r in recipe.rewards if r not in REWARDS]
@@ -73,8 +74,13 @@ def trl_config(recipe: Recipe, config_cls, **defaults: Any):
     import torch
 
     bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    settings = {"bf16": bf16, "use_cpu": not torch.cuda.is_available(), **defaults, **recipe.trainer,
-                "output_dir": recipe.output_dir}  # fmt: skip
+    settings = {
+        "bf16": bf16,
+        "use_cpu": not torch.cuda.is_available(),
+        **defaults,
+        **recipe.trainer,
+        "output_dir": recipe.output_dir,
+    }
     try:
         return config_cls(**settings)
     except TypeError as error:

@@ -83,8 +83,10 @@ def verdict_reward(completions, label, **_) -> list[float | None]:
     >>> verdict_reward(['{"verdict": "normal", "score": 0.2}'], label=[None])
     [None]
     """
-    return [None if y is None else float(a is not None and verify.label_correct(a, y))
-            for a, y in zip(_answers(completions), label, strict=True)]  # fmt: skip
+    return [
+        None if y is None else float(a is not None and verify.label_correct(a, y))
+        for a, y in zip(_answers(completions), label, strict=True)
+    ]
 
 
 def type_reward(completions, label, anomaly_type, **_) -> list[float | None]:
@@ -112,8 +114,10 @@ def iou_reward(completions, box, **_) -> list[float | None]:
     ...            box=[[0, 0, 1, 1]])
     [0.5]
     """
-    return [None if not truth else verify.box_iou(verify.location_box(a) if a else None, truth)
-            for a, truth in zip(_answers(completions), box, strict=True)]  # fmt: skip
+    return [
+        None if not truth else verify.box_iou(verify.location_box(a) if a else None, truth)
+        for a, truth in zip(_answers(completions), box, strict=True)
+    ]
 
 
 def rules_reward(completions, rule_kinds, **_) -> list[float | None]:
@@ -156,6 +160,8 @@ def get_rewards(names: list[str], columns: list[str] | None = None) -> list[Call
         for name in names:
             missing = [c for c in REQUIRED_COLUMNS.get(name, []) if c not in columns]
             if missing:
-                raise RewardError(f"reward {name!r} needs dataset column(s) {', '.join(missing)}; "
-                                  f"the dataset has {', '.join(columns)}")  # fmt: skip
+                raise RewardError(
+                    f"reward {name!r} needs dataset column(s) {', '.join(missing)}; "
+                    f"the dataset has {', '.join(columns)}"
+                )
     return [REWARDS[n] for n in names]

@@ -124,8 +124,15 @@ def synthesize(image: Image.Image, kind: str, seed: int, subject: str = "surface
     return Synthetic(out, mask, kind, box, rationale, severity)
 
 
-def synthesize_set(normal_dir: Path, out: Path, per_image: int = 1, seed: int = 0, kinds: tuple[str, ...] = KINDS,
-                   subject: str = "surface", train_share: float = 0.5) -> Path:  # fmt: skip
+def synthesize_set(
+    normal_dir: Path,
+    out: Path,
+    per_image: int = 1,
+    seed: int = 0,
+    kinds: tuple[str, ...] = KINDS,
+    subject: str = "surface",
+    train_share: float = 0.5,
+) -> Path:
     """Normal images -> a folder in the generic JSONL layout (`samples.jsonl`, images/, masks/): every normal
     image, plus `per_image` defective copies of it (kinds in turn). The first `train_share` of the images (by
     name) and their copies are `split: train`, the rest `test`. Returns the JSONL path."""
@@ -141,19 +148,34 @@ def synthesize_set(normal_dir: Path, out: Path, per_image: int = 1, seed: int = 
         image = load_image(path)
         normal_name = f"images/{index:05d}_normal.png"
         image.save(out / normal_name)
-        rows.append({"sample_id": f"{index:05d}_normal", "image_path": normal_name, "gt_label": 0, "split": split,
-                     "meta": {"category": subject, "source": str(path)}})  # fmt: skip
+        rows.append(
+            {
+                "sample_id": f"{index:05d}_normal",
+                "image_path": normal_name,
+                "gt_label": 0,
+                "split": split,
+                "meta": {"category": subject, "source": str(path)},
+            }
+        )
         for copy in range(per_image):
             kind = kinds[(index * per_image + copy) % len(kinds)]
             synthetic = synthesize(image, kind, seed * 1_000_003 + index * 101 + copy, subject)
             stem = f"{index:05d}_{kind}_{copy}"
             synthetic.image.save(out / "images" / f"{stem}.png")
             synthetic.mask.save(out / "masks" / f"{stem}.png")
-            rows.append({
-                "sample_id": stem, "image_path": f"images/{stem}.png", "gt_label": 1, "gt_type": kind,
-                "gt_mask": f"masks/{stem}.png", "gt_box": synthetic.box, "gt_rationale": synthetic.rationale,
-                "split": split, "meta": {"category": subject, "severity": synthetic.severity, "source": str(path)},
-            })  # fmt: skip
+            rows.append(
+                {
+                    "sample_id": stem,
+                    "image_path": f"images/{stem}.png",
+                    "gt_label": 1,
+                    "gt_type": kind,
+                    "gt_mask": f"masks/{stem}.png",
+                    "gt_box": synthetic.box,
+                    "gt_rationale": synthetic.rationale,
+                    "split": split,
+                    "meta": {"category": subject, "severity": synthetic.severity, "source": str(path)},
+                }
+            )
     target = out / "samples.jsonl"
     target.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return target

@@ -16,12 +16,25 @@ from typing import Any
 from axr.reasoning.schema import SchemaError
 from axr.training.recipe import Recipe, trl_config
 
-SFT_DEFAULTS: dict[str, Any] = {"learning_rate": 2e-4, "num_train_epochs": 1, "per_device_train_batch_size": 2,
-                                "logging_steps": 1, "save_strategy": "epoch", "report_to": "none",
-                                "max_length": None}  # fmt: skip
-GRPO_DEFAULTS: dict[str, Any] = {"learning_rate": 1e-5, "num_generations": 4, "per_device_train_batch_size": 4,
-                                 "max_completion_length": 256, "logging_steps": 1, "save_strategy": "epoch",
-                                 "report_to": "none", "beta": 0.0}  # fmt: skip
+SFT_DEFAULTS: dict[str, Any] = {
+    "learning_rate": 2e-4,
+    "num_train_epochs": 1,
+    "per_device_train_batch_size": 2,
+    "logging_steps": 1,
+    "save_strategy": "epoch",
+    "report_to": "none",
+    "max_length": None,
+}
+GRPO_DEFAULTS: dict[str, Any] = {
+    "learning_rate": 1e-5,
+    "num_generations": 4,
+    "per_device_train_batch_size": 4,
+    "max_completion_length": 256,
+    "logging_steps": 1,
+    "save_strategy": "epoch",
+    "report_to": "none",
+    "beta": 0.0,
+}
 
 
 def load_dataset_checked(recipe: Recipe):
@@ -41,8 +54,10 @@ def load_dataset_checked(recipe: Recipe):
     for index, (prompt, images) in enumerate(zip(dataset["prompt"], dataset["images"], strict=True)):
         slots = sum(part["type"] == "image" for message in prompt for part in message["content"])
         if slots != len(images or []) or any(image is None for image in images or []):
-            raise SchemaError(f"{recipe.path}: dataset row {index} has {len(images or [])} image(s) for {slots} "
-                              "image slot(s) in its prompt (an image is missing)")  # fmt: skip
+            raise SchemaError(
+                f"{recipe.path}: dataset row {index} has {len(images or [])} image(s) for {slots} "
+                "image slot(s) in its prompt (an image is missing)"
+            )
     if recipe.kind == "grpo":
         try:
             get_rewards(recipe.rewards, dataset.column_names)
@@ -70,17 +85,23 @@ def load_model(recipe: Recipe):
         from peft import LoraConfig, get_peft_model
 
         lora = recipe.lora
-        config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                            target_modules=lora.target_modules, task_type="CAUSAL_LM",
-                            exclude_modules=r".*visual.*" if recipe.freeze_vision else None)  # fmt: skip
+        config = LoraConfig(
+            r=lora.r,
+            lora_alpha=lora.alpha,
+            lora_dropout=lora.dropout,
+            target_modules=lora.target_modules,
+            task_type="CAUSAL_LM",
+            exclude_modules=r".*visual.*" if recipe.freeze_vision else None,
+        )
         model = get_peft_model(model, config)
     return model, processor
 
 
 def vision_parameters(model) -> list:
     """The parameters of the vision tower (Qwen-VL's `visual`, other VLMs' `vision_tower` / `vision_model`)."""
-    return [p for name, p in model.named_parameters() if any(k in name for k in ("visual", "vision_tower",
-                                                                                 "vision_model"))]  # fmt: skip
+    return [
+        p for name, p in model.named_parameters() if any(k in name for k in ("visual", "vision_tower", "vision_model"))
+    ]
 
 
 def run_sft(recipe: Recipe, resume: bool = False) -> dict[str, Any]:
@@ -104,13 +125,22 @@ def run_grpo(recipe: Recipe, resume: bool = False, callbacks: list | None = None
         defaults["reward_weights"] = recipe.reward_weights
     config = trl_config(recipe, GRPOConfig, **defaults)
     if config.use_vllm and importlib.util.find_spec("vllm") is None:
-        warnings.warn("the recipe asks for vLLM generation but vLLM is not installed: generating with "
-                      "transformers instead (pip install 'axr[vllm]' on the GPU machines)", stacklevel=1)  # fmt: skip
+        warnings.warn(
+            "the recipe asks for vLLM generation but vLLM is not installed: generating with "
+            "transformers instead (pip install 'axr[vllm]' on the GPU machines)",
+            stacklevel=1,
+        )
         config.use_vllm = False
     dataset = load_dataset_checked(recipe)
     model, processor = load_model(recipe)
-    trainer = GRPOTrainer(model=model, reward_funcs=get_rewards(recipe.rewards), args=config,
-                          train_dataset=dataset, processing_class=processor, callbacks=callbacks)  # fmt: skip
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=get_rewards(recipe.rewards),
+        args=config,
+        train_dataset=dataset,
+        processing_class=processor,
+        callbacks=callbacks,
+    )
     result = trainer.train(resume_from_checkpoint=_checkpoint(recipe) if resume else None)
     return _finish(recipe, trainer, processor, result)
 
@@ -125,8 +155,13 @@ def _finish(recipe: Recipe, trainer, processor, result) -> dict[str, Any]:
     out = Path(recipe.output_dir)
     trainer.save_model(str(out))
     processor.save_pretrained(str(out))
-    summary = {"kind": recipe.kind, "global_step": result.global_step, "training_loss": result.training_loss,
-               "log_history": trainer.state.log_history, "lora": recipe.lora is not None}  # fmt: skip
+    summary = {
+        "kind": recipe.kind,
+        "global_step": result.global_step,
+        "training_loss": result.training_loss,
+        "log_history": trainer.state.log_history,
+        "lora": recipe.lora is not None,
+    }
     if recipe.merge_on_finish and recipe.lora is not None:
         summary["merged"] = str(export_merged(out, out / "merged", recipe.model))
     (out / "axr_training.json").write_text(json.dumps(summary, indent=2, default=str))

@@ -75,12 +75,17 @@ def load(root: Path, split: str = "test", annotations: str = "annotations.json")
         name = str(_field(entry, "video", where, required=True))
         moments = parse_moments(_field(entry, "moments", where), where)
         rationale = GroundTruthRationale(**{k: _text(_field(entry, k, where)) for k in ("what", "why", "how")})
-        samples.append(Sample(
-            sample_id=Path(name).stem, video_path=str(_video_file(videos, name, where)), gt_label=1,
-            gt_type=_text(_field(entry, "type", where)) or None, gt_span=moments[0] if moments else None,
-            gt_rationale=rationale,
-            meta={"dataset": "cuva", "moments": moments, "key_sentences": _field(entry, "key_sentences", where)},
-        ))  # fmt: skip
+        samples.append(
+            Sample(
+                sample_id=Path(name).stem,
+                video_path=str(_video_file(videos, name, where)),
+                gt_label=1,
+                gt_type=_text(_field(entry, "type", where)) or None,
+                gt_span=moments[0] if moments else None,
+                gt_rationale=rationale,
+                meta={"dataset": "cuva", "moments": moments, "key_sentences": _field(entry, "key_sentences", where)},
+            )
+        )
     return samples
 
 

@@ -23,8 +23,9 @@ def categories(root: Path) -> list[Path]:
         return [root]
     found = sorted(p for p in root.iterdir() if p.is_dir() and (p / "test").is_dir())
     if not found:
-        raise LayoutError(f"{root}: no category folders with a test/ folder (expected <category>/train/good, "
-                          "<category>/test/<type>)")  # fmt: skip
+        raise LayoutError(
+            f"{root}: no category folders with a test/ folder (expected <category>/train/good, <category>/test/<type>)"
+        )
     return found
 
 
@@ -54,7 +55,7 @@ def _normal(category: Path, split: str, dataset: str) -> list[Sample]:
             image_path=str(p),
             gt_label=0,
             meta={"category": category.name, "dataset": dataset},
-        )  # fmt: skip
+        )
         for p in list_images(folder)
     ]
 
@@ -66,12 +67,17 @@ def _test(category: Path, dataset: str, masks_of) -> list[Sample]:
         defect = type_dir.name != "good"
         for image in list_images(type_dir):
             masks = masks_of(category, type_dir.name, image) if defect else []
-            samples.append(Sample(
-                sample_id=f"{category.name}/test/{type_dir.name}/{image.stem}", image_path=str(image),
-                gt_label=int(defect), gt_type=type_dir.name if defect else None,
-                gt_mask=str(masks[0]) if masks else None, gt_box=mask_box(masks) if masks else None,
-                meta={"category": category.name, "dataset": dataset, "masks": [str(m) for m in masks]},
-            ))  # fmt: skip
+            samples.append(
+                Sample(
+                    sample_id=f"{category.name}/test/{type_dir.name}/{image.stem}",
+                    image_path=str(image),
+                    gt_label=int(defect),
+                    gt_type=type_dir.name if defect else None,
+                    gt_mask=str(masks[0]) if masks else None,
+                    gt_box=mask_box(masks) if masks else None,
+                    meta={"category": category.name, "dataset": dataset, "masks": [str(m) for m in masks]},
+                )
+            )
     if not samples:
         raise LayoutError(f"{test}: no images under test/<type>/")
     return samples
@@ -96,9 +102,10 @@ def load_mvtec_ad(root: Path, split: str = "test") -> list[Sample]:
     if split == "validation":
         raise LayoutError("MVTec AD has no validation split; use train or test")
     return [
-        s for cat in categories(root)
+        s
+        for cat in categories(root)
         for s in (_normal(cat, "train", "mvtec_ad") if split == "train" else _test(cat, "mvtec_ad", _mvtec_ad_masks))
-    ]  # fmt: skip
+    ]
 
 
 def load_mvtec_loco(root: Path, split: str = "test") -> list[Sample]:

@@ -46,7 +46,16 @@ def _question_sample(path, key, number, question, image, references, label) -> S
     if not isinstance(options, dict) or not set(options) <= set(LETTERS) or question["Answer"] not in options:
         raise LayoutError(f"{where}: Options must map letters A-E to text and include the Answer letter")
     return Sample(
-        sample_id=f"{key}#{number}", image_path=str(image), references=references, gt_label=label,
-        meta={"dataset": "mmad", "question": question["Question"], "options": options,
-              "answer": question["Answer"], "question_type": question["type"], "image_key": key},
-    )  # fmt: skip
+        sample_id=f"{key}#{number}",
+        image_path=str(image),
+        references=references,
+        gt_label=label,
+        meta={
+            "dataset": "mmad",
+            "question": question["Question"],
+            "options": options,
+            "answer": question["Answer"],
+            "question_type": question["type"],
+            "image_key": key,
+        },
+    )

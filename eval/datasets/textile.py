@@ -17,8 +17,9 @@ def default_root() -> Path:
     try:
         import conformal_clip_data
     except ImportError:
-        raise LayoutError("the textile dataset needs the conformal-clip-data package (pip install conformal-clip-data)"
-                          " or a data_dir") from None  # fmt: skip
+        raise LayoutError(
+            "the textile dataset needs the conformal-clip-data package (pip install conformal-clip-data) or a data_dir"
+        ) from None
     return Path(conformal_clip_data.textile_simulated_root())
 
 
@@ -35,5 +36,10 @@ def load(root: Path, split: str = "test", normal_train: int = 100) -> list[Sampl
 
 
 def _sample(path: Path, defect: str | None) -> Sample:
-    return Sample(sample_id=f"{defect or 'nominal'}/{path.stem}", image_path=str(path), gt_label=int(bool(defect)),
-                  gt_type=defect, meta={"category": "textile", "dataset": "textile"})  # fmt: skip
+    return Sample(
+        sample_id=f"{defect or 'nominal'}/{path.stem}",
+        image_path=str(path),
+        gt_label=int(bool(defect)),
+        gt_type=defect,
+        meta={"category": "textile", "dataset": "textile"},
+    )

@@ -43,9 +43,13 @@ def load(root: Path, split: str = "test", window: int = 64, stride: int = 32, tr
             end = start + window
             in_train = end <= cut and not any(labels[start:end])
             if (split == "train" and in_train) or (split == "test" and start >= cut):
-                samples.append(Sample(
-                    sample_id=f"{path.stem}/{start:08d}", series=values[start:end], timestamps=stamps[start:end],
-                    gt_label=int(any(labels[start:end])),
-                    meta={"dataset": "timeseries", "category": path.stem, "start": start},
-                ))  # fmt: skip
+                samples.append(
+                    Sample(
+                        sample_id=f"{path.stem}/{start:08d}",
+                        series=values[start:end],
+                        timestamps=stamps[start:end],
+                        gt_label=int(any(labels[start:end])),
+                        meta={"dataset": "timeseries", "category": path.stem, "start": start},
+                    )
+                )
     return samples

@@ -33,9 +33,14 @@ def load(root: Path, split: str = "test", split_file: str = "split_csv/1cls.csv"
         mask = root / row["mask"] if row["mask"] else None
         if mask is not None:
             require(mask, f"mask listed at {path.name}:{line}")
-        samples.append(Sample(
-            sample_id=f"{row['object']}/{Path(row['image']).stem}-{line}", image_path=str(image),
-            gt_label=int(row["label"] == "anomaly"), gt_mask=str(mask) if mask else None,
-            gt_box=mask_box([mask]) if mask else None, meta={"category": row["object"], "dataset": "visa"},
-        ))  # fmt: skip
+        samples.append(
+            Sample(
+                sample_id=f"{row['object']}/{Path(row['image']).stem}-{line}",
+                image_path=str(image),
+                gt_label=int(row["label"] == "anomaly"),
+                gt_mask=str(mask) if mask else None,
+                gt_box=mask_box([mask]) if mask else None,
+                meta={"category": row["object"], "dataset": "visa"},
+            )
+        )
     return samples

@@ -45,11 +45,37 @@ def task_file_path(value: str | None) -> Path | None:
     return None if value is None else resolve(value)
 
 
-SAMPLE_METRICS = {"auroc", "ap", "f1_max", "accuracy", "precision", "recall", "f1", "balanced_accuracy",
-                  "type_accuracy", "box_iou", "mask_hit", "doubly_right", "rule_consistency", "unparsed_rate",
-                  "errors", "mmad_accuracy", "unanswered", "per_category_auroc"}  # fmt: skip
-CAPTION_METRICS = {"frame_auc_pooled", "frame_auc_per_video_mean", "frame_ap", "frame_f1_max", "frame_accuracy",
-                   "frame_precision", "frame_recall", "frame_f1", "frame_balanced_accuracy"}  # fmt: skip
+SAMPLE_METRICS = {
+    "auroc",
+    "ap",
+    "f1_max",
+    "accuracy",
+    "precision",
+    "recall",
+    "f1",
+    "balanced_accuracy",
+    "type_accuracy",
+    "box_iou",
+    "mask_hit",
+    "doubly_right",
+    "rule_consistency",
+    "unparsed_rate",
+    "errors",
+    "mmad_accuracy",
+    "unanswered",
+    "per_category_auroc",
+}
+CAPTION_METRICS = {
+    "frame_auc_pooled",
+    "frame_auc_per_video_mean",
+    "frame_ap",
+    "frame_f1_max",
+    "frame_accuracy",
+    "frame_precision",
+    "frame_recall",
+    "frame_f1",
+    "frame_balanced_accuracy",
+}
 
 
 def all_tasks() -> list[str]:
@@ -121,5 +147,8 @@ def _check_judge(judge: Any) -> list[str]:
     judges = judge.get("judges") if isinstance(judge, dict) else None
     if not isinstance(judges, list) or not judges:
         return ["judge: expected {judges: [{backend, model, base_url}, ...]}"]
-    return [f"judge.judges[{i}]: needs backend and model" for i, j in enumerate(judges)
-            if not isinstance(j, dict) or not {"backend", "model"} <= set(j)]  # fmt: skip
+    return [
+        f"judge.judges[{i}]: needs backend and model"
+        for i, j in enumerate(judges)
+        if not isinstance(j, dict) or not {"backend", "model"} <= set(j)
+    ]
