@@ -134,3 +134,40 @@ def bench_task(task: dict, settings: list[dict], limit: int, workdir, make_engin
             }
         )
     return rows
+
+
+def bench_gate(config: dict, model: str, references: int, limit: int | None, bank_size: int) -> dict:
+    """The visual gate alone on a task: a memory bank from `references` normal train images, then image AUROC
+    on the test images and the share of VLM calls it saves at 80/95/100% recall."""
+    from axr.eval.datasets import load_samples
+    from axr.eval.metrics import binary_metrics
+    from axr.eval.runner import dataset_root, select_samples
+    from axr.reasoning.local_models import resolve_model
+    from axr.reasoning.media import load_image
+    from axr.reasoning.visual_gate import MemoryBank, PatchFeatures, calls_saved_at_recall
+
+    dataset = config["dataset"]
+    root, options = dataset_root(dataset), dataset.get("options", {})
+    normal = [s for s in load_samples(dataset["adapter"], root, "train", **options) if s.gt_label == 0][:references]
+    test = select_samples(
+        [s for s in load_samples(dataset["adapter"], root, "test", **options) if s.gt_label is not None], limit, (0, 1)
+    )
+    started = time.perf_counter()
+    bank = MemoryBank(PatchFeatures(resolve_model(model)), bank_size).fit([load_image(s.image_path) for s in normal])
+    fitted = time.perf_counter()
+    results = bank.score([load_image(s.image_path) for s in test])
+    scored = time.perf_counter()
+    labels, scores = [s.gt_label for s in test], [r.score for r in results]
+    metrics = binary_metrics(labels, scores, threshold=float(np.median(scores)))
+    row = {
+        "task": config["task"],
+        "model": model,
+        "references": len(normal),
+        "test_images": len(test),
+        "auroc": metrics["auroc"],
+        "ap": metrics["ap"],
+        "fit_seconds": round(fitted - started, 2),
+        "images_per_s": len(test) / (scored - fitted),
+        "at_recall": [calls_saved_at_recall(labels, scores, r) for r in (0.8, 0.95, 1.0)],
+    }
+    return row

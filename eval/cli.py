@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 
 import typer
@@ -49,7 +48,7 @@ def run(
     from axr.eval.datasets import LayoutError
     from axr.eval.tasks import TaskError, load_task
     from axr.reasoning.backends import BackendError
-    from axr.reasoning.cli import fail
+    from axr.reasoning.console import fail
     from axr.reasoning.schema import SchemaError
 
     try:
@@ -91,7 +90,7 @@ def _compared(metrics: dict, published: dict) -> str:
 
 def _run_captions(config, output: Path, overrides: dict, recheck: str | None) -> dict:
     from axr.eval.caption_benchmark import run_caption_task
-    from axr.reasoning.cli import make_backend
+    from axr.reasoning.console import make_backend
 
     config["pipeline"]["recheck"].update(overrides)
     if recheck:
@@ -103,7 +102,7 @@ def _run_captions(config, output: Path, overrides: dict, recheck: str | None) ->
             cfg["backend"], cfg["model"], cfg.get("base_url"), concurrency=cfg.get("concurrency"), text_only=text_only
         )
 
-    from axr.reasoning.cli import progress_bar
+    from axr.reasoning.console import progress_bar
 
     with progress_bar() as bar:
         job = bar.add_task("re-check", total=None, visible=False)
@@ -119,7 +118,7 @@ def _run_captions(config, output: Path, overrides: dict, recheck: str | None) ->
 
 def _run_samples(config, output: Path, overrides: dict, limit, shard: str, retry_errors: bool) -> dict:
     from axr.eval.runner import RunOptions, parse_shard, run_task
-    from axr.reasoning.cli import make_backend, progress_bar
+    from axr.reasoning.console import make_backend, progress_bar
 
     pipeline = config["pipeline"]
     pipeline.update(overrides)
@@ -182,7 +181,7 @@ def judge(
 ):
     """Grade the run's what/why/how explanations against the references with MMEval-style judges."""
     from axr.eval.judge import judge_run
-    from axr.reasoning.cli import fail, make_backend, progress_bar
+    from axr.reasoning.console import fail, make_backend, progress_bar
 
     if not (run_dir / "predictions.jsonl").is_file():
         fail(f"{run_dir}: no predictions.jsonl (run `axr eval run` first)")
@@ -224,7 +223,7 @@ DIMENSION_COLUMNS = ("what", "why", "how")
 
 
 def _judge_spec(text: str) -> dict:
-    from axr.reasoning.cli import fail
+    from axr.reasoning.console import fail
 
     head, _, base_url = text.partition("@")
     backend, _, model = head.partition(":")
@@ -253,7 +252,7 @@ def report(
 ):
     """One HTML file: summary, ROC/PR curves, confusion matrix, timelines, per-sample cards."""
     from axr.eval.report import write_report
-    from axr.reasoning.cli import fail
+    from axr.reasoning.console import fail
 
     out = out or run_dir / "report.html"
     try:
@@ -286,7 +285,7 @@ def bench_backends(
     """hf batched vs one by one, and openai concurrency 1 vs N, on the same prompts in one run."""
     from axr.eval.bench import bench_hf, bench_openai
     from axr.reasoning.backends import Sampling
-    from axr.reasoning.cli import make_backend
+    from axr.reasoning.console import make_backend
     from axr.reasoning.local_models import resolve_model
     from axr.reasoning.vllm_server import CPU_SERVER_ARGS, CPU_SERVER_ENV, VLLMServer
 
@@ -352,7 +351,7 @@ def bench_task_command(
     from axr.eval.bench import bench_task, parse_setting
     from axr.eval.datasets import LayoutError
     from axr.eval.tasks import load_task
-    from axr.reasoning.cli import fail, make_backend
+    from axr.reasoning.console import fail, make_backend
     from axr.reasoning.schema import SchemaError
 
     try:
@@ -404,51 +403,6 @@ def bench_task_command(
 
 
 @bench_app.command(
-    "grpo",
-    epilog="Examples:\n\n  axr eval bench grpo                      (tiny model, CPU, about a minute)\n\n"
-    "  axr eval bench grpo --model path/to/qwen2.5-vl-3b --grpo-steps 20   (on a GPU machine)",
-)
-def bench_grpo_command(
-    model: str = typer.Option("tiny-qwen2.5-vl", help="the base model (an offline alias or a local folder)"),
-    sft_steps: int = typer.Option(200, help="SFT warm-up steps (teaches the Verdict format)"),
-    grpo_steps: int = typer.Option(30, help="GRPO steps"),
-    generations: int = typer.Option(8, help="completions per prompt"),
-    out: Path = typer.Option(None, help="also write the result as JSON"),
-):
-    """SFT then GRPO on the textile images: the reward curve, completions/s and peak memory."""
-    import tempfile
-
-    import numpy as np
-
-    from axr.training.bench import bench_grpo
-
-    with tempfile.TemporaryDirectory(prefix="axr-bench-grpo-") as workdir:
-        result = bench_grpo(Path(workdir), model, sft_steps, grpo_steps, generations)
-    curve = result["grpo"]["curve"]
-    table = Table("step", "reward", "format", "verdict", "completion tokens", title="GRPO reward curve")
-    for row in curve:
-        table.add_row(
-            str(row["step"]),
-            f"{row['reward']:.3f}",
-            f"{row['format']:.3f}",
-            f"{row['verdict']:.3f}",
-            f"{row['completion_length'] or 0:.0f}",
-        )
-    Console().print(table)
-    head, tail = curve[:5], curve[-10:]
-    sft = result["sft"]
-    Console().print(
-        f"{result['model']}: SFT {sft['steps']} steps, loss {sft['first_loss']:.3f} -> {sft['last_loss']:.3f} "
-        f"({sft['seconds']} s); GRPO {result['grpo']['steps']} steps x {generations} completions, "
-        f"{result['grpo']['completions_per_s']:.1f} completions/s; verdict reward, mean of the first 5 steps "
-        f"{np.mean([r['verdict'] for r in head]):.3f} -> last 10 {np.mean([r['verdict'] for r in tail]):.3f}; "
-        f"peak memory {result['peak_memory_gb']} GB"
-    )
-    if out:
-        out.write_text(json.dumps(result, indent=2))
-
-
-@bench_app.command(
     "gate",
     epilog="Examples:\n\n  axr eval bench gate                      (textile, tiny VLM: random features)\n\n"
     "  axr eval bench gate --model Qwen/Qwen2.5-VL-3B-Instruct --references 200 --limit 2000",
@@ -463,43 +417,13 @@ def bench_gate_command(
     out: Path = typer.Option(None, help="also write the result as JSON"),
 ):
     """The visual gate alone: image AUROC, and the VLM calls it saves at a stated recall."""
-    import numpy as np
-
-    from axr.eval.datasets import load_samples
-    from axr.eval.metrics import binary_metrics
-    from axr.eval.runner import dataset_root, select_samples
+    from axr.eval.bench import bench_gate
     from axr.eval.tasks import load_task
-    from axr.reasoning.local_models import resolve_model
-    from axr.reasoning.media import load_image
-    from axr.reasoning.visual_gate import MemoryBank, PatchFeatures, calls_saved_at_recall
 
     config = load_task(task)
     if data_dir:
         config["dataset"]["data_dir"] = str(data_dir.resolve())
-    dataset = config["dataset"]
-    root, options = dataset_root(dataset), dataset.get("options", {})
-    normal = [s for s in load_samples(dataset["adapter"], root, "train", **options) if s.gt_label == 0][:references]
-    test = select_samples(
-        [s for s in load_samples(dataset["adapter"], root, "test", **options) if s.gt_label is not None], limit, (0, 1)
-    )
-    started = time.perf_counter()
-    bank = MemoryBank(PatchFeatures(resolve_model(model)), bank_size).fit([load_image(s.image_path) for s in normal])
-    fitted = time.perf_counter()
-    results = bank.score([load_image(s.image_path) for s in test])
-    scored = time.perf_counter()
-    labels, scores = [s.gt_label for s in test], [r.score for r in results]
-    metrics = binary_metrics(labels, scores, threshold=float(np.median(scores)))
-    row = {
-        "task": config["task"],
-        "model": model,
-        "references": len(normal),
-        "test_images": len(test),
-        "auroc": metrics["auroc"],
-        "ap": metrics["ap"],
-        "fit_seconds": round(fitted - started, 2),
-        "images_per_s": len(test) / (scored - fitted),
-        "at_recall": [calls_saved_at_recall(labels, scores, r) for r in (0.8, 0.95, 1.0)],
-    }
+    row = bench_gate(config, model, references, limit, bank_size)
     table = Table("recall target", "recall", "sent to VLM", "calls saved", title=f"visual gate on {config['task']}")
     for item in row["at_recall"]:
         table.add_row(
@@ -511,8 +435,8 @@ def bench_gate_command(
     Console().print(table)
     note = " (random weights: the features carry no learned meaning)" if "tiny" in model else ""
     Console().print(
-        f"{model}{note}: bank from {len(normal)} normal images in {row['fit_seconds']} s; "
-        f"{len(test)} test images at {row['images_per_s']:.1f} images/s; image AUROC {row['auroc']:.3f}, "
+        f"{model}{note}: bank from {row['references']} normal images in {row['fit_seconds']} s; "
+        f"{row['test_images']} test images at {row['images_per_s']:.1f} images/s; image AUROC {row['auroc']:.3f}, "
         f"AP {row['ap']:.3f}"
     )
     if out:

@@ -17,9 +17,9 @@ import numpy as np
 from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import cohen_kappa_score
 
-from axr.eval.journal import Journal
 from axr.eval.text_metrics import bleu, embedding_similarity, rouge_l
 from axr.reasoning.backends.base import Backend, Sampling, system, user
+from axr.reasoning.journal import Journal
 from axr.reasoning.prompting import render
 from axr.reasoning.schema import CRITERIA, JudgeAnswer, Judgement
 

@@ -18,8 +18,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 from sklearn.metrics import precision_recall_curve, roc_curve
 
-from axr.eval.journal import Journal
 from axr.eval.verify import consistent_score, location_box, predicted_label
+from axr.reasoning.journal import Journal
 
 COLORS = ("#1f77b4", "#d62728")
 CARD_LIMIT = 120

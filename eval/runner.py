@@ -22,17 +22,16 @@ from pathlib import Path
 from typing import Any
 
 from axr.eval.datasets import LayoutError, load_samples
-from axr.eval.journal import Journal
 from axr.eval.metrics import task_metrics
-from axr.eval.tasks import task_file_path
+from axr.eval.tasks import PIPELINES, task_file_path
 from axr.reasoning.backends.base import Backend, Sampling, system, user
 from axr.reasoning.deduction import DirectItem, direct
+from axr.reasoning.journal import Journal
 from axr.reasoning.media import MediaError, even_frames, load_image, render_series, sample_frames
 from axr.reasoning.prompting import render
 from axr.reasoning.rulebook_import import load_rules
 from axr.reasoning.schema import ChoiceAnswer, RuleBook, Sample, SchemaError
 
-PIPELINES = ("direct", "mcq", "mcq_from_verdict")
 KEPT_META = ("category", "question_type", "question", "options", "masks", "moments", "start")
 
 

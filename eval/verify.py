@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from axr.reasoning.schema import location_box  # noqa: F401  (metrics and rewards read it as verify.location_box)
+
 LABELS = {"normal": 0, "anomalous": 1}
 
 
@@ -56,14 +58,6 @@ def normalise_type(text: str | None) -> str:
 def same_type(predicted: str | None, truth: str | None) -> bool:
     """Defect types agree after case, spaces, underscores and hyphens are normalised."""
     return bool(truth) and normalise_type(predicted) == normalise_type(truth)
-
-
-def location_box(verdict) -> list[float] | None:
-    """The verdict's location as [x0, y0, x1, y1] when it is a box (a region name is not a box)."""
-    location = as_dict(verdict).get("location")
-    if isinstance(location, dict) and {"x0", "y0", "x1", "y1"} <= set(location):
-        return [float(location[k]) for k in ("x0", "y0", "x1", "y1")]
-    return None
 
 
 def box_iou(a: list[float] | None, b: list[float] | None) -> float:

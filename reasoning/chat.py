@@ -16,7 +16,7 @@ from pathlib import Path
 
 from axr.reasoning.backends.base import Backend, RequestFailed, Sampling, system, user
 from axr.reasoning.deduction import DirectItem, direct
-from axr.reasoning.media import MediaError, load_image
+from axr.reasoning.media import MediaError, boxed_image, load_image
 from axr.reasoning.prompting import render
 from axr.reasoning.rulebook_import import load_rules
 from axr.reasoning.schema import RuleBook, SchemaError, Verdict
@@ -157,20 +157,3 @@ def size_warning(reference: str, query: str) -> str | None:
 def draw_box(image_path: str, verdict: Verdict | dict, color: str = "#ff2020"):
     """The query image with the verdict's box drawn on it (or the image as it is when there is no box)."""
     return boxed_image(load_image(image_path), verdict, color)
-
-
-def boxed_image(image, verdict: Verdict | dict, color: str = "#ff2020"):
-    from PIL import ImageDraw
-
-    from axr.eval.verify import location_box
-
-    image = image.convert("RGB").copy()
-    box = location_box(verdict)
-    if box:
-        width, height = image.size
-        ImageDraw.Draw(image).rectangle(
-            [box[0] * width, box[1] * height, box[2] * width, box[3] * height],
-            outline=color,
-            width=max(2, width // 150),
-        )
-    return image

@@ -1,84 +1,31 @@
-"""The `axr` command. Heavy libraries (torch, transformers, vLLM, TRL) are imported inside commands only."""
+"""`axr caption | induce | detect | models | serve | chat | ui`: the reasoning commands. The root command
+(`axr.cli`) mounts them beside `axr eval`, `axr train` and `axr data`. Heavy libraries (torch, transformers,
+vLLM) are imported inside commands only."""
 
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from axr.eval.cli import app as eval_app
-from axr.reasoning.backends import BACKENDS, BackendError, Sampling, load_backend
-from axr.reasoning.data_cli import app as data_app
+from axr.reasoning.backends import BACKENDS, BackendError, Sampling
+from axr.reasoning.caption_detector import DetectorSettings, detect_rows
+from axr.reasoning.console import BACKEND_HELP, MODEL_HELP, err, fail, make_backend, progress_bar
+from axr.reasoning.deduction import POLICIES
+from axr.reasoning.direct_detect import detect_images
 from axr.reasoning.media import MediaError
-from axr.reasoning.schema import SchemaError
 from axr.reasoning.vllm_server import CPU_SERVER_ENV, VLLMServer
-from axr.training.cli import app as train_app
 
 app = typer.Typer(
     help="AXR: vision-language models that say whether something is anomalous, and why.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-app.add_typer(eval_app, name="eval")
-app.add_typer(train_app, name="train")
-app.add_typer(data_app, name="data")
-err = Console(stderr=True)
-
-BACKEND_HELP = f"one of: {', '.join(BACKENDS)}"
-MODEL_HELP = "a local folder, a hub id, or an offline alias: smollm2, tiny-qwen2.5-vl"
-
-
-def fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)  # one line, even in a log
-    raise typer.Exit(code)
-
-
-def progress_bar() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-        console=err,
-    )
-
-
-def make_backend(
-    backend: str,
-    model: str,
-    base_url: str | None = None,
-    adapter: str | None = None,
-    batch_size: int | None = None,
-    concurrency: int | None = None,
-    timeout_s: float | None = None,
-    text_only: bool = False,
-    trust_remote_code: bool = False,
-):
-    """The backend named on the command line, with only the options that backend takes."""
-    from axr.reasoning.local_models import resolve_model
-
-    if backend not in BACKENDS:
-        fail(f"unknown backend {backend!r}; {BACKEND_HELP}")
-    if backend == "openai":
-        options = dict(base_url=base_url, concurrency=concurrency, timeout_s=timeout_s, supports_images=not text_only)
-    else:
-        options = dict(adapter=adapter, trust_remote_code=trust_remote_code or None)
-        if backend == "hf":
-            options["batch_size"] = batch_size
-        model = resolve_model(model)
-    try:
-        return load_backend(backend, model, **options)
-    except (BackendError, FileNotFoundError) as error:
-        fail(str(error))
 
 
 @app.command(
@@ -236,7 +183,7 @@ def induce(
 
 @app.command(
     epilog="Examples:\n\n"
-    "  axr detect captions.jsonl --rules rules.yaml --references normal.jsonl --explain\n\n"
+    "  axr detect captions.jsonl --rules rules.yaml --reference normal.jsonl --explain\n\n"
     "  axr detect video_captions.txt --rules rule_ped2.txt --recheck uncertain --backend openai --model smollm2\n\n"
     "  axr detect part.png --direct --reference good1.png --reference good2.png --rules rules.yaml "
     "--backend hf --model tiny-qwen2.5-vl"
@@ -247,7 +194,8 @@ def detect(
     references: list[Path] = typer.Option([], "--reference", help="normal references (captions or images)"),
     out: Path = typer.Option(Path("verdicts.jsonl"), help="JSONL of Verdicts"),
     recheck: str = typer.Option("none", help="model re-check: none | uncertain | positives | all"),
-    band: float = typer.Option(0.1, help="uncertain: re-check when |score - threshold| <= band (0-1 scale)"),
+    band: float = typer.Option(0.1, help="uncertain: re-check when |score - threshold| <= band (trigger scale 0-2)"),
+    threshold: float = typer.Option(None, help="fixed trigger threshold (default: 95th percentile of --reference)"),
     direct: bool = typer.Option(False, help="images straight to the VLM with reference images, no captions"),
     backend: str = typer.Option("hf", help=BACKEND_HELP),
     model: str = typer.Option("tiny-qwen2.5-vl", help=MODEL_HELP),
@@ -274,13 +222,13 @@ def detect(
     book = load_rules(rules) if rules else None
     if direct:
         visual = {"gate": gate, "hint": hint, "retrieve": retrieve, "gate_model": gate_model or model, "draw": draw}
-        verdicts = _detect_direct(inputs, references, book, backend, model, base_url, subject, window, visual)
+        engine = make_backend(backend, model, base_url)
+        verdicts = detect_images(engine, inputs, references, book, subject, window, visual, say=_say)
     else:
         if book is None:
             fail("--rules is required (a RuleBook YAML or AnomalyRuler rule file), or use --direct")
-        verdicts = _detect_observations(
-            inputs, references, book, recheck, band, backend, model, base_url, novelty, window, subject
-        )
+        settings = DetectorSettings(novelty=novelty, window=window, threshold=threshold, policy=recheck, band=band)
+        verdicts = _detect_observations(inputs, references, book, settings, backend, model, base_url, subject, out)
     with out.open("w", encoding="utf-8") as sink:
         for verdict in verdicts:
             sink.write(verdict.model_dump_json(exclude_none=True) + "\n")
@@ -290,97 +238,31 @@ def detect(
     err.print(f"{len(verdicts)} verdicts, {flagged} anomalous -> {out}", highlight=False)
 
 
-def _detect_direct(inputs, references, book, backend, model, base_url, subject, window, visual):
-    from axr.reasoning.deduction import DirectItem, smooth_frame_verdicts
-    from axr.reasoning.deduction import direct as run_direct
-    from axr.reasoning.media import load_image
-    from axr.reasoning.perception import collect_media
-
-    engine = make_backend(backend, model, base_url)
-    if not engine.supports_images:
-        fail(f"--direct needs a vision-language model; {model} reads text only")
-    images, groups = [], {}
-    for item in collect_media(inputs):
-        if isinstance(item, tuple):
-            err.print(f"[yellow]skipped[/] {item[1]}", highlight=False)
-            continue
-        try:
-            images.append((item.sample_id, item.load()))
-            if item.frame_index is not None:
-                groups.setdefault(item.source, []).append(len(images) - 1)
-        except MediaError as error:
-            err.print(f"[yellow]skipped[/] {error}", highlight=False)
-    try:
-        refs = [load_image(p) for p in references]
-    except MediaError as error:
-        fail(f"reference: {error}")
-    if not images:
-        fail("no readable images in the inputs")
-    domain = "object" if subject == "object" else "scene"
-    if visual["gate"] or visual["hint"] or visual["retrieve"] or (visual["draw"] and refs):
-        verdicts = _gated_direct(engine, images, refs, book, domain, visual)
-    else:
-        verdicts = run_direct(engine, [DirectItem(sid, [image], refs) for sid, image in images], book, domain=domain)
-    if visual["draw"]:
-        _draw_verdicts(visual["draw"], images, verdicts)
-    return smooth_frame_verdicts(verdicts, list(groups.values()), window)
+def _say(message: str) -> None:
+    err.print(message, highlight=False)
 
 
-def _gated_direct(engine, images, refs, book, domain, visual):
-    from axr.reasoning.local_models import resolve_model
-    from axr.reasoning.visual_gate import PatchFeatures, gated_direct, parse_gate
-
-    if not refs:
-        fail("--gate, --hint, --retrieve and --draw need normal reference images (--reference)")
-    try:
-        features = PatchFeatures(resolve_model(visual["gate_model"]))
-        spec = parse_gate(visual["gate"]) if visual["gate"] else None
-    except ValueError as error:
-        fail(str(error))
-    verdicts, sent = gated_direct(
-        engine, images, refs, book, domain, features, spec, visual["hint"], visual["retrieve"]
-    )
-    err.print(f"visual gate: {sent} of {len(images)} images sent to the VLM", highlight=False)
-    return verdicts
-
-
-def _draw_verdicts(folder: Path, images, verdicts) -> None:
-    """Each image with its verdict's box, and next to it the gate's heat map when there is one."""
-    import numpy as np
-
-    from axr.reasoning.chat import boxed_image
-    from axr.reasoning.visual_gate import GateResult
-
-    folder.mkdir(parents=True, exist_ok=True)
-    for (sample_id, image), verdict in zip(images, verdicts, strict=True):
-        name = sample_id.replace("/", "_")
-        boxed_image(image, verdict).save(folder / f"{name}.png")
-        if "gate_map" in verdict.meta:
-            result = GateResult(verdict.meta["gate_score"], np.array(verdict.meta["gate_map"]))
-            result.heatmap(image).save(folder / f"{name}.map.png")
-    err.print(f"drew {len(verdicts)} images in {folder}", highlight=False)
-
-
-def _detect_observations(inputs, references, book, recheck, band, backend, model, base_url, novelty, window, subject):
-    from axr.reasoning.deduction import POLICIES, detect_observations
-
-    if recheck not in POLICIES:
+def _detect_observations(inputs, references, book, settings, backend, model, base_url, subject, out):
+    if settings.policy not in POLICIES:
         fail(f"--recheck must be one of {', '.join(POLICIES)}")
-    needs_model = recheck != "none" or any(p.suffix not in (".txt", ".jsonl") for p in [*inputs, *references])
+    needs_model = settings.policy != "none" or any(p.suffix not in (".txt", ".jsonl") for p in [*inputs, *references])
     text_only = backend == "openai" and all(p.suffix in (".txt", ".jsonl") for p in [*inputs, *references])
     engine = make_backend(backend, model, base_url, text_only=text_only) if needs_model else None
     rows = observations_from(inputs, engine, subject)
-    normal = [r.text for r in observations_from(references, engine, subject)]
+    normal = observations_from(references, engine, subject)
     if not rows:
         fail("no observations in the inputs")
     embedder = None
-    if novelty and normal:
+    if settings.novelty and normal:
         from axr.reasoning.embedding import Embedder
 
         embedder = Embedder()
-    return detect_observations(
-        rows, normal, book, embedder, engine, recheck, band, window, progress=lambda m: err.print(m, highlight=False)
-    )
+    with progress_bar() as bar:
+        job = bar.add_task("re-check", total=None, visible=False)
+        return detect_rows(
+            rows, normal, book, settings, embedder, lambda: engine, out.parent,
+            tick=lambda done, total: bar.update(job, completed=done, total=total, visible=True),
+        )  # fmt: skip
 
 
 def _explain(verdicts, book) -> None:
@@ -597,16 +479,3 @@ def ui(
     engines.get(backend, model, base_url or "")  # load the model before the page opens
     err.print(f"AXR UI on http://{host}:{port}", highlight=False)
     serve(engines, books, host, port, subject)
-
-
-def main() -> None:
-    """The console script: bad input anywhere below ends as one line on stderr and exit code 2."""
-    try:
-        app()
-    except (SchemaError, MediaError, BackendError, ValueError, FileNotFoundError) as error:
-        err.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
-        sys.exit(2)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

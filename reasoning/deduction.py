@@ -154,6 +154,11 @@ class DirectItem:
     hint: str | None = None  # e.g. the visual gate's "the most unusual region is the top left"
 
 
+def direct_question(n_query: int) -> str:
+    """The user turn of direct mode, after the images (shared with the training data, which must match it)."""
+    return "Judge the last image." if n_query == 1 else f"Judge the last {n_query} frames."
+
+
 def direct(
     backend: Backend,
     items: list[DirectItem],
@@ -177,8 +182,7 @@ def direct(
             hint=item.hint,
             schema=VerdictAnswer,
         )
-        ask = "Judge the last image." if len(item.images) == 1 else f"Judge the last {len(item.images)} frames."
-        requests.append([system(prompt), user(ask, [*item.references, *item.images])])
+        requests.append([system(prompt), user(direct_question(len(item.images)), [*item.references, *item.images])])
     completions = backend.generate(requests, sampling, VerdictAnswer)
     known = rulebook.rule_ids() if rulebook else set()
     verdicts = []
@@ -195,60 +199,6 @@ def direct(
         if completion.error:
             meta["request_error"] = completion.error
         verdicts.append(to_verdict(item.sample_id, completion, known, meta))
-    return verdicts
-
-
-def detect_observations(
-    rows,
-    normal: list[str],
-    book: RuleBook,
-    embedder,
-    backend,
-    policy: str = "none",
-    band: float = 0.1,
-    window: int = 61,
-    progress=lambda message: None,
-) -> list[Verdict]:
-    """Observation rows (with their video groups) -> Verdicts: trigger stage, re-check, smoothing per video.
-
-    The threshold is the 95th percentile of the normal references' trigger scores, or, without references,
-    half the scale (a keyword hit alone is enough).
-    """
-    from axr.reasoning.smoothing import centred_mean
-    from axr.reasoning.triggers import TriggerStage
-
-    stage = TriggerStage(book, normal, embedder)
-    scale = stage.keyword_weight + 1
-    results = stage.score([r.text for r in rows])
-    raw = np.array([r.score for r in results])
-    threshold = float(np.quantile([r.score for r in stage.score(normal)], 0.95)) if normal else 0.5 * scale
-    groups: dict[str | None, list[int]] = {}
-    for i, row in enumerate(rows):
-        groups.setdefault(row.group, []).append(i)
-
-    def smoothed(values: np.ndarray) -> np.ndarray:
-        out = values.copy()
-        for group, indices in groups.items():
-            if group is not None and len(indices) > 1:
-                out[indices] = centred_mean(values[indices], window)
-        return out
-
-    final = smoothed(raw)
-    chosen = select_for_recheck(policy, final / scale, threshold / scale, band)
-    rechecked = {}
-    if len(chosen):
-        progress(f"re-checking {len(chosen)} of {len(rows)} observations with {backend.model}")
-        found = recheck(backend, book, [(rows[i].sample_id, rows[i].text) for i in chosen])
-        final = merge_recheck(final / scale, chosen, found, threshold / scale, band) * scale
-        rechecked = {int(i): verdict for i, verdict in zip(chosen, found, strict=True)}
-    verdicts = []
-    for i, (row, result) in enumerate(zip(rows, results, strict=True)):
-        verdict = trigger_verdict(row.sample_id, result, float(final[i]), threshold, scale, book)
-        if i in rechecked:
-            verdict.meta.update(
-                stage="trigger+recheck", recheck=rechecked[i].model_dump(mode="json", exclude_none=True)
-            )
-        verdicts.append(verdict)
     return verdicts
 
 

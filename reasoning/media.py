@@ -275,3 +275,28 @@ def region_name(x: float, y: float, centre: str = "centre") -> str:
     vertical = "top" if y < 1 / 3 else "bottom" if y > 2 / 3 else "middle"
     horizontal = "left" if x < 1 / 3 else "right" if x > 2 / 3 else centre
     return centre if (vertical, horizontal) == ("middle", centre) else f"{vertical} {horizontal}"
+
+
+def pixel_box(pixels: np.ndarray) -> list[float]:
+    """The normalised [x0, y0, x1, y1] box around the set pixels of a non-empty boolean mask."""
+    rows, cols = np.flatnonzero(pixels.any(axis=1)), np.flatnonzero(pixels.any(axis=0))
+    height, width = pixels.shape
+    return [cols[0] / width, rows[0] / height, (cols[-1] + 1) / width, (rows[-1] + 1) / height]
+
+
+def boxed_image(image, verdict, color: str = "#ff2020"):
+    """A copy of `image` with the verdict's (model or dict) box drawn on it; unchanged when it has no box."""
+    from PIL import ImageDraw
+
+    from axr.reasoning.schema import location_box
+
+    image = image.convert("RGB").copy()
+    box = location_box(verdict)
+    if box:
+        width, height = image.size
+        ImageDraw.Draw(image).rectangle(
+            [box[0] * width, box[1] * height, box[2] * width, box[3] * height],
+            outline=color,
+            width=max(2, width // 150),
+        )
+    return image

@@ -1,4 +1,4 @@
-"""The records that flow through AXR: Sample -> Observation -> RuleBook -> Verdict -> Judgement.
+"""The records that flow through AXR: Sample -> caption -> RuleBook -> Verdict -> Judgement.
 
 Field names follow anomalib (`image_path`, `gt_label`, `pred_label`, `pred_score`, `explanation`) so that
 results line up with anomalib baselines. One pydantic model per chain step drives every backend: its JSON
@@ -8,7 +8,6 @@ schema is what vLLM's structured outputs enforce and what the prompt shows a tra
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -69,18 +68,6 @@ class Sample(BaseModel):
         if not (self.image_path or self.video_path or self.caption or self.series):
             raise ValueError("a sample needs image_path, video_path, caption or series")
         return self
-
-
-class Observation(BaseModel):
-    """What perception produced for one sample or frame; cached by content hash."""
-
-    sample_id: str
-    frame_index: int | None = None
-    caption: str
-    model: str
-    prompt_version: str
-    media_sha256: str
-    features: list[float] | None = None
 
 
 class Rule(BaseModel):
@@ -329,11 +316,6 @@ def _first_line(err: Exception) -> str:
     return re.sub(r"\s+", " ", str(err)).strip()[:200]
 
 
-def dumps(record: BaseModel) -> str:
-    """One JSONL line."""
-    return json.dumps(record.model_dump(mode="json", exclude_none=True), ensure_ascii=False)
-
-
 class InducedRule(BaseModel):
     """A rule as an induction step proposes it; ids, support and provenance are assigned in code."""
 
@@ -375,3 +357,11 @@ class ChoiceAnswer(BaseModel):
 
     reason: str = Field("", max_length=300, description="what in the image decides the answer")
     answer: Literal["A", "B", "C", "D", "E"]
+
+
+def location_box(verdict) -> list[float] | None:
+    """A verdict's (model or dict) location as [x0, y0, x1, y1] when it is a box (a region name is not a box)."""
+    location = (verdict if isinstance(verdict, dict) else verdict.model_dump()).get("location")
+    if isinstance(location, dict) and {"x0", "y0", "x1", "y1"} <= set(location):
+        return [float(location[k]) for k in ("x0", "y0", "x1", "y1")]
+    return None

@@ -35,11 +35,6 @@ def majority(flags, window: int = 11) -> np.ndarray:
     return (centred_mean(np.asarray(flags, dtype=float), window) > 0.5).astype(int)
 
 
-def video_threshold(scores) -> float:
-    """AnomalyRuler's per-video threshold: the mean of the video's (smoothed) scores."""
-    return float(np.mean(scores)) if len(scores) else 0.0
-
-
 def smooth(scores, method: str = "mean", window: int = 61, alpha: float = 0.33) -> np.ndarray:
     """One entry point for the CLI and task files: none | mean | ema."""
     if method == "none":

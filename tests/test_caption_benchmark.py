@@ -120,7 +120,7 @@ def test_every_shipped_caption_task_loads(name):
 
 
 def test_journal_skips_a_torn_line_and_never_duplicates(tmp_path):
-    from axr.eval.journal import Journal
+    from axr.reasoning.journal import Journal
 
     path = tmp_path / "j.jsonl"
     journal = Journal(path)
@@ -169,8 +169,40 @@ def test_interrupted_recheck_resumes_without_redoing(caption_set, tmp_path, vllm
 
 
 def test_scene_of_reads_the_camera_from_the_video_name():
-    from axr.eval.caption_benchmark import scene_of
+    from axr.reasoning.caption_detector import scene_of
 
     assert scene_of("test_01_0014", r"^test_(\d+)_") == "01"
     assert scene_of("test_01", r"^test_(\d+)_") == "all"
     assert scene_of("test_01_0014", None) == "all"
+
+
+def test_detect_and_eval_run_agree_on_the_same_captions(tmp_path):
+    """One caption detector: `axr detect` on the held-out videos with the reference videos as --reference gets
+    the scores and labels `axr eval run` gets, threshold calibrated on the references by both."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(yaml.safe_dump(BOOK))
+    data_dir = write_caption_set(tmp_path / "captions", synthetic_videos(6, 240))
+    run_axr(
+        "eval",
+        "run",
+        "captions",
+        "--data-dir",
+        str(data_dir),
+        "--rules",
+        str(rules),
+        "--output",
+        str(tmp_path / "run"),
+    )
+    captions = data_dir / "test_frame_description"
+    references = [a for name in ("test_00", "test_03") for a in ("--reference", str(captions / f"{name}.txt"))]
+    held_out = [str(captions / f"test_{v:02d}.txt") for v in (1, 2, 4, 5)]
+    out = tmp_path / "verdicts.jsonl"
+    run_axr("detect", *held_out, "--rules", str(rules), *references, "--out", str(out))
+    benchmark = {
+        r["sample_id"]: r for r in map(json.loads, (tmp_path / "run" / "predictions.jsonl").read_text().splitlines())
+    }
+    verdicts = {v["sample_id"]: v for v in map(json.loads, out.read_text().splitlines())}
+    assert verdicts.keys() == benchmark.keys() and len(verdicts) == 4 * 240
+    assert all(verdicts[k]["meta"]["smoothed_score"] == benchmark[k]["pred_score"] for k in verdicts)
+    assert all((verdicts[k]["verdict"] == "anomalous") == bool(benchmark[k]["pred_label"]) for k in verdicts)
+    assert 0 < sum(r["pred_label"] for r in benchmark.values()) < len(benchmark)  # both labels occur

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from axr.eval.journal import Journal
 from axr.eval.judge import aggregate, judge_records
+from axr.reasoning.journal import Journal
 from axr.reasoning.schema import CRITERIA
 from tests.conftest import run_axr
 

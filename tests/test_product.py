@@ -198,7 +198,7 @@ def test_the_wheel_carries_everything_under_one_import_name(wheel):
     ):
         assert needed in names, needed
     entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
-    assert "axr = axr.reasoning.cli:main" in entry_points
+    assert "axr = axr.cli:main" in entry_points
 
 
 @pytest.mark.slow

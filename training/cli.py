@@ -41,7 +41,7 @@ def data(
     """Build an SFT or GRPO dataset from an eval task's samples, with a data card."""
     from axr.eval.datasets import LayoutError
     from axr.eval.tasks import load_task
-    from axr.reasoning.cli import fail, make_backend
+    from axr.reasoning.console import fail, make_backend
     from axr.reasoning.schema import SchemaError
     from axr.training.data import build_rows, save_dataset
 
@@ -94,7 +94,7 @@ def synth(
     train_share: float = typer.Option(0.5, help="share of the images (by name) marked split=train"),
 ):
     """Synthetic anomalies (masks, boxes, what/why/how) on normal images, in the generic JSONL layout."""
-    from axr.reasoning.cli import fail
+    from axr.reasoning.console import fail
     from axr.reasoning.media import MediaError
     from axr.training.synth import KINDS, synthesize_set
 
@@ -110,7 +110,7 @@ def synth(
 
 
 def _train(kind: str, config: str, resume: bool, overrides: dict) -> None:
-    from axr.reasoning.cli import fail
+    from axr.reasoning.console import fail
     from axr.reasoning.schema import SchemaError
     from axr.training.recipe import load_recipe
     from axr.training.trainers import run_grpo, run_sft
@@ -185,6 +185,51 @@ def grpo(
 
 
 @app.command(
+    "bench",
+    epilog="Examples:\n\n  axr train bench                      (tiny model, CPU, about a minute)\n\n"
+    "  axr train bench --model path/to/qwen2.5-vl-3b --grpo-steps 20   (on a GPU machine)",
+)
+def bench(
+    model: str = typer.Option("tiny-qwen2.5-vl", help="the base model (an offline alias or a local folder)"),
+    sft_steps: int = typer.Option(200, help="SFT warm-up steps (teaches the Verdict format)"),
+    grpo_steps: int = typer.Option(30, help="GRPO steps"),
+    generations: int = typer.Option(8, help="completions per prompt"),
+    out: Path = typer.Option(None, help="also write the result as JSON"),
+):
+    """SFT then GRPO on the textile images: the reward curve, completions/s and peak memory."""
+    import tempfile
+
+    import numpy as np
+
+    from axr.training.bench import bench_grpo
+
+    with tempfile.TemporaryDirectory(prefix="axr-bench-grpo-") as workdir:
+        result = bench_grpo(Path(workdir), model, sft_steps, grpo_steps, generations)
+    curve = result["grpo"]["curve"]
+    table = Table("step", "reward", "format", "verdict", "completion tokens", title="GRPO reward curve")
+    for row in curve:
+        table.add_row(
+            str(row["step"]),
+            f"{row['reward']:.3f}",
+            f"{row['format']:.3f}",
+            f"{row['verdict']:.3f}",
+            f"{row['completion_length'] or 0:.0f}",
+        )
+    Console().print(table)
+    head, tail = curve[:5], curve[-10:]
+    sft = result["sft"]
+    Console().print(
+        f"{result['model']}: SFT {sft['steps']} steps, loss {sft['first_loss']:.3f} -> {sft['last_loss']:.3f} "
+        f"({sft['seconds']} s); GRPO {result['grpo']['steps']} steps x {generations} completions, "
+        f"{result['grpo']['completions_per_s']:.1f} completions/s; verdict reward, mean of the first 5 steps "
+        f"{np.mean([r['verdict'] for r in head]):.3f} -> last 10 {np.mean([r['verdict'] for r in tail]):.3f}; "
+        f"peak memory {result['peak_memory_gb']} GB"
+    )
+    if out:
+        out.write_text(json.dumps(result, indent=2))
+
+
+@app.command(
     "configs",
     epilog="Examples:\n\n  axr train configs\n\n"
     "  accelerate launch --config_file $(axr train configs --path zero3) -m axr.training.grpo "
@@ -192,7 +237,7 @@ def grpo(
 )
 def configs(path: str = typer.Option(None, help="print only the file of this recipe or accelerate config")):
     """The recipes and accelerate configs shipped with AXR, by name, with the files they live in."""
-    from axr.reasoning.cli import fail
+    from axr.reasoning.console import fail
     from axr.training.recipe import ACCELERATE_DIR, RECIPES_DIR
 
     shipped = {"recipe": sorted(RECIPES_DIR.glob("*.yaml")), "accelerate": sorted(ACCELERATE_DIR.glob("*.yaml"))}
@@ -216,7 +261,7 @@ def export(
     base_model: str = typer.Option(None, help="the base model of a LoRA adapter (default: as recorded)"),
 ):
     """Merge a LoRA adapter into its base: a plain model folder for the `hf` backend and `vllm serve`."""
-    from axr.reasoning.cli import fail
+    from axr.reasoning.console import fail
     from axr.training.trainers import export_merged
 
     if not trained.is_dir():

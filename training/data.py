@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from axr.eval.runner import MediaLoader, load_rulebook, load_task_samples, select_samples
+from axr.reasoning.deduction import direct_question
 from axr.reasoning.media import MediaError
 from axr.reasoning.prompting import render, template_version
 from axr.reasoning.schema import RuleBook, Sample, VerdictAnswer
@@ -39,7 +40,7 @@ def prompt_messages(n_references: int, n_query: int, domain: str, book: RuleBook
         hint=None,
         schema=VerdictAnswer,
     )
-    ask = "Judge the last image." if n_query == 1 else f"Judge the last {n_query} frames."
+    ask = direct_question(n_query)
     images = [{"type": "image", "text": None} for _ in range(n_references + n_query)]
     return [
         {"role": "system", "content": [{"type": "text", "text": text}]},

@@ -19,8 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from axr.eval.datasets.folders import pixel_box
-from axr.reasoning.media import list_images, load_image, region_name
+from axr.reasoning.media import list_images, load_image, pixel_box, region_name
 
 KINDS = ("cut_paste", "scratch", "stain", "noise_blob")
 WHY = {

@@ -7,28 +7,11 @@ induction, references and training; `test` is held out for evaluation.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
+from axr.eval.datasets.layout import LayoutError
 from axr.reasoning.schema import Sample
-
-
-class LayoutError(ValueError):
-    """The folder is not in the expected layout; the message says what is missing or inconsistent."""
-
-
-def require(path: Path, what: str) -> Path:
-    if not path.exists():
-        raise LayoutError(f"{path}: missing {what}")
-    return path
-
-
-def read_json(path: Path):
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise LayoutError(f"{path}: not valid JSON ({error})") from None
 
 
 def _adapters() -> dict[str, Callable[..., list[Sample]]]:

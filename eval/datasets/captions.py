@@ -1,6 +1,6 @@
 """AnomalyRuler-style caption sets: per-frame captions and labels of test videos.
 
-Layout (../shared/data/anomalyruler/<set>/, data card `data_cards/anomalyruler_captions.md`):
+Layout (`data:anomalyruler/<set>`, data card `data_cards/anomalyruler_captions.md`):
     test_frame_description/<video>.txt   one caption per line, one line per frame, in frame order
     test_frame/<video>.csv               image_path,label per frame (0 normal, 1 anomalous), same order
 """
@@ -8,24 +8,10 @@ Layout (../shared/data/anomalyruler/<set>/, data card `data_cards/anomalyruler_c
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
 from pathlib import Path
 
-from axr.eval.datasets import LayoutError
-from axr.reasoning.schema import Sample
-
-
-@dataclass
-class CaptionVideo:
-    video: str
-    captions: list[str]
-    labels: list[int]
-
-    def samples(self) -> list[Sample]:
-        return [
-            Sample(sample_id=f"{self.video}/{i:06d}", caption=c, gt_label=y, meta={"video": self.video, "frame": i})
-            for i, (c, y) in enumerate(zip(self.captions, self.labels, strict=True))
-        ]
+from axr.eval.datasets.layout import LayoutError
+from axr.reasoning.caption_detector import CaptionVideo
 
 
 def load_caption_set(data_dir: str | Path) -> list[CaptionVideo]:

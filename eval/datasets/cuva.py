@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from axr.eval.datasets import LayoutError, read_json, require
+from axr.eval.datasets.layout import LayoutError, read_json, require
 from axr.reasoning.schema import GroundTruthRationale, Sample
 
 FIELDS = {

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from axr.eval.datasets import LayoutError, require
-from axr.reasoning.media import list_images
+from axr.eval.datasets.layout import LayoutError, require
+from axr.reasoning.media import list_images, pixel_box
 from axr.reasoning.schema import Sample
 
 
@@ -38,13 +38,6 @@ def mask_box(paths: list[Path]) -> list[float] | None:
     if union is None or not union.any():
         return None
     return pixel_box(union)
-
-
-def pixel_box(pixels: np.ndarray) -> list[float]:
-    """The normalised [x0, y0, x1, y1] box around the set pixels of a non-empty boolean mask."""
-    rows, cols = np.flatnonzero(pixels.any(axis=1)), np.flatnonzero(pixels.any(axis=0))
-    height, width = pixels.shape
-    return [cols[0] / width, rows[0] / height, (cols[-1] + 1) / width, (rows[-1] + 1) / height]
 
 
 def _normal(category: Path, split: str, dataset: str) -> list[Sample]:

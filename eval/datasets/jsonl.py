@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from axr.eval.datasets import LayoutError, require
+from axr.eval.datasets.layout import LayoutError, require
 from axr.reasoning.schema import Sample, describe_validation_error
 
 PATH_FIELDS = ("image_path", "video_path", "gt_mask")

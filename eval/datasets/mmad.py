@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from axr.eval.datasets import LayoutError, read_json, require
+from axr.eval.datasets.layout import LayoutError, read_json, require
 from axr.reasoning.schema import Sample
 
 LETTERS = "ABCDE"

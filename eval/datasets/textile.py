@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from axr.eval.datasets import LayoutError, require
+from axr.eval.datasets.layout import LayoutError, require
 from axr.reasoning.media import list_images
 from axr.reasoning.schema import Sample
 

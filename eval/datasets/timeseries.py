@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from axr.eval.datasets import LayoutError
+from axr.eval.datasets.layout import LayoutError
 from axr.reasoning.schema import Sample
 
 

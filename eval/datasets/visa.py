@@ -9,8 +9,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from axr.eval.datasets import LayoutError, require
 from axr.eval.datasets.folders import mask_box
+from axr.eval.datasets.layout import LayoutError, require
 from axr.reasoning.schema import Sample
 
 COLUMNS = {"object", "split", "label", "image", "mask"}

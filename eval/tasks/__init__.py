@@ -15,6 +15,9 @@ class TaskError(SchemaError):
     """A task file is missing, malformed, or includes itself."""
 
 
+PIPELINES = ("direct", "mcq", "mcq_from_verdict")  # how the sample runner predicts (caption tasks have their own)
+
+
 def task_path(name_or_path: str) -> Path:
     return named_yaml(name_or_path, TASKS_DIR, "task", TaskError)
 
@@ -87,7 +90,6 @@ def validate_task(config: dict[str, Any]) -> tuple[list[str], list[str]]:
     """(errors, warnings) for a loaded task, checked without a model. A dataset folder that is absent is only
     a warning: most datasets are not shipped and a user points --data-dir at them."""
     from axr.eval.datasets import adapter_names
-    from axr.eval.runner import PIPELINES
     from axr.reasoning.backends import BACKENDS
     from axr.reasoning.deduction import POLICIES
 

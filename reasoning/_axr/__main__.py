@@ -1,5 +1,5 @@
 """`python -m axr ...` runs the `axr` command."""
 
-from axr.reasoning.cli import main
+from axr.cli import main
 
 main()

@@ -1,0 +1,276 @@
+"""One caption detector for `axr detect` and `axr eval run` on captions: the same input gets the same answer.
+
+Fit on the normal references (per scene when the videos' names say which camera they come from), then for
+each video: trigger scores (rule keywords + MiniLM novelty), smoothing along the video, the threshold at a
+quantile of the references' smoothed scores, an optional model re-check of the frames a policy chooses
+(journaled, so an interrupted re-check resumes), the re-check merged into the smoothed scores, and a Verdict
+per frame with the rules its keywords broke.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from axr.reasoning.deduction import merge_recheck, recheck, select_for_recheck, trigger_verdict
+from axr.reasoning.journal import Journal
+from axr.reasoning.prompting import template_version
+from axr.reasoning.schema import RuleBook, Verdict
+from axr.reasoning.smoothing import smooth
+from axr.reasoning.triggers import TriggerResult, TriggerStage
+
+CHUNK = 64  # frames per re-check call: each chunk is journaled as soon as it returns
+MIN_SCENE_REFERENCES = 50  # fewer normal frames than this cannot tell a scene's normal vocabulary
+
+
+@dataclass
+class CaptionVideo:
+    """The captions of one video in frame order; labels when known (0 normal, 1 anomalous), else all 0."""
+
+    video: str
+    captions: list[str]
+    labels: list[int] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)  # the frames' sample ids, when not `<video>/<frame:06d>`
+
+    def __post_init__(self):
+        self.labels = self.labels or [0] * len(self.captions)
+
+    def frame_id(self, i: int) -> str:
+        return self.ids[i] if self.ids else f"{self.video}/{i:06d}"
+
+    def normal_captions(self) -> list[str]:
+        return [c for c, y in zip(self.captions, self.labels, strict=True) if y == 0]
+
+
+@dataclass
+class DetectorSettings:
+    """The caption task's `trigger`, `smoothing`, `threshold` and `recheck` settings, and its scene pattern."""
+
+    max_normal_share: float = 0.05  # a keyword in this share of normal references is not a trigger
+    keyword_weight: float = 1.0
+    novelty: bool = True
+    synonyms: float | None = None
+    smoothing: str = "mean"  # none | mean | ema
+    window: int = 61
+    alpha: float = 0.33
+    reference_quantile: float = 0.95
+    threshold: float | None = None  # fixed, instead of the references' quantile
+    policy: str = "none"  # none | uncertain | positives | all
+    band: float = 0.1  # uncertain: |smoothed score - threshold| <= band, on the trigger's own scale
+    min_confidence: float = 0.5
+    scene_pattern: str | None = None  # a regex whose first group names a video's scene (camera)
+
+    @classmethod
+    def from_task(cls, pipeline: dict, split: dict) -> DetectorSettings:
+        trigger, smoothing = pipeline["trigger"], pipeline["smoothing"]
+        recheck_cfg = pipeline["recheck"]
+        return cls(
+            max_normal_share=trigger["max_normal_share"],
+            keyword_weight=trigger["keyword_weight"],
+            novelty=trigger.get("novelty", True),
+            synonyms=trigger.get("synonyms"),
+            smoothing=smoothing["method"],
+            window=smoothing["window"],
+            alpha=smoothing["alpha"],
+            reference_quantile=pipeline["threshold"]["reference_quantile"],
+            threshold=pipeline["threshold"].get("value"),
+            policy=recheck_cfg["policy"],
+            band=recheck_cfg["band"],
+            min_confidence=recheck_cfg.get("min_confidence", 0.5),
+            scene_pattern=split.get("scene_pattern"),
+        )
+
+
+def scene_of(video: str, pattern: str | None) -> str:
+    """The scene (camera) a video belongs to, by the pattern's first group; one scene without a pattern."""
+    match = re.search(pattern, video) if pattern else None
+    return match.group(1) if match else "all"
+
+
+@dataclass
+class Detection:
+    """What the detector found in a set of videos: per-frame trigger results, smoothed (and merged) scores,
+    the threshold, and the model's re-check verdicts by (video, frame)."""
+
+    threshold: float
+    results: dict[str, list[TriggerResult]]
+    scores: dict[str, np.ndarray]
+    rechecks: dict[tuple[str, int], Verdict] = field(default_factory=dict)
+    cost: dict = field(default_factory=dict)
+
+    def label(self, video: str, i: int) -> int:
+        return int(self.scores[video][i] > self.threshold)
+
+
+class CaptionDetector:
+    def __init__(self, rulebook: RuleBook, settings: DetectorSettings | None = None, embedder=None):
+        self.rulebook, self.settings = rulebook, settings or DetectorSettings()
+        self.embedder = embedder if self.settings.novelty else None
+        self.stages: dict[str, TriggerStage] = {}
+        self.threshold: float | None = None
+        self.synonyms: dict[str, str] = {}  # word of the observations -> the keyword it joined (all scenes)
+
+    @property
+    def scale(self) -> float:
+        """The largest trigger score: a keyword hit plus full novelty."""
+        return self.settings.keyword_weight + 1
+
+    def fit(self, references: list[CaptionVideo], observations: list[CaptionVideo] = ()) -> CaptionDetector:
+        """Trigger stages from the references' normal frames (one per scene with enough of its own), and the
+        threshold from their smoothed scores. `observations` only name the scenes to prepare (and, with
+        `synonyms`, lend their words)."""
+        s = self.settings
+        by_scene: dict[str, list[str]] = {}
+        for video in references:
+            by_scene.setdefault(scene_of(video.video, s.scene_pattern), []).extend(video.normal_captions())
+        everything = [c for captions in by_scene.values() for c in captions]
+        self.stages = {"all": self._stage(everything)}
+        for scene in {scene_of(v.video, s.scene_pattern) for v in [*references, *observations]} - {"all"}:
+            own = by_scene.get(scene, [])
+            self.stages[scene] = self._stage(own) if len(own) >= MIN_SCENE_REFERENCES else self.stages["all"]
+        if s.synonyms and self.embedder is not None:
+            words = [c for v in observations for c in v.captions]
+            for stage in {id(x): x for x in self.stages.values()}.values():  # scenes without references share "all"
+                stage.embedder = self.embedder
+                self.synonyms.update(stage.add_synonyms(words, s.synonyms))
+        self.threshold = s.threshold if s.threshold is not None else self._reference_threshold(references)
+        return self
+
+    def _stage(self, normal: list[str]) -> TriggerStage:
+        s = self.settings
+        return TriggerStage(self.rulebook, normal, self.embedder, s.max_normal_share, s.keyword_weight)
+
+    def _reference_threshold(self, references: list[CaptionVideo]) -> float:
+        normal = []
+        for video in references:
+            scores = self._smoothed(self._results(video))
+            normal.extend(x for x, y in zip(scores, video.labels, strict=True) if y == 0)
+        # without references a keyword hit alone is enough
+        return float(np.quantile(normal, self.settings.reference_quantile)) if normal else 0.5 * self.scale
+
+    def _results(self, video: CaptionVideo) -> list[TriggerResult]:
+        return self.stages[scene_of(video.video, self.settings.scene_pattern)].score(video.captions)
+
+    def _smoothed(self, results: list[TriggerResult]) -> np.ndarray:
+        s = self.settings
+        return smooth(np.array([r.score for r in results]), s.smoothing, s.window, s.alpha)
+
+    def score(self, videos: list[CaptionVideo]) -> Detection:
+        """Trigger results and smoothed scores of every frame (no model)."""
+        if self.threshold is None:
+            raise ValueError("fit the detector on normal references first")
+        results = {v.video: self._results(v) for v in videos}
+        scores = {v.video: self._smoothed(results[v.video]) for v in videos}
+        return Detection(self.threshold, results, scores)
+
+    def chosen_for_recheck(self, videos: list[CaptionVideo], detection: Detection) -> list[tuple[CaptionVideo, int]]:
+        s = self.settings
+        return [
+            (v, int(i))
+            for v in videos
+            for i in select_for_recheck(s.policy, detection.scores[v.video], detection.threshold, s.band)
+        ]
+
+    def recheck(
+        self, videos, detection: Detection, backend_factory, journal_folder, model_name: str, tick=None
+    ) -> Detection:
+        """Re-check the chosen frames with the model (journaled in `journal_folder`, resumed from it) and merge
+        its labels into the detection's scores, pooled over all videos (the threshold is pooled too)."""
+        cost = {"model_calls": 0, "tokens_in": 0, "tokens_out": 0, "frames_rechecked": 0, "unparsed": 0, "resumed": 0}
+        detection.cost = cost
+        chosen = self.chosen_for_recheck(videos, detection)
+        if not chosen:
+            return detection
+        journal = Journal(journal_folder / f"recheck-{self._fingerprint(model_name)}.jsonl")
+        todo = [(v, i) for v, i in chosen if v.frame_id(i) not in journal]
+        cost["resumed"] = len(chosen) - len(todo)
+        if tick:
+            tick(cost["resumed"], len(chosen))
+        backend = backend_factory() if todo else None
+        for start in range(0, len(todo), CHUNK):
+            chunk = todo[start : start + CHUNK]
+            found = recheck(backend, self.rulebook, [(v.frame_id(i), v.captions[i]) for v, i in chunk])
+            journal.append([r.model_dump(mode="json", exclude_none=True) for r in found])
+            for verdict in found:
+                cost["tokens_in"] += verdict.meta.get("tokens_in", 0)
+                cost["tokens_out"] += verdict.meta.get("tokens_out", 0)
+                cost["model_calls"] += 1 + bool(verdict.meta.get("repaired"))
+            if tick:
+                tick(cost["resumed"] + start + len(chunk), len(chosen))
+        detection.rechecks = {(v.video, i): Verdict.model_validate(journal.records[v.frame_id(i)]) for v, i in chosen}
+        self._merge(detection)
+        cost["unparsed"] = sum(v.verdict == "unparsed" for v in detection.rechecks.values())
+        cost["frames_rechecked"] = len(chosen)
+        return detection
+
+    def _fingerprint(self, model_name: str) -> str:
+        """The journal's name: another rule book, model or prompt version starts a new journal."""
+        parts = [
+            self.rulebook.model_dump(mode="json", exclude={"provenance"}),
+            model_name,
+            template_version("deduce_system"),
+            template_version("deduce_user"),
+        ]
+        return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:12]
+
+    def _merge(self, detection: Detection) -> None:
+        keys = list(detection.rechecks)
+        pooled = np.array([detection.scores[video][i] for video, i in keys])
+        s = self.settings
+        merged = merge_recheck(
+            pooled,
+            np.arange(len(keys)),
+            list(detection.rechecks.values()),
+            detection.threshold,
+            s.band,
+            s.min_confidence,
+        )
+        for (video, i), value in zip(keys, merged, strict=True):
+            detection.scores[video][i] = value
+
+    def verdicts(self, videos: list[CaptionVideo], detection: Detection) -> list[Verdict]:
+        """A Verdict per frame: label and score from the (merged) smoothed score, the rules whose keywords
+        matched, and the model's re-check where there was one."""
+        out = []
+        for video in videos:
+            for i, result in enumerate(detection.results[video.video]):
+                smoothed = float(detection.scores[video.video][i])
+                verdict = trigger_verdict(
+                    video.frame_id(i), result, smoothed, detection.threshold, self.scale, self.rulebook
+                )
+                verdict.meta["smoothed_score"] = round(smoothed, 4)
+                if (video.video, i) in detection.rechecks:
+                    recheck_verdict = detection.rechecks[(video.video, i)]
+                    verdict.meta.update(
+                        stage="trigger+recheck", recheck=recheck_verdict.model_dump(mode="json", exclude_none=True)
+                    )
+                out.append(verdict)
+        return out
+
+
+def videos_of(rows) -> list[CaptionVideo]:
+    """Observation rows as videos: rows of one group (a video's frames, in order) form one video; a row
+    without a group (a still image) is a video of one frame."""
+    videos: dict[str, CaptionVideo] = {}
+    for row in rows:
+        key = row.group if row.group is not None else f"\0{row.sample_id}"
+        video = videos.setdefault(key, CaptionVideo(row.group or row.sample_id, [], ids=[]))
+        video.captions.append(row.text)
+        video.ids.append(row.sample_id)
+    for video in videos.values():
+        video.labels = [0] * len(video.captions)
+    return list(videos.values())
+
+
+def detect_rows(rows, reference_rows, rulebook, settings, embedder, backend_factory, journal_folder, tick=None):
+    """`axr detect` on observations: Verdicts for `rows`, the detector fitted on `reference_rows` (normal)."""
+    videos, references = videos_of(rows), videos_of(reference_rows)
+    detector = CaptionDetector(rulebook, settings, embedder).fit(references, videos)
+    detection = detector.score(videos)
+    model = getattr(backend_factory(), "model", "none") if settings.policy != "none" else "none"
+    detector.recheck(videos, detection, backend_factory, journal_folder, model, tick=tick)
+    return detector.verdicts(videos, detection)
