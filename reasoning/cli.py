@@ -147,7 +147,7 @@ def induce(
 ):
     """Induce a rule book (normal and anomaly rules, keywords, support) from a few normal references."""
     from axr.reasoning.embedding import Embedder
-    from axr.reasoning.induction import InductionConfig
+    from axr.reasoning.induction import InductionConfig, InductionError
     from axr.reasoning.induction import induce as run_induction
 
     for path in references:
@@ -174,6 +174,10 @@ def induce(
             name,
             progress=lambda m: err.print(m, highlight=False),
         )
+    except InductionError as error:
+        partial = out.with_name(out.stem + ".partial.yaml")
+        error.partial.save(partial)
+        fail(f"{error}; what was induced is in {partial}")
     except (ValueError, BackendError) as error:
         fail(str(error))
     book.save(out)
@@ -286,16 +290,23 @@ def models(prepare: bool = typer.Option(False, help="build the offline models in
     import importlib.util
 
     from axr.reasoning import local_models
+    from axr.reasoning.vllm_server import vllm_python
 
     table = Table("backend", "available", "what")
     needs = {"hf": "transformers", "vllm": "vllm", "openai": "httpx"}
     for name, (_, _, what) in BACKENDS.items():
-        table.add_row(name, "yes" if importlib.util.find_spec(needs[name]) else "no", escape(what))
+        available = "yes" if importlib.util.find_spec(needs[name]) else "no"
+        if name == "vllm" and available == "no":
+            try:  # not in this Python, but `axr serve` can run the CPU build's own venv
+                available = f"for axr serve: {vllm_python()}"
+            except FileNotFoundError:
+                pass
+        table.add_row(name, available, escape(what))
     Console().print(table)
     table = Table("alias", "where", "state")
     for alias, build in local_models.ALIASES.items():
         try:
-            where, state = (str(build()), "ready") if prepare else ("(built on first use)", "available")
+            where, state = (str(build()), "ready") if prepare else local_models.alias_state(alias)
         except FileNotFoundError as error:
             where, state = str(error), "missing"
         table.add_row(alias, where, state)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from axr.reasoning.backends.base import Backend, Sampling, user
+from axr.reasoning.backends.base import Backend, BackendError, Sampling, user
 from axr.reasoning.prompting import render, template_version
 from axr.reasoning.schema import (
     InducedRules,
@@ -146,11 +146,23 @@ def induce(
         ),
     )
     if not book.rules("anomaly"):
-        raise ValueError("induction produced no anomaly rules (the model's answers were empty or unparsable)")
+        raise InductionError(
+            f"induction produced no anomaly rules ({len(book.rules('normal'))} normal rules; the model's anomaly "
+            "answers were empty or unparsable)",
+            book,
+        )
     progress("proposing and checking trigger keywords")
     book = derive_keywords(book, backend, sampling, [text for _, text in references], config)
     book.provenance.cost = dict(getattr(backend, "usage", {}))  # calls and tokens the induction took
     return book
+
+
+class InductionError(ValueError):
+    """Induction found no anomaly rules; `partial` holds what it did induce (the normal rules), for a person."""
+
+    def __init__(self, message: str, partial: RuleBook):
+        super().__init__(message)
+        self.partial = partial
 
 
 def derive_keywords(book: RuleBook, backend: Backend, sampling: Sampling, normal_texts: list[str], config) -> RuleBook:
@@ -163,7 +175,7 @@ def derive_keywords(book: RuleBook, backend: Backend, sampling: Sampling, normal
         schema=KeywordProposal,
         rules=[{"id": r.id, "text": r.text, "examples": r.examples} for r in anomaly],
     )
-    [completion] = backend.generate([[user(prompt)]], sampling, KeywordProposal)
+    [completion] = _answered(backend.generate([[user(prompt)]], sampling, KeywordProposal))
     proposed = {r.id: r.keywords for r in completion.parsed.rules} if completion.parsed else {}
     share = Counter(w for text in normal_texts for w in set(lemmas(text)))
     n = max(len(normal_texts), 1)
@@ -176,8 +188,18 @@ def derive_keywords(book: RuleBook, backend: Backend, sampling: Sampling, normal
 
 
 def _ask(backend: Backend, sampling: Sampling, prompts: list[str]) -> list[InducedRules]:
-    completions = backend.generate([[user(p)] for p in prompts], sampling, InducedRules)
+    completions = _answered(backend.generate([[user(p)] for p in prompts], sampling, InducedRules))
     return [c.parsed if c.parsed is not None else InducedRules(sections=[]) for c in completions]
+
+
+def _answered(completions: list) -> list:
+    """The completions, unless a request got no answer at all (server down, timeout): that is not an empty
+    answer, so induction stops with the request's own error instead of inducing from nothing."""
+    failed = [c.error for c in completions if c.error]
+    if failed:
+        more = f" (and {len(failed) - 1} more requests)" if len(failed) > 1 else ""
+        raise BackendError(f"induction stopped: {failed[0]}{more}")
+    return completions
 
 
 def _texts_by_section(answer: InducedRules, sections: list[str]) -> dict[str, list[str]]:

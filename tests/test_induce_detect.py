@@ -181,6 +181,10 @@ def test_detect_direct_with_tiny_vlm_and_references(tmp_path, tiny_vlm):
         (("detect", "{video}", "--rules", "{video}"), "no anomaly rules found"),
         (("detect", "{video}", "--rules", "{rules}", "--recheck", "maybe"), "--recheck must be one of"),
         (("induce", "{empty}", "--backend", "openai"), "empty caption file"),
+        (  # nothing listens on the discard port: the request's own error, not "empty or unparsable answers"
+            ("induce", "{video}", "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1"),
+            "induction stopped: http://127.0.0.1:9/v1/chat/completions: cannot connect",
+        ),
     ],
 )
 def test_bad_input_is_one_clear_line(args, message, tmp_path):
