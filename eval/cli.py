@@ -75,6 +75,12 @@ def run(
     )
     if published := metrics.get("published"):
         err.print(_compared(metrics, published), highlight=False)
+    if failed := metrics["cost"].get("request_errors"):
+        err.print(
+            f"{failed} requests got no answer from the server (recorded nowhere as a verdict; those frames "
+            "keep their trigger score): run the same command again to retry them",
+            highlight=False,
+        )
     err.print(f"wrote {output}/metrics.json and predictions", highlight=False)
 
 

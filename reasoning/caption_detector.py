@@ -181,6 +181,7 @@ class CaptionDetector:
         """Re-check the chosen frames with the model (journaled in `journal_folder`, resumed from it) and merge
         its labels into the detection's scores, pooled over all videos (the threshold is pooled too)."""
         cost = {"model_calls": 0, "tokens_in": 0, "tokens_out": 0, "frames_rechecked": 0, "unparsed": 0, "resumed": 0}
+        cost["request_errors"] = 0
         detection.cost = cost
         chosen = self.chosen_for_recheck(videos, detection)
         if not chosen:
@@ -194,14 +195,20 @@ class CaptionDetector:
         for start in range(0, len(todo), CHUNK):
             chunk = todo[start : start + CHUNK]
             found = recheck(backend, self.rulebook, [(v.frame_id(i), v.captions[i]) for v, i in chunk])
-            journal.append([r.model_dump(mode="json", exclude_none=True) for r in found])
+            # a request that got no answer is not journaled: it is no verdict, and the next run asks again
+            answered = [r for r in found if "request_error" not in r.meta]
+            journal.append([r.model_dump(mode="json", exclude_none=True) for r in answered])
             for verdict in found:
                 cost["tokens_in"] += verdict.meta.get("tokens_in", 0)
                 cost["tokens_out"] += verdict.meta.get("tokens_out", 0)
                 cost["model_calls"] += 1 + bool(verdict.meta.get("repaired"))
             if tick:
                 tick(cost["resumed"] + start + len(chunk), len(chosen))
-        detection.rechecks = {(v.video, i): Verdict.model_validate(journal.records[v.frame_id(i)]) for v, i in chosen}
+        answered = [(v, i) for v, i in chosen if v.frame_id(i) in journal]
+        detection.rechecks = {
+            (v.video, i): Verdict.model_validate(journal.records[v.frame_id(i)]) for v, i in answered
+        }
+        cost["request_errors"] = len(chosen) - len(answered)  # frames keep their trigger score; rerun to retry
         self._merge(detection)
         cost["unparsed"] = sum(v.verdict == "unparsed" for v in detection.rechecks.values())
         cost["frames_rechecked"] = len(chosen)

@@ -54,6 +54,8 @@ def recheck(
             "latency_s": round(completion.latency_s, 4),
             "repaired": completion.repaired,
         }
+        if completion.error:  # no answer at all (server down, timeout): not the model's verdict
+            meta["request_error"] = completion.error
         verdicts.append(to_verdict(sample_id, completion, known, meta))
     return verdicts
 

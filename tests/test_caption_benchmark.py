@@ -206,3 +206,36 @@ def test_detect_and_eval_run_agree_on_the_same_captions(tmp_path):
     assert all(verdicts[k]["meta"]["smoothed_score"] == benchmark[k]["pred_score"] for k in verdicts)
     assert all((verdicts[k]["verdict"] == "anomalous") == bool(benchmark[k]["pred_label"]) for k in verdicts)
     assert 0 < sum(r["pred_label"] for r in benchmark.values()) < len(benchmark)  # both labels occur
+
+
+@pytest.mark.server
+def test_a_recheck_the_server_never_answered_is_retried_not_recorded(caption_set, tmp_path, vllm_server):
+    """Nothing listens at first: no verdict is journaled, the frames keep their trigger scores, and the same
+    command against a live server re-checks every one of them."""
+    data_dir, rules = caption_set
+    args = [
+        "eval",
+        "run",
+        "captions",
+        "--data-dir",
+        str(data_dir),
+        "--rules",
+        str(rules),
+        "--recheck",
+        "all",
+        "--model",
+        "smollm2",
+        "--output",
+        str(tmp_path / "run"),
+    ]
+    down = run_axr(*args, "--base-url", "http://127.0.0.1:9/v1")
+    first = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert first["cost"]["request_errors"] == 48 and first["cost"]["unparsed"] == 0
+    assert "48 requests got no answer" in down.stderr and "run the same command again" in down.stderr
+    assert all(
+        not line.strip() for j in (tmp_path / "run").glob("recheck-*.jsonl") for line in j.read_text().splitlines()
+    )
+    run_axr(*args, "--base-url", vllm_server.base_url)
+    second = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert second["cost"]["request_errors"] == 0 and second["cost"]["resumed"] == 0
+    assert second["cost"]["frames_rechecked"] == 48 and second["cost"]["model_calls"] >= 48
