@@ -257,10 +257,24 @@ def _card(record: dict[str, Any], judgements: list[dict[str, Any]]) -> str:
         for j in judgements
     )
     return (
-        f"<div class='card' data-sample='{_e(record['sample_id'])}'>{_thumbnail(record)}<div class='body'>"
+        f"<div class='card {_correctness(record)}' data-sample='{_e(record['sample_id'])}'>{_thumbnail(record)}"
+        "<div class='body'>"
         f"<div class='id'>{_e(record['sample_id'])}</div><div class='gt'>{gt}</div>{_verdict_html(record)}"
         f"{judged}</div></div>"
     )
+
+
+def _correctness(record: dict[str, Any]) -> str:
+    """`right`, `wrong` or `unknown`: the card's colour says whether the verdict matches the truth, not which
+    label it gave (a wrong "normal" must not look reassuring)."""
+    if "answer" in record:
+        return "right" if record["answer"] == record.get("gt_answer") else "wrong"
+    if record.get("status") == "error" or record.get("gt_label") is None:
+        return "unknown"
+    predicted = _label_of(record)
+    if predicted is None:
+        return "unknown"
+    return "right" if predicted == record["gt_label"] else "wrong"
 
 
 def _interesting_first(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -315,6 +329,10 @@ table { border-collapse: collapse; margin: 8px 0; } td, th { border: 1px solid #
 .cards { display: flex; flex-wrap: wrap; gap: 12px; }
 .card { display: flex; gap: 8px; border: 1px solid #ccc; border-radius: 6px; padding: 8px; width: 520px; }
 .card img { width: 160px; height: auto; } .card .id { font-weight: bold; font-size: 13px; }
-.verdict.anomalous { color: #b00; } .verdict.normal { color: #060; } .verdict.error, .raw { color: #a50; }
+.card { overflow-wrap: anywhere; } .card .body { min-width: 0; }
+.card.right { border-left: 6px solid #2a2; } .card.right .verdict { color: #060; }
+.card.wrong { border-left: 6px solid #c00; background: #fff4f4; } .card.wrong .verdict { color: #b00; }
+.card.wrong .verdict::before { content: "wrong: "; font-weight: bold; }
+.verdict.error, .raw { color: #a50; }
 .pair { display: flex; gap: 12px; margin-bottom: 12px; } .timeline { margin: 8px 0; }
 """

@@ -315,3 +315,44 @@ def test_a_server_that_is_down_is_recorded_per_sample_and_the_run_finishes(tmp_p
     records = _lines(tmp_path / "run" / "predictions.jsonl")
     assert metrics["errors"] == 3 and all(r["status"] == "error" and "127.0.0.1" in r["error"] for r in records)
     assert metrics["cost"]["tokens_out"] == 0
+
+
+@pytest.mark.browser
+def test_report_cards_say_wrong_not_green_and_long_types_wrap(tmp_path, chromium):
+    """A wrong "normal" verdict is marked wrong (red), not green like a right one; a 200-character anomaly
+    type wraps inside its card instead of running into the next."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.conftest import CHROMIUM_FLAGS
+
+    run = tmp_path / "run"
+    run.mkdir()
+    rows = [
+        ("missed", 1, {"verdict": "normal", "score": 0.1}),
+        ("right", 0, {"verdict": "normal", "score": 0.1}),
+        ("long", 1, {"verdict": "anomalous", "score": 0.9, "anomaly_type": "x" * 200}),
+    ]
+    with (run / "predictions.jsonl").open("w") as sink:
+        for sample_id, truth, verdict in rows:
+            sink.write(
+                json.dumps({"sample_id": sample_id, "status": "ok", "gt_label": truth, "verdict": verdict}) + "\n"
+            )
+    run_axr("eval", "report", str(run))
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS[1:])
+        page = browser.new_page(viewport={"width": 1300, "height": 1000})
+        page.goto((run / "report.html").as_uri())
+
+        def colour(sample_id: str) -> str:
+            return page.eval_on_selector(
+                f".card[data-sample='{sample_id}'] .verdict", "e => getComputedStyle(e).color"
+            )
+
+        assert colour("missed") == "rgb(187, 0, 0)" and colour("right") == "rgb(0, 102, 0)"
+        assert "wrong:" in page.eval_on_selector(
+            ".card[data-sample='missed'] .verdict", "e => getComputedStyle(e, '::before').content"
+        )
+        long_card = ".card[data-sample='long']"
+        assert page.eval_on_selector(long_card, "e => e.scrollWidth <= e.clientWidth")
+        page.screenshot(path=str(tmp_path / "cards.png"), full_page=True)
+        browser.close()
