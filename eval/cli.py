@@ -26,6 +26,7 @@ RUN_EPILOG = (
 bench_app = typer.Typer(help="Throughput and cost benchmarks, settings side by side.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 err = Console(stderr=True)
+wide = Console(width=max(Console().width, 160))  # tables of many columns: never cut to "set…" at 80 columns
 
 
 @app.command("run", epilog=RUN_EPILOG)
@@ -221,7 +222,7 @@ def judge(
             str(row["samples"]),
             str(row["unparsed"]),
         )
-    Console().print(table)
+    wide.print(table)
     err.print(f"wrote {run_dir}/judge.json ({result['judgeable']} samples with reference explanations)")
 
 
@@ -327,7 +328,7 @@ def bench_backends(
             f"{row.requests_per_s:.2f}",
             f"{row.tokens_per_s:.1f}",
         )
-    Console().print(table)
+    wide.print(table)
     for first, second in zip(rows[::2], rows[1::2], strict=True):
         Console().print(
             f"{first.backend}: {second.setting} is {second.requests_per_s / first.requests_per_s:.1f}x "
@@ -398,7 +399,7 @@ def bench_task_command(
     table = Table(*columns, title=f"{config['task']}: {limit} samples per setting, model loading not timed")
     for row in rows:
         table.add_row(*(f"{row[c]:.2f}" if isinstance(row[c], float) else str(row[c]) for c in columns))
-    Console().print(table)
+    wide.print(table)
     for row in rows[1:]:
         Console().print(
             f"{row['setting']}: {row['samples_per_s'] / rows[0]['samples_per_s']:.1f}x the samples/s "
@@ -438,7 +439,7 @@ def bench_gate_command(
             f"{item['share_sent_to_vlm']:.3f}",
             f"{item['calls_saved']:.3f}",
         )
-    Console().print(table)
+    wide.print(table)
     note = " (random weights: the features carry no learned meaning)" if "tiny" in model else ""
     Console().print(
         f"{model}{note}: bank from {row['references']} normal images in {row['fit_seconds']} s; "

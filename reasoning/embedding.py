@@ -40,7 +40,10 @@ class Embedder:
                     self._memory[text] = np.frombuffer(row[0], dtype=np.float32)
             missing = [t for t in missing if t not in self._memory]
         if missing:
-            vectors = self.model.encode(missing, batch_size=batch_size, normalize_embeddings=True)
+            # thousands of captions take minutes on a CPU: say so (sentence-transformers' own bar, on stderr)
+            vectors = self.model.encode(
+                missing, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=len(missing) > 2000
+            )
             for text, vector in zip(missing, vectors, strict=True):
                 self._memory[text] = vector.astype(np.float32)
             if self._db is not None:

@@ -73,8 +73,10 @@ def test_bench_task_compares_settings_on_the_same_samples(tmp_path, tiny_vlm):
         "8",
         "--out",
         str(out),
+        env={"COLUMNS": "80"},  # a plain terminal: the table must not cut its headers to "set…"
     )
     rows = json.loads(out.read_text())
+    assert "setting" in result.stdout and "tokens_out_per_s" in result.stdout and "…" not in result.stdout
     assert [r["setting"] for r in rows] == ["batch=1", "batch=4", "batch=4,max_tokens=8"]
     assert all(r["samples"] == 8 and r["samples_per_s"] > 0 for r in rows)
     assert rows[0]["tokens_in"] == rows[1]["tokens_in"]  # the same samples and prompts in each setting
