@@ -101,7 +101,7 @@ def test_recheck_with_smollm2_through_the_server_and_its_report(caption_set, tmp
     run_axr("eval", "report", str(tmp_path / "run"))
     dom = open_in_chromium(chromium, tmp_path / "run" / "report.html", tmp_path)
     assert 'id="timelines"' in dom and dom.count('class="timeline"') == 4  # the four held-out videos
-    assert 'id="roc"' in dom and dom.count('class="card"') == 48
+    assert 'id="roc"' in dom and dom.count('class="card ') == 48
 
 
 def test_ped2_trigger_stage_with_the_papers_rule_book(tmp_path):

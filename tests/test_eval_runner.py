@@ -82,7 +82,7 @@ def test_textile_run_and_report_open_in_chromium(tmp_path, tiny_vlm, chromium):
     assert 'id="summary"' in dom and "auroc" in dom
     assert 'id="roc"' in dom and 'id="pr"' in dom and "polyline" in dom
     assert 'class="confusion"' in dom
-    assert dom.count('class="card"') == 24 and dom.count("data:image/jpeg;base64") == 24
+    assert dom.count('class="card ') == 24 and dom.count("data:image/jpeg;base64") == 24
     assert (ARTIFACTS / "eval-report.png").stat().st_size > 10_000
     other = _task_file(tmp_path, pipeline={"references": {"count": 0}})  # the same samples without a reference
     run_axr("eval", "run", str(other), "--limit", "24", "--output", str(tmp_path / "other"))
