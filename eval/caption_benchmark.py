@@ -56,16 +56,10 @@ def run_caption_task(task: dict[str, Any], output: Path, backend_factory=None, p
         progress(f"synonyms added from the observations: {detector.synonyms}")
     detection = detector.score(held_out)
     recheck_cfg = pipeline["recheck"]
-    chosen = detector.chosen_for_recheck(held_out, detection)
-    total = sum(len(v.captions) for v in held_out)
-    if settings.policy != "none":
-        progress(f"re-checking {len(chosen)} of {total} frames ({len(chosen) / total:.1%}) with the model")
     output.mkdir(parents=True, exist_ok=True)
     detector.recheck(
-        held_out, detection, lambda: backend_factory(recheck_cfg), output, recheck_cfg["model"], tick=tick
+        held_out, detection, lambda: backend_factory(recheck_cfg), output, recheck_cfg["model"], tick, progress
     )
-    if chosen:
-        detection.cost["share_rechecked"] = len(chosen) / total
     metrics = frame_metrics({v.video: v.labels for v in held_out}, detection.scores, detection.threshold)
     stage = detector.stages["all"]
     metrics.update(

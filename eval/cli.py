@@ -10,6 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from axr.reasoning.console import err, fail, make_backend, progress_bar
+
 app = typer.Typer(help="Evaluate and benchmark reasoners.", no_args_is_help=True)
 RUN_EPILOG = (
     "Examples:\n\n"
@@ -25,7 +27,6 @@ RUN_EPILOG = (
 
 bench_app = typer.Typer(help="Throughput and cost benchmarks, settings side by side.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
-err = Console(stderr=True)
 wide = Console(width=max(Console().width, 160))  # tables of many columns: never cut to "set…" at 80 columns
 
 
@@ -49,7 +50,6 @@ def run(
     from axr.eval.datasets import LayoutError
     from axr.eval.tasks import TaskError, load_task
     from axr.reasoning.backends import BackendError
-    from axr.reasoning.console import fail
     from axr.reasoning.schema import SchemaError
 
     try:
@@ -97,7 +97,6 @@ def _compared(metrics: dict, published: dict) -> str:
 
 def _run_captions(config, output: Path, overrides: dict, recheck: str | None) -> dict:
     from axr.eval.caption_benchmark import run_caption_task
-    from axr.reasoning.console import make_backend
 
     config["pipeline"]["recheck"].update(overrides)
     if recheck:
@@ -108,8 +107,6 @@ def _run_captions(config, output: Path, overrides: dict, recheck: str | None) ->
         return make_backend(
             cfg["backend"], cfg["model"], cfg.get("base_url"), concurrency=cfg.get("concurrency"), text_only=text_only
         )
-
-    from axr.reasoning.console import progress_bar
 
     with progress_bar() as bar:
         job = bar.add_task("re-check", total=None, visible=False)
@@ -125,7 +122,6 @@ def _run_captions(config, output: Path, overrides: dict, recheck: str | None) ->
 
 def _run_samples(config, output: Path, overrides: dict, limit, shard: str, retry_errors: bool) -> dict:
     from axr.eval.runner import RunOptions, parse_shard, run_task
-    from axr.reasoning.console import make_backend, progress_bar
 
     pipeline = config["pipeline"]
     pipeline.update(overrides)
@@ -188,7 +184,6 @@ def judge(
 ):
     """Grade the run's what/why/how explanations against the references with MMEval-style judges."""
     from axr.eval.judge import judge_run
-    from axr.reasoning.console import fail, make_backend, progress_bar
 
     if not (run_dir / "predictions.jsonl").is_file():
         fail(f"{run_dir}: no predictions.jsonl (run `axr eval run` first)")
@@ -230,7 +225,6 @@ DIMENSION_COLUMNS = ("what", "why", "how")
 
 
 def _judge_spec(text: str) -> dict:
-    from axr.reasoning.console import fail
 
     head, _, base_url = text.partition("@")
     backend, _, model = head.partition(":")
@@ -259,7 +253,6 @@ def report(
 ):
     """One HTML file: summary, ROC/PR curves, confusion matrix, timelines, per-sample cards."""
     from axr.eval.report import write_report
-    from axr.reasoning.console import fail
 
     out = out or run_dir / "report.html"
     try:
@@ -292,7 +285,6 @@ def bench_backends(
     """hf batched vs one by one, and openai concurrency 1 vs N, on the same prompts in one run."""
     from axr.eval.bench import bench_hf, bench_openai
     from axr.reasoning.backends import Sampling
-    from axr.reasoning.console import make_backend
     from axr.reasoning.local_models import resolve_model
     from axr.reasoning.vllm_server import CPU_SERVER_ARGS, CPU_SERVER_ENV, VLLMServer
 
@@ -358,7 +350,6 @@ def bench_task_command(
     from axr.eval.bench import bench_task, parse_setting
     from axr.eval.datasets import LayoutError
     from axr.eval.tasks import load_task
-    from axr.reasoning.console import fail, make_backend
     from axr.reasoning.schema import SchemaError
 
     try:

@@ -167,7 +167,7 @@ class CaptionDetector:
         scores = {v.video: self._smoothed(results[v.video]) for v in videos}
         return Detection(self.threshold, results, scores)
 
-    def chosen_for_recheck(self, videos: list[CaptionVideo], detection: Detection) -> list[tuple[CaptionVideo, int]]:
+    def _chosen_for_recheck(self, videos: list[CaptionVideo], detection: Detection) -> list[tuple[CaptionVideo, int]]:
         s = self.settings
         return [
             (v, int(i))
@@ -176,14 +176,28 @@ class CaptionDetector:
         ]
 
     def recheck(
-        self, videos, detection: Detection, backend_factory, journal_folder, model_name: str, tick=None
+        self, videos, detection: Detection, backend_factory, journal_folder, model_name: str, tick=None, say=None
     ) -> Detection:
-        """Re-check the chosen frames with the model (journaled in `journal_folder`, resumed from it) and merge
-        its labels into the detection's scores, pooled over all videos (the threshold is pooled too)."""
-        cost = {"model_calls": 0, "tokens_in": 0, "tokens_out": 0, "frames_rechecked": 0, "unparsed": 0, "resumed": 0}
-        cost["request_errors"] = 0
-        detection.cost = cost
-        chosen = self.chosen_for_recheck(videos, detection)
+        """Re-check the frames the policy chooses with the model (journaled in `journal_folder`, resumed from
+        it; the backend is made only when something is left to ask) and merge its labels into the detection's
+        scores, pooled over all videos (the threshold is pooled too)."""
+        counters = (
+            "model_calls",
+            "tokens_in",
+            "tokens_out",
+            "frames_rechecked",
+            "unparsed",
+            "resumed",
+            "request_errors",
+        )
+        cost = detection.cost = dict.fromkeys(counters, 0)
+        if self.settings.policy == "none":
+            return detection
+        chosen = self._chosen_for_recheck(videos, detection)
+        total = sum(len(v.captions) for v in videos)
+        cost["share_rechecked"] = len(chosen) / total
+        if say:
+            say(f"re-checking {len(chosen)} of {total} frames ({len(chosen) / total:.1%}) with the model")
         if not chosen:
             return detection
         journal = Journal(journal_folder / f"recheck-{self._fingerprint(model_name)}.jsonl")
@@ -262,22 +276,23 @@ class CaptionDetector:
 def videos_of(rows) -> list[CaptionVideo]:
     """Observation rows as videos: rows of one group (a video's frames, in order) form one video; a row
     without a group (a still image) is a video of one frame."""
-    videos: dict[str, CaptionVideo] = {}
+    groups: dict[str, list] = {}
     for row in rows:
-        key = row.group if row.group is not None else f"\0{row.sample_id}"
-        video = videos.setdefault(key, CaptionVideo(row.group or row.sample_id, [], ids=[]))
-        video.captions.append(row.text)
-        video.ids.append(row.sample_id)
-    for video in videos.values():
-        video.labels = [0] * len(video.captions)
-    return list(videos.values())
+        groups.setdefault(row.group if row.group is not None else f"\0{row.sample_id}", []).append(row)
+    return [
+        CaptionVideo(
+            frames[0].group or frames[0].sample_id, [r.text for r in frames], ids=[r.sample_id for r in frames]
+        )
+        for frames in groups.values()
+    ]
 
 
-def detect_rows(rows, reference_rows, rulebook, settings, embedder, backend_factory, journal_folder, tick=None):
-    """`axr detect` on observations: Verdicts for `rows`, the detector fitted on `reference_rows` (normal)."""
+def detect_rows(rows, reference_rows, rulebook, settings, embedder, backend, journal_folder, tick=None, say=None):
+    """`axr detect` on observations: Verdicts for `rows`, the detector fitted on `reference_rows` (normal);
+    `backend` (None without a re-check) re-checks what the policy chooses."""
     videos, references = videos_of(rows), videos_of(reference_rows)
     detector = CaptionDetector(rulebook, settings, embedder).fit(references, videos)
     detection = detector.score(videos)
-    model = getattr(backend_factory(), "model", "none") if settings.policy != "none" else "none"
-    detector.recheck(videos, detection, backend_factory, journal_folder, model, tick=tick)
+    model = backend.model if backend is not None else "none"
+    detector.recheck(videos, detection, lambda: backend, journal_folder, model, tick=tick, say=say)
     return detector.verdicts(videos, detection)

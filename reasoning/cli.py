@@ -264,9 +264,16 @@ def _detect_observations(inputs, references, book, settings, backend, model, bas
     with progress_bar() as bar:
         job = bar.add_task("re-check", total=None, visible=False)
         return detect_rows(
-            rows, normal, book, settings, embedder, lambda: engine, out.parent,
+            rows,
+            normal,
+            book,
+            settings,
+            embedder,
+            engine,
+            out.parent,
             tick=lambda done, total: bar.update(job, completed=done, total=total, visible=True),
-        )  # fmt: skip
+            say=_say,
+        )
 
 
 def _explain(verdicts, book) -> None:

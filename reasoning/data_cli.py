@@ -10,9 +10,9 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, Trans
 from rich.table import Table
 
 from axr.reasoning import resources
+from axr.reasoning.console import err
 
 app = typer.Typer(help="Data sets: embedded in AXR, or fetched once for users with the network.", no_args_is_help=True)
-err = Console(stderr=True)
 
 
 @app.command("list", epilog="Examples:\n\n  axr data list\n\n  AXR_DATA=/big/disk axr data list")

@@ -18,6 +18,18 @@ from axr.reasoning.media import MIN_PIXELS
 
 CACHE = Path(os.environ.get("AXR_CACHE", Path.home() / ".cache" / "axr"))
 
+ALIAS_FOLDERS = {
+    "smollm2": "SmolLM2-135M-Instruct",
+    "tiny-qwen2.5-vl": "tiny-qwen2.5-vl",
+    "qwen2.5-coder-1.5b": "Qwen2.5-Coder-1.5B-Instruct",
+}
+
+
+def alias_folder(name: str) -> Path:
+    """Where an offline alias's model folder lives in the cache (built or not)."""
+    return CACHE / "models" / ALIAS_FOLDERS[name]
+
+
 QWEN_SPECIAL_TOKENS = [
     "<|endoftext|>",
     "<|im_start|>",
@@ -156,7 +168,7 @@ def smollm2_gguf() -> Path:
 
 def export_smollm2(out_dir: str | Path | None = None) -> Path:
     """SmolLM2-135M-Instruct as a safetensors folder (dequantised once, then reused)."""
-    out = Path(out_dir) if out_dir else CACHE / "models" / "SmolLM2-135M-Instruct"
+    out = Path(out_dir) if out_dir else alias_folder("smollm2")
     if not _is_exported(out):
         _dequantise(smollm2_gguf(), out)
     return out
@@ -205,7 +217,7 @@ def qwen_coder_gguf() -> Path:
 
 def export_qwen_coder(out_dir: str | Path | None = None) -> Path:
     """Qwen2.5-Coder-1.5B-Instruct as a safetensors folder (assembled, verified, dequantised once)."""
-    out = Path(out_dir) if out_dir else CACHE / "models" / "Qwen2.5-Coder-1.5B-Instruct"
+    out = Path(out_dir) if out_dir else alias_folder("qwen2.5-coder-1.5b")
     if not _is_exported(out):
         gguf = qwen_coder_gguf()
         _dequantise(gguf, out)
@@ -245,7 +257,7 @@ def minilm_path() -> Path:
 
 def tiny_qwen25vl() -> Path:
     """The tiny VLM in the cache, built on first use (a few seconds)."""
-    out = CACHE / "models" / "tiny-qwen2.5-vl"
+    out = alias_folder("tiny-qwen2.5-vl")
     if not (out / "model.safetensors").is_file():
         tmp = build_tiny_qwen25vl(out.with_name(out.name + f".tmp{os.getpid()}"))
         if not out.exists():
@@ -261,17 +273,10 @@ ALIASES = {
 }
 
 
-ALIAS_FOLDERS = {
-    "smollm2": "SmolLM2-135M-Instruct",
-    "tiny-qwen2.5-vl": "tiny-qwen2.5-vl",
-    "qwen2.5-coder-1.5b": "Qwen2.5-Coder-1.5B-Instruct",
-}
-
-
 def alias_state(name: str) -> tuple[str, str]:
     """(where, state) of an alias without building it: `ready` (in the cache), `on first use` (its source is
     installed), or `missing` with the install line."""
-    folder = CACHE / "models" / ALIAS_FOLDERS[name]
+    folder = alias_folder(name)
     if _is_exported(folder):
         return str(folder), "ready"
     try:

@@ -10,6 +10,7 @@ folder is `$AXR_DATA`, else `$AXR_CACHE/data` (default `~/.cache/axr/data`).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -96,11 +97,16 @@ def embedded_root(dataset: DataSet) -> Path | None:
     if dataset.embedded is None:
         return None
     archive = package_dir("axr.reasoning.data") / dataset.embedded
-    digest = hashlib.sha256(archive.read_bytes()).hexdigest()[:12]
-    target = data_root() / ".embedded" / f"{dataset.name}-{digest}"
+    target = data_root() / ".embedded" / f"{dataset.name}-{_digest(archive)}"
     if not target.is_dir():
         _unpack(archive, target, dataset.name)
     return target
+
+
+@functools.cache
+def _digest(archive: Path) -> str:
+    """The shipped archive never changes while AXR runs: hash it once per process, not per data reference."""
+    return hashlib.sha256(archive.read_bytes()).hexdigest()[:12]
 
 
 def fetched_root(dataset: DataSet) -> Path | None:

