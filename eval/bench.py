@@ -90,37 +90,31 @@ def bench_openai(backend: Backend, n: int, concurrency: int, sampling: Sampling)
 
 
 def parse_setting(text: str) -> dict:
-    """'batch=8,backend=hf' -> {'batch': 8, 'backend': 'hf'} (values read as YAML scalars)."""
-    import yaml
+    """'batch=8,backend=hf' -> {'pipeline.batch': 8, 'pipeline.backend': 'hf'} (values read as YAML);
+    '' keeps the task's own settings."""
+    from axr.eval.tasks import parse_assignment
 
-    setting = {}
-    for part in filter(None, text.split(",")):
-        key, sep, value = part.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"--setting {text!r}: expected key=value[,key=value]")
-        setting[key.strip()] = yaml.safe_load(value)
-    return setting
+    pairs = [parse_assignment(part, "--setting") for part in filter(None, text.split(","))]
+    return {f"pipeline.{key}": value for key, value in pairs}
 
 
-def bench_task(task: dict, settings: list[dict], limit: int, workdir, make_engine) -> list[dict]:
-    """Run the same `limit` samples of a task under each pipeline setting (fresh run folders, model loading
-    not timed) and return one row per setting: throughput, cost and the headline metrics."""
+def bench_task(configs: list, names: list[str], limit: int, workdir, backend_for) -> list[dict]:
+    """Run the same `limit` samples of a task under each setting (one loaded TaskConfig each, fresh run
+    folders, model loading not timed) and return one row per setting: throughput, cost, headline metrics."""
     from pathlib import Path
 
     from axr.eval.runner import RunOptions, run_task
-    from axr.eval.tasks import deep_merge
 
     rows = []
-    for number, setting in enumerate(settings):
-        config = deep_merge(task, {"pipeline": setting})
-        with make_engine(config["pipeline"]) as engine:
+    for number, (config, name) in enumerate(zip(configs, names, strict=True)):
+        with backend_for(config.pipeline) as backend:
             started = time.perf_counter()
-            metrics = run_task(config, Path(workdir) / f"setting-{number}", engine, RunOptions(limit=limit))
+            metrics = run_task(config, Path(workdir) / f"setting-{number}", backend, RunOptions(limit=limit))
             seconds = time.perf_counter() - started
         cost = metrics["cost"]
         rows.append(
             {
-                "setting": ",".join(f"{k}={v}" for k, v in setting.items()) or "task defaults",
+                "setting": name,
                 "samples": metrics["samples"],
                 "seconds": round(seconds, 2),
                 "samples_per_s": metrics["samples"] / seconds,
@@ -141,16 +135,16 @@ def bench_gate(config: dict, model: str, references: int, limit: int | None, ban
     on the test images and the share of VLM calls it saves at 80/95/100% recall."""
     from axr.eval.datasets import load_samples
     from axr.eval.metrics import binary_metrics
-    from axr.eval.runner import dataset_root, select_samples
+    from axr.eval.samples import dataset_root, select_samples
     from axr.reasoning.local_models import resolve_model
     from axr.reasoning.media import load_image
     from axr.reasoning.visual_gate import MemoryBank, PatchFeatures, calls_saved_at_recall
 
-    dataset = config["dataset"]
-    root, options = dataset_root(dataset), dataset.get("options", {})
-    normal = [s for s in load_samples(dataset["adapter"], root, "train", **options) if s.gt_label == 0][:references]
+    dataset = config.dataset
+    root, options = dataset_root(dataset), dataset.options
+    normal = [s for s in load_samples(dataset.adapter, root, "train", **options) if s.gt_label == 0][:references]
     test = select_samples(
-        [s for s in load_samples(dataset["adapter"], root, "test", **options) if s.gt_label is not None], limit, (0, 1)
+        [s for s in load_samples(dataset.adapter, root, "test", **options) if s.gt_label is not None], limit, (0, 1)
     )
     started = time.perf_counter()
     bank = MemoryBank(PatchFeatures(resolve_model(model)), bank_size).fit([load_image(s.image_path) for s in normal])
@@ -160,7 +154,7 @@ def bench_gate(config: dict, model: str, references: int, limit: int | None, ban
     labels, scores = [s.gt_label for s in test], [r.score for r in results]
     metrics = binary_metrics(labels, scores, threshold=float(np.median(scores)))
     row = {
-        "task": config["task"],
+        "task": config.task,
         "model": model,
         "references": len(normal),
         "test_images": len(test),

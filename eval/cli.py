@@ -1,18 +1,20 @@
-"""`axr eval ...`: evaluation commands. Imports stay light here; work is imported inside commands."""
+"""`axr eval run | validate | judge | report`, and `axr eval bench` (eval/bench_cli.py): parse, delegate to
+the library, print. Work is imported inside commands, so `axr --help` stays fast."""
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from axr.reasoning.console import err, fail, make_backend, progress_bar
+from axr.eval.bench_cli import app as bench_app
+from axr.reasoning.console import backend_for, err, fail, make_backend, progress_bar, wide
 
 app = typer.Typer(help="Evaluate and benchmark reasoners.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
 RUN_EPILOG = (
     "Examples:\n\n"
     "  axr eval run textile --limit 40                 (tiny VLM through hf on the textile images)\n\n"
@@ -21,13 +23,18 @@ RUN_EPILOG = (
     "  axr eval run mvtec_ad --data-dir D --shard 0/4 --output runs/mv   (one of four machines; then run "
     "without --shard in the same folder to merge and finish)\n\n"
     "  axr eval run ped2                               (caption task: trigger stage, the paper's rule book)\n\n"
-    "  axr eval run shtech --recheck uncertain --base-url http://127.0.0.1:8000/v1"
+    "  axr eval run shtech --recheck uncertain --base-url http://127.0.0.1:8000/v1\n\n"
+    "  axr eval run shtech --set split.scene_pattern=null --set pipeline.smoothing.window=31   (any task field)"
 )
 
 
-bench_app = typer.Typer(help="Throughput and cost benchmarks, settings side by side.", no_args_is_help=True)
-app.add_typer(bench_app, name="bench")
-wide = Console(width=max(Console().width, 160))  # tables of many columns: never cut to "set…" at 80 columns
+def task_overrides(assignments: list[str] | None, **flags) -> dict:
+    """The flags that name a task field (None when not given) and every --set, as {dotted.key: value}."""
+    from axr.eval.tasks import parse_assignment
+
+    overrides = {key: value for key, value in flags.items() if value is not None}
+    overrides.update(parse_assignment(text) for text in assignments or [])
+    return overrides
 
 
 @app.command("run", epilog=RUN_EPILOG)
@@ -41,6 +48,7 @@ def run(
     model: str = typer.Option(None, help="model path, hub id or alias (smollm2, tiny-qwen2.5-vl)"),
     base_url: str = typer.Option(None, help="server URL for the openai backend"),
     recheck: str = typer.Option(None, help="caption tasks: none | uncertain | positives | all"),
+    assignments: list[str] = typer.Option(None, "--set", help="any task field: dotted.key=value (YAML value)"),
     limit: int = typer.Option(None, help="run on this many samples (a fixed, mixed subset)"),
     shard: str = typer.Option("0/1", help="i/n: this machine's share of the samples"),
     retry_errors: bool = typer.Option(False, help="run again the samples recorded with an error"),
@@ -48,32 +56,36 @@ def run(
 ):
     """Run an evaluation task: predictions.jsonl (resumable) and metrics.json in the run folder."""
     from axr.eval.datasets import LayoutError
-    from axr.eval.tasks import TaskError, load_task
+    from axr.eval.runner import RunOptions, evaluate, parse_shard
+    from axr.eval.tasks import load_task
     from axr.reasoning.backends import BackendError
     from axr.reasoning.schema import SchemaError
 
     try:
-        config = load_task(task)
-    except TaskError as error:
+        overrides = task_overrides(
+            assignments, **{"dataset.data_dir": data_dir, "pipeline.rules": rules, "pipeline.recheck.policy": recheck}
+        )
+        config = load_task(task, overrides, endpoint={"backend": backend, "model": model, "base_url": base_url})
+        options = RunOptions(shard=parse_shard(shard), limit=limit, retry_errors=retry_errors)
+    except (SchemaError, ValueError) as error:
         fail(str(error))
-    if data_dir:
-        config["dataset"]["data_dir"] = data_dir
-    if rules:
-        config["pipeline"]["rules"] = rules
-    output = output or Path("runs") / config["task"]
-    overrides = {"backend": backend, "model": model, "base_url": base_url}
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    try:
-        if config["dataset"]["adapter"] == "anomalyruler_captions":
-            metrics = _run_captions(config, output, overrides, recheck)
-        else:
-            metrics = _run_samples(config, output, overrides, limit, shard, retry_errors)
-    except (LayoutError, SchemaError, BackendError, ValueError) as error:
-        fail(str(error))
-    wanted = config.get("metrics", [])
-    Console().print_json(
-        json.dumps({"task": config["task"], **{k: metrics.get(k) for k in wanted}, "cost": metrics["cost"]})
-    )
+    output = output or Path("runs") / config.task
+    with progress_bar() as bar:
+        captions = config.mode == "captions"  # its bar follows the re-check, shown once there is one
+        job = bar.add_task("re-check" if captions else config.task, total=None, visible=not captions)
+        try:
+            metrics = evaluate(
+                config,
+                output,
+                backend_for,
+                options,
+                on_progress=lambda done, total: bar.update(job, completed=done, total=total, visible=True),
+                on_message=lambda text: bar.console.print(text, highlight=False),
+            )
+        except (LayoutError, SchemaError, BackendError, ValueError) as error:
+            fail(str(error))
+    headline = {k: metrics.get(k) for k in config.metrics}
+    Console().print_json(json.dumps({"task": config.task, **headline, "cost": metrics["cost"]}))
     if published := metrics.get("published"):
         err.print(_compared(metrics, published), highlight=False)
     if failed := metrics["cost"].get("request_errors"):
@@ -95,63 +107,14 @@ def _compared(metrics: dict, published: dict) -> str:
     )
 
 
-def _run_captions(config, output: Path, overrides: dict, recheck: str | None) -> dict:
-    from axr.eval.caption_benchmark import run_caption_task
-
-    config["pipeline"]["recheck"].update(overrides)
-    if recheck:
-        config["pipeline"]["recheck"]["policy"] = recheck
-
-    def backend_factory(cfg):
-        text_only = cfg["backend"] == "openai"  # captions are text: no image parts are sent
-        return make_backend(
-            cfg["backend"], cfg["model"], cfg.get("base_url"), concurrency=cfg.get("concurrency"), text_only=text_only
-        )
-
-    with progress_bar() as bar:
-        job = bar.add_task("re-check", total=None, visible=False)
-
-        def tick(done: int, total: int) -> None:
-            bar.update(job, completed=done, total=total, visible=True)
-
-        def say(message: str) -> None:
-            bar.console.print(message, highlight=False)
-
-        return run_caption_task(config, output, backend_factory, progress=say, tick=tick)
-
-
-def _run_samples(config, output: Path, overrides: dict, limit, shard: str, retry_errors: bool) -> dict:
-    from axr.eval.runner import RunOptions, parse_shard, run_task
-
-    pipeline = config["pipeline"]
-    pipeline.update(overrides)
-    options = RunOptions(shard=parse_shard(shard), limit=limit, retry_errors=retry_errors)
-    engine = make_backend(
-        pipeline["backend"],
-        pipeline["model"],
-        pipeline.get("base_url"),
-        batch_size=pipeline.get("batch"),
-        concurrency=pipeline.get("concurrency"),
-    )
-    output.mkdir(parents=True, exist_ok=True)
-    with engine, progress_bar() as bar:
-        job = bar.add_task(config["task"], total=None)
-
-        def on_start(total: int, pending: int) -> None:
-            bar.update(job, total=total, completed=total - pending)
-            if pending < total:
-                err.print(f"resuming: {total - pending} of {total} samples already done", highlight=False)
-
-        return run_task(config, output, engine, options, on_start=on_start, on_chunk=lambda n: bar.advance(job, n))
-
-
 @app.command(
     "validate",
     epilog="Examples:\n\n  axr eval validate              (every shipped task)\n\n  axr eval validate my_task.yaml",
 )
 def validate(tasks: list[str] = typer.Argument(None, help="task names or YAML paths (default: every shipped task)")):
     """Load and check task files without a model: adapters, pipeline, metrics, rule books, judges."""
-    from axr.eval.tasks import all_tasks, load_task, validate_task
+    from axr.eval.pipelines import validate_task
+    from axr.eval.tasks import all_tasks, load_task
     from axr.reasoning.schema import SchemaError
 
     failed = 0
@@ -183,11 +146,14 @@ def judge(
     text_metrics: bool = typer.Option(True, help="also ROUGE-L, BLEU and MiniLM similarity to the references"),
 ):
     """Grade the run's what/why/how explanations against the references with MMEval-style judges."""
-    from axr.eval.judge import judge_run
+    from axr.eval.judge import judge_run, parse_judge, task_judges
 
     if not (run_dir / "predictions.jsonl").is_file():
         fail(f"{run_dir}: no predictions.jsonl (run `axr eval run` first)")
-    specs = [_judge_spec(text) for text in judges or []] or _task_judges(run_dir)
+    try:
+        specs = [parse_judge(text) for text in judges or []] or task_judges(run_dir)
+    except ValueError as error:
+        fail(str(error))
     if not specs:
         fail(f"{run_dir}: the task names no judge; pass --judge BACKEND:MODEL[@BASE_URL]")
     embedder = None
@@ -195,7 +161,7 @@ def judge(
         from axr.reasoning.embedding import Embedder
 
         embedder = Embedder()
-    engines = [
+    backends = [
         (
             f"{spec['backend']}:{Path(spec['model']).name}",
             make_backend(spec["backend"], spec["model"], spec.get("base_url"), text_only=True),
@@ -204,9 +170,9 @@ def judge(
     ]
     with progress_bar() as bar:
         job = bar.add_task("judging", total=None)
-        result = judge_run(run_dir, engines, embedder, on_chunk=lambda n: bar.advance(job, n))
-    for _, engine in engines:
-        engine.close()
+        result = judge_run(run_dir, backends, embedder, on_chunk=lambda n: bar.advance(job, n))
+    for _, backend in backends:
+        backend.close()
     (run_dir / "judge.json").write_text(json.dumps(result, indent=2))
     table = Table("judge", *DIMENSION_COLUMNS, "overall", "samples", "unparsed", title="judge scores (0-10)")
     for name, row in result["judges"].items():
@@ -222,23 +188,6 @@ def judge(
 
 
 DIMENSION_COLUMNS = ("what", "why", "how")
-
-
-def _judge_spec(text: str) -> dict:
-
-    head, _, base_url = text.partition("@")
-    backend, _, model = head.partition(":")
-    if not backend or not model:
-        fail(f"--judge {text!r}: expected BACKEND:MODEL[@BASE_URL], e.g. hf:smollm2")
-    return {"backend": backend, "model": model, "base_url": base_url or None}
-
-
-def _task_judges(run_dir: Path) -> list[dict]:
-    task_file = run_dir / "task.json"
-    if not task_file.is_file():
-        return []
-    judge_config = json.loads(task_file.read_text()).get("judge") or {}
-    return judge_config.get("judges", [])
 
 
 @app.command(
@@ -260,182 +209,3 @@ def report(
     except FileNotFoundError as error:
         fail(str(error))
     err.print(f"wrote {out}", highlight=False)
-
-
-@bench_app.command(
-    "backends",
-    epilog="Examples:\n\n"
-    "  axr eval bench backends --hf-model tiny-qwen2.5-vl --openai-model smollm2 "
-    "--base-url http://127.0.0.1:8000/v1\n\n"
-    "  axr eval bench backends --hf-model smollm2 --vllm-python ~/.cache/axr/vllm-cpu-venv/bin/python "
-    "--serve-model smollm2   (starts a vllm server for the run)",
-)
-def bench_backends(
-    hf_model: str = typer.Option("tiny-qwen2.5-vl", help="model for the hf rows ('' to skip)"),
-    openai_model: str = typer.Option("", help="served model name for the openai rows ('' to skip)"),
-    base_url: str = typer.Option("http://127.0.0.1:8000/v1", help="the server for the openai rows"),
-    vllm_python: str = typer.Option("", help="a Python with vLLM: start a server on 127.0.0.1 for the run"),
-    serve_model: str = typer.Option("smollm2", help="with --vllm-python: the model to serve"),
-    requests: int = typer.Option(16, help="requests per setting"),
-    batch: int = typer.Option(8, help="hf batch size compared with one by one"),
-    concurrency: int = typer.Option(8, help="openai requests in flight compared with 1"),
-    max_tokens: int = typer.Option(32, help="tokens per answer"),
-    out: Path = typer.Option(None, help="also write the rows as JSON"),
-):
-    """hf batched vs one by one, and openai concurrency 1 vs N, on the same prompts in one run."""
-    from axr.eval.bench import bench_hf, bench_openai
-    from axr.reasoning.backends import Sampling
-    from axr.reasoning.local_models import resolve_model
-    from axr.reasoning.vllm_server import CPU_SERVER_ARGS, CPU_SERVER_ENV, VLLMServer
-
-    sampling = Sampling(max_tokens=max_tokens)
-    rows = []
-    if hf_model:
-        err.print(f"hf: {hf_model}, {requests} requests, one by one vs batch {batch}")
-        rows += bench_hf(make_backend("hf", hf_model), requests, batch, sampling)
-    server = None
-    if vllm_python:
-        env = {k: os.environ.get(k, v) for k, v in CPU_SERVER_ENV.items()}
-        err.print(f"starting a vllm server for {serve_model} ...")
-        name = openai_model or serve_model
-        server = VLLMServer(vllm_python, resolve_model(serve_model), name, extra_args=CPU_SERVER_ARGS, env=env)
-        server.start()
-        base_url, openai_model = server.base_url, name
-    try:
-        if openai_model:
-            err.print(f"openai: {openai_model} at {base_url}, {requests} requests, concurrency 1 vs {concurrency}")
-            backend = make_backend("openai", openai_model, base_url, text_only=True)
-            rows += bench_openai(backend, requests, concurrency, sampling)
-    finally:
-        if server:
-            server.stop()
-    table = Table("backend", "model", "setting", "requests", "seconds", "req/s", "tokens out/s", title="backends")
-    for row in rows:
-        table.add_row(
-            row.backend,
-            Path(row.model).name,
-            row.setting,
-            str(row.requests),
-            f"{row.seconds:.2f}",
-            f"{row.requests_per_s:.2f}",
-            f"{row.tokens_per_s:.1f}",
-        )
-    wide.print(table)
-    for first, second in zip(rows[::2], rows[1::2], strict=True):
-        Console().print(
-            f"{first.backend}: {second.setting} is {second.requests_per_s / first.requests_per_s:.1f}x "
-            f"the requests/s of {first.setting}"
-        )
-    if out:
-        out.write_text(json.dumps([r.as_dict() for r in rows], indent=2))
-
-
-@bench_app.command(
-    "task",
-    epilog="Examples:\n\n"
-    "  axr eval bench task textile --setting batch=1 --setting batch=8 --limit 64\n\n"
-    "  axr eval bench task textile --setting backend=hf --setting "
-    "backend=openai,model=Qwen/Qwen2.5-VL-3B-Instruct,base_url=http://127.0.0.1:8000/v1",
-)
-def bench_task_command(
-    task: str = typer.Argument(..., help="a task name or YAML path"),
-    settings: list[str] = typer.Option(..., "--setting", help="pipeline overrides key=value[,key=value]; repeat"),
-    limit: int = typer.Option(32, help="samples per setting (the same fixed subset for each)"),
-    data_dir: Path = typer.Option(None, help="override dataset.data_dir"),
-    out: Path = typer.Option(None, help="also write the rows as JSON"),
-):
-    """Throughput and cost of one task under several settings, side by side, on the same samples."""
-    import tempfile
-
-    from axr.eval.bench import bench_task, parse_setting
-    from axr.eval.datasets import LayoutError
-    from axr.eval.tasks import load_task
-    from axr.reasoning.schema import SchemaError
-
-    try:
-        config = load_task(task)
-        parsed = [parse_setting(s) for s in settings]
-    except (SchemaError, ValueError) as error:
-        fail(str(error))
-    if data_dir:
-        config["dataset"]["data_dir"] = str(data_dir.resolve())
-
-    def make_engine(pipeline):
-        return make_backend(
-            pipeline["backend"],
-            pipeline["model"],
-            pipeline.get("base_url"),
-            batch_size=pipeline.get("batch"),
-            concurrency=pipeline.get("concurrency"),
-        )
-
-    with tempfile.TemporaryDirectory(prefix="axr-bench-") as workdir:
-        try:
-            rows = bench_task(config, parsed, limit, workdir, make_engine)
-        except (LayoutError, SchemaError, ValueError) as error:
-            fail(str(error))
-    columns = (
-        "setting",
-        "samples",
-        "seconds",
-        "samples_per_s",
-        "model_calls",
-        "tokens_in",
-        "tokens_out",
-        "tokens_out_per_s",
-        "auroc",
-        "unparsed_rate",
-        "errors",
-    )
-    table = Table(*columns, title=f"{config['task']}: {limit} samples per setting, model loading not timed")
-    for row in rows:
-        table.add_row(*(f"{row[c]:.2f}" if isinstance(row[c], float) else str(row[c]) for c in columns))
-    wide.print(table)
-    for row in rows[1:]:
-        Console().print(
-            f"{row['setting']}: {row['samples_per_s'] / rows[0]['samples_per_s']:.1f}x the samples/s "
-            f"of {rows[0]['setting']}"
-        )
-    if out:
-        out.write_text(json.dumps(rows, indent=2))
-
-
-@bench_app.command(
-    "gate",
-    epilog="Examples:\n\n  axr eval bench gate                      (textile, tiny VLM: random features)\n\n"
-    "  axr eval bench gate --model Qwen/Qwen2.5-VL-3B-Instruct --references 200 --limit 2000",
-)
-def bench_gate_command(
-    task: str = typer.Argument("textile", help="a task whose train split holds normal images"),
-    model: str = typer.Option("tiny-qwen2.5-vl", help="the VLM whose vision encoder gives the features"),
-    references: int = typer.Option(100, help="normal images in the memory bank"),
-    limit: int = typer.Option(None, help="test images to score (a fixed, mixed subset; default all)"),
-    bank_size: int = typer.Option(4096, help="patches kept by the coreset"),
-    data_dir: Path = typer.Option(None, help="override dataset.data_dir"),
-    out: Path = typer.Option(None, help="also write the result as JSON"),
-):
-    """The visual gate alone: image AUROC, and the VLM calls it saves at a stated recall."""
-    from axr.eval.bench import bench_gate
-    from axr.eval.tasks import load_task
-
-    config = load_task(task)
-    if data_dir:
-        config["dataset"]["data_dir"] = str(data_dir.resolve())
-    row = bench_gate(config, model, references, limit, bank_size)
-    table = Table("recall target", "recall", "sent to VLM", "calls saved", title=f"visual gate on {config['task']}")
-    for item in row["at_recall"]:
-        table.add_row(
-            f"{item['recall_target']:.2f}",
-            f"{item['recall']:.3f}",
-            f"{item['share_sent_to_vlm']:.3f}",
-            f"{item['calls_saved']:.3f}",
-        )
-    wide.print(table)
-    note = " (random weights: the features carry no learned meaning)" if "tiny" in model else ""
-    Console().print(
-        f"{model}{note}: bank from {row['references']} normal images in {row['fit_seconds']} s; "
-        f"{row['test_images']} test images at {row['images_per_s']:.1f} images/s; image AUROC {row['auroc']:.3f}, "
-        f"AP {row['ap']:.3f}"
-    )
-    if out:
-        out.write_text(json.dumps(row, indent=2))

@@ -10,6 +10,7 @@ never sent again. A verdict that was never parsed has no explanation: it scores 
 from __future__ import annotations
 
 import itertools
+import json
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ JUDGE_SAMPLING = Sampling(max_tokens=300)
 
 def judgeable(record: dict[str, Any]) -> bool:
     reference = record.get("gt_rationale") or {}
-    return record.get("status") == "ok" and "verdict" in record and any(reference.get(d) for d in DIMENSIONS)
+    return record.get("status") == "ok" and bool(record.get("verdict")) and any(reference.get(d) for d in DIMENSIONS)
 
 
 def _zero(sample_id: str, judge: str, why: str) -> Judgement:
@@ -161,6 +162,23 @@ def _agreement(a: list[int], b: list[int]) -> dict[str, float | None]:
         if varied
         else None,
     }
+
+
+def parse_judge(text: str) -> dict[str, str | None]:
+    """'BACKEND:MODEL[@BASE_URL]' (as --judge takes it) -> {backend, model, base_url}."""
+    head, _, base_url = text.partition("@")
+    backend, _, model = head.partition(":")
+    if not backend or not model:
+        raise ValueError(f"--judge {text!r}: expected BACKEND:MODEL[@BASE_URL], e.g. hf:smollm2")
+    return {"backend": backend, "model": model, "base_url": base_url or None}
+
+
+def task_judges(run: Path) -> list[dict[str, Any]]:
+    """The judges the run's task file names (its task.json), if any."""
+    task_file = run / "task.json"
+    if not task_file.is_file():
+        return []
+    return (json.loads(task_file.read_text()).get("judge") or {}).get("judges", [])
 
 
 def judge_run(run: Path, judges: list[tuple[str, Backend]], embedder=None, on_chunk=None) -> dict[str, Any]:

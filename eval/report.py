@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 from sklearn.metrics import precision_recall_curve, roc_curve
 
-from axr.eval.verify import consistent_score, location_box, predicted_label
+from axr.eval.records import upgraded
+from axr.eval.verify import location_box
 from axr.reasoning.journal import Journal
+from axr.reasoning.media import draw_box
 
 COLORS = ("#1f77b4", "#d62728")
 CARD_LIMIT = 120
@@ -45,19 +47,16 @@ class Run:
         if (path / "judgements.jsonl").is_file():
             for entry in Journal(path / "judgements.jsonl", key="key").records.values():
                 judgements.setdefault(entry["sample_id"], []).append(entry)
-        return cls(path.name, path, metrics, list(Journal(predictions).records.values()), judgements)
+        records = [upgraded(r) for r in Journal(predictions).records.values()]
+        return cls(path.name, path, metrics, records, judgements)
 
     def scored(self) -> list[tuple[int, float, int]]:
-        """(truth, score, predicted label) of every labelled record, for runner and caption-task runs alike."""
-        rows = []
-        for r in self.records:
-            if r.get("gt_label") is None or r.get("status") == "error":
-                continue
-            if "verdict" in r:
-                rows.append((r["gt_label"], consistent_score(r["verdict"]), int(predicted_label(r["verdict"]) == 1)))
-            elif "pred_score" in r:
-                rows.append((r["gt_label"], r["pred_score"], r["pred_label"]))
-        return rows
+        """(truth, score, predicted label) of every labelled, scored record (records of one shape, any mode)."""
+        return [
+            (r["gt_label"], r["pred_score"], int(r["pred_label"] == 1))
+            for r in self.records
+            if r.get("gt_label") is not None and r.get("status") != "error" and r.get("pred_score") is not None
+        ]
 
 
 def build_report(runs: list[Run]) -> str:
@@ -210,12 +209,8 @@ def _thumbnail(record: dict[str, Any]) -> str:
     except OSError:
         return ""
     image.thumbnail((224, 224))
-    draw = ImageDraw.Draw(image)
-    boxes = [(record.get("gt_box"), "#00c000"), (location_box(record.get("verdict") or {}), "#ff0000")]
-    for box, color in boxes:
-        if box:
-            w, h = image.size
-            draw.rectangle([box[0] * w, box[1] * h, box[2] * w, box[3] * h], outline=color, width=2)
+    draw_box(image, record.get("gt_box"), "#00c000")
+    draw_box(image, location_box(record.get("verdict") or {}), "#ff0000")
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=80)
     return f"<img alt='sample' src='data:image/jpeg;base64,{base64.b64encode(buffer.getvalue()).decode()}'/>"
@@ -226,7 +221,7 @@ def _verdict_html(record: dict[str, Any]) -> str:
         return f"<div class='verdict error'>error: {_e(record.get('error'))}</div>"
     if "answer" in record:
         return f"<div class='verdict'>answer {_e(record['answer'])} (truth {_e(record.get('gt_answer'))})</div>"
-    verdict = record.get("verdict") or record.get("recheck")
+    verdict = record.get("verdict")
     if verdict is None:
         return (
             f"<div class='verdict'>score {_fmt(record.get('pred_score'))}, label {_e(record.get('pred_label'))}</div>"
@@ -283,9 +278,7 @@ def _interesting_first(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     def rank(record: dict[str, Any]) -> int:
         if record.get("status") == "error":
             return 0
-        verdict = record.get("verdict")
-        predicted = predicted_label(verdict) if verdict else record.get("pred_label")
-        return 1 if predicted != record.get("gt_label") else 2
+        return 1 if _label_of(record) != record.get("gt_label") else 2
 
     return sorted(records, key=rank)
 
@@ -317,9 +310,8 @@ def _compare(runs: list[Run]) -> str:
 
 
 def _label_of(record: dict[str, Any]):
-    if "verdict" in record:
-        return predicted_label(record["verdict"])
-    return record.get("answer", record.get("pred_label"))
+    """What the run answered: the option letter of a question, else the predicted label."""
+    return record["answer"] if "answer" in record else record.get("pred_label")
 
 
 CSS = """

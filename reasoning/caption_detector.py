@@ -65,23 +65,28 @@ class DetectorSettings:
     scene_pattern: str | None = None  # a regex whose first group names a video's scene (camera)
 
     @classmethod
-    def from_task(cls, pipeline: dict, split: dict) -> DetectorSettings:
-        trigger, smoothing = pipeline["trigger"], pipeline["smoothing"]
-        recheck_cfg = pipeline["recheck"]
+    def from_config(cls, pipeline, split) -> DetectorSettings:
+        """From a caption task's typed `pipeline` and `split` (axr.eval.task_config), read by attribute."""
+        trigger, smoothing, threshold, recheck_cfg = (
+            pipeline.trigger,
+            pipeline.smoothing,
+            pipeline.threshold,
+            pipeline.recheck,
+        )
         return cls(
-            max_normal_share=trigger["max_normal_share"],
-            keyword_weight=trigger["keyword_weight"],
-            novelty=trigger.get("novelty", True),
-            synonyms=trigger.get("synonyms"),
-            smoothing=smoothing["method"],
-            window=smoothing["window"],
-            alpha=smoothing["alpha"],
-            reference_quantile=pipeline["threshold"]["reference_quantile"],
-            threshold=pipeline["threshold"].get("value"),
-            policy=recheck_cfg["policy"],
-            band=recheck_cfg["band"],
-            min_confidence=recheck_cfg.get("min_confidence", 0.5),
-            scene_pattern=split.get("scene_pattern"),
+            max_normal_share=trigger.max_normal_share,
+            keyword_weight=trigger.keyword_weight,
+            novelty=trigger.novelty,
+            synonyms=trigger.synonyms,
+            smoothing=smoothing.method,
+            window=smoothing.window,
+            alpha=smoothing.alpha,
+            reference_quantile=threshold.reference_quantile,
+            threshold=threshold.value,
+            policy=recheck_cfg.policy,
+            band=recheck_cfg.band,
+            min_confidence=recheck_cfg.min_confidence,
+            scene_pattern=split.scene_pattern,
         )
 
 
@@ -176,7 +181,14 @@ class CaptionDetector:
         ]
 
     def recheck(
-        self, videos, detection: Detection, backend_factory, journal_folder, model_name: str, tick=None, say=None
+        self,
+        videos,
+        detection: Detection,
+        backend_factory,
+        journal_folder,
+        model_name: str,
+        on_progress=None,
+        on_message=None,
     ) -> Detection:
         """Re-check the frames the policy chooses with the model (journaled in `journal_folder`, resumed from
         it; the backend is made only when something is left to ask) and merge its labels into the detection's
@@ -196,15 +208,15 @@ class CaptionDetector:
         chosen = self._chosen_for_recheck(videos, detection)
         total = sum(len(v.captions) for v in videos)
         cost["share_rechecked"] = len(chosen) / total
-        if say:
-            say(f"re-checking {len(chosen)} of {total} frames ({len(chosen) / total:.1%}) with the model")
+        if on_message:
+            on_message(f"re-checking {len(chosen)} of {total} frames ({len(chosen) / total:.1%}) with the model")
         if not chosen:
             return detection
         journal = Journal(journal_folder / f"recheck-{self._fingerprint(model_name)}.jsonl")
         todo = [(v, i) for v, i in chosen if v.frame_id(i) not in journal]
         cost["resumed"] = len(chosen) - len(todo)
-        if tick:
-            tick(cost["resumed"], len(chosen))
+        if on_progress:
+            on_progress(cost["resumed"], len(chosen))
         backend = backend_factory() if todo else None
         for start in range(0, len(todo), CHUNK):
             chunk = todo[start : start + CHUNK]
@@ -213,11 +225,12 @@ class CaptionDetector:
             answered = [r for r in found if "request_error" not in r.meta]
             journal.append([r.model_dump(mode="json", exclude_none=True) for r in answered])
             for verdict in found:
-                cost["tokens_in"] += verdict.meta.get("tokens_in", 0)
-                cost["tokens_out"] += verdict.meta.get("tokens_out", 0)
-                cost["model_calls"] += 1 + bool(verdict.meta.get("repaired"))
-            if tick:
-                tick(cost["resumed"] + start + len(chunk), len(chosen))
+                spent = verdict.cost()
+                cost["tokens_in"] += spent["tokens_in"]
+                cost["tokens_out"] += spent["tokens_out"]
+                cost["model_calls"] += spent["calls"]
+            if on_progress:
+                on_progress(cost["resumed"] + start + len(chunk), len(chosen))
         answered = [(v, i) for v, i in chosen if v.frame_id(i) in journal]
         detection.rechecks = {
             (v.video, i): Verdict.model_validate(journal.records[v.frame_id(i)]) for v, i in answered
@@ -287,12 +300,16 @@ def videos_of(rows) -> list[CaptionVideo]:
     ]
 
 
-def detect_rows(rows, reference_rows, rulebook, settings, embedder, backend, journal_folder, tick=None, say=None):
+def detect_rows(
+    rows, reference_rows, rulebook, settings, embedder, backend, journal_folder, on_progress=None, on_message=None
+):
     """`axr detect` on observations: Verdicts for `rows`, the detector fitted on `reference_rows` (normal);
     `backend` (None without a re-check) re-checks what the policy chooses."""
     videos, references = videos_of(rows), videos_of(reference_rows)
     detector = CaptionDetector(rulebook, settings, embedder).fit(references, videos)
     detection = detector.score(videos)
     model = backend.model if backend is not None else "none"
-    detector.recheck(videos, detection, lambda: backend, journal_folder, model, tick=tick, say=say)
+    detector.recheck(
+        videos, detection, lambda: backend, journal_folder, model, on_progress=on_progress, on_message=on_message
+    )
     return detector.verdicts(videos, detection)

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from axr.reasoning.backends.base import Backend, RequestFailed, Sampling, system, user
-from axr.reasoning.deduction import DirectItem, direct
+from axr.reasoning.deduction import DirectItem, direct_verdicts
 from axr.reasoning.media import MediaError, boxed_image, load_image
 from axr.reasoning.prompting import render
 from axr.reasoning.rulebook_import import load_rules
@@ -115,7 +115,7 @@ class Chat:
         self.session.history += [{"role": "user", "content": text}, {"role": "assistant", "content": answer}]
         return answer
 
-    def judge(self) -> Verdict:
+    def verdict(self) -> Verdict:
         """A structured verdict on the last query image, with the references and the rule book."""
         if not self.session.images:
             raise ChatError("no query image yet: add one first")
@@ -123,7 +123,7 @@ class Chat:
             raise ChatError("this model reads text only: a verdict needs a vision-language model")
         references = [load_image(p) for p in self.session.references]
         item = DirectItem(Path(self.session.images[-1]).name, [load_image(self.session.images[-1])], references)
-        (verdict,) = direct(self.backend, [item], self._book, domain=self.domain)
+        (verdict,) = direct_verdicts(self.backend, [item], self._book, domain=self.domain)
         if verdict.verdict == "unparsed":
             raise ChatError(f"the model's verdict could not be read: {verdict.meta.get('parse_error', 'no answer')}")
         self.session.verdict = verdict.model_dump(mode="json", exclude={"raw"})
@@ -154,6 +154,6 @@ def size_warning(reference: str, query: str) -> str | None:
     return f"{name}: its size {size} differs from the query's {query_size}; comparisons may be less reliable"
 
 
-def draw_box(image_path: str, verdict: Verdict | dict, color: str = "#ff2020"):
+def boxed_query(image_path: str, verdict: Verdict | dict, color: str = "#ff2020"):
     """The query image with the verdict's box drawn on it (or the image as it is when there is no box)."""
     return boxed_image(load_image(image_path), verdict, color)

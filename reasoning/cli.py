@@ -1,6 +1,6 @@
-"""`axr caption | induce | detect | models | serve | chat | ui`: the reasoning commands. The root command
-(`axr.cli`) mounts them beside `axr eval`, `axr train` and `axr data`. Heavy libraries (torch, transformers,
-vLLM) are imported inside commands only."""
+"""`axr caption | induce | detect`: perception, rule induction and detection from the command line (the model
+commands `models | serve | chat | ui` are in `serve_cli.py`). The root command (`axr.cli`) mounts both beside
+`axr eval`, `axr train` and `axr data`. Heavy libraries (torch, transformers, vLLM) load inside commands."""
 
 from __future__ import annotations
 
@@ -11,15 +11,14 @@ from pathlib import Path
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
-from axr.reasoning.backends import BACKENDS, BackendError, Sampling
+from axr.reasoning.backends import BackendError, Sampling
 from axr.reasoning.caption_detector import DetectorSettings, detect_rows
 from axr.reasoning.console import BACKEND_HELP, MODEL_HELP, err, fail, make_backend, progress_bar
 from axr.reasoning.deduction import POLICIES
 from axr.reasoning.direct_detect import detect_images
 from axr.reasoning.media import MediaError
-from axr.reasoning.vllm_server import CPU_SERVER_ENV, VLLMServer
+from axr.reasoning.observations import observations_from
 
 app = typer.Typer(
     help="AXR: vision-language models that say whether something is anomalous, and why.",
@@ -37,7 +36,7 @@ app = typer.Typer(
 )
 def caption(
     inputs: list[Path] = typer.Argument(..., help="image files, folders of images, or video files"),
-    backend: str = typer.Option("hf", help=BACKEND_HELP),
+    backend_name: str = typer.Option("hf", "--backend", help=BACKEND_HELP),
     model: str = typer.Option("tiny-qwen2.5-vl", help=MODEL_HELP),
     out: Path = typer.Option(Path("captions.jsonl"), help="JSONL output, one record per image or frame"),
     subject: str = typer.Option("scene", help="scene (people and objects) or object (a product's surface)"),
@@ -70,11 +69,11 @@ def caption(
         fail(str(error))
     if not items:
         fail("no images or videos found in the inputs")
-    engine = make_backend(backend, model, base_url, adapter, batch_size, concurrency, timeout, text_only)
+    backend = make_backend(backend_name, model, base_url, adapter, batch_size, concurrency, timeout, text_only)
     store = None if no_cache else CaptionCache(cache or DEFAULT_CACHE)
-    size = batch_size if backend == "hf" else max(batch_size, concurrency)
+    size = batch_size if backend_name == "hf" else max(batch_size, concurrency)
     sampling = Sampling(max_tokens=max_tokens, repetition_penalty=repetition_penalty)
-    captioner = Captioner(engine, store, subject, size, sampling)
+    captioner = Captioner(backend, store, subject, size, sampling)
     counts = {"captioned": 0, "cached": 0, "failed": 0}
     started = time.perf_counter()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -99,34 +98,6 @@ def caption(
     )
 
 
-def observations_from(inputs: list[Path], engine, subject: str) -> list:
-    """Observations from caption files as they are, or from images and videos captioned by `engine`."""
-    from axr.reasoning.observations import ObservationRow, load_observations
-    from axr.reasoning.perception import DEFAULT_CACHE, CaptionCache, Captioner, collect_media
-
-    text = [p for p in inputs if p.suffix in (".txt", ".jsonl") or (p.is_dir() and not _has_images(p))]
-    media = [p for p in inputs if p not in text]
-    rows = load_observations(text)
-    if media:
-        if engine is None:
-            fail("images and videos need a backend to caption them (--backend, --model)")
-        captioner = Captioner(engine, CaptionCache(DEFAULT_CACHE), subject)
-        for record in captioner.run(collect_media(media)):
-            if "error" in record:
-                err.print(f"[yellow]skipped[/] {record['error']}", highlight=False)
-                continue
-            frame = record.get("frame_index")
-            group = record["sample_id"].rsplit("/", 1)[0] if frame is not None else None
-            rows.append(ObservationRow(record["sample_id"], record["caption"], group, frame))
-    return rows
-
-
-def _has_images(folder: Path) -> bool:
-    from axr.reasoning.media import IMAGE_SUFFIXES
-
-    return any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.rglob("*"))
-
-
 @app.command(
     epilog="Examples:\n\n"
     "  axr induce normal_captions.jsonl --backend openai --model smollm2 --out rules.yaml\n\n"
@@ -135,7 +106,7 @@ def _has_images(folder: Path) -> bool:
 def induce(
     references: list[Path] = typer.Argument(..., help="normal references: caption .jsonl/.txt, or images/videos"),
     out: Path = typer.Option(Path("rules.yaml"), help="the rule book to write (YAML)"),
-    backend: str = typer.Option("openai", help=BACKEND_HELP),
+    backend_name: str = typer.Option("openai", "--backend", help=BACKEND_HELP),
     model: str = typer.Option("smollm2", help=MODEL_HELP),
     base_url: str = typer.Option("http://127.0.0.1:8000/v1", help="openai: server URL(s)"),
     domain: str = typer.Option("scene", help="scene (human activity, environment) or object (appearance, ...)"),
@@ -153,9 +124,12 @@ def induce(
     for path in references:
         if not path.exists():
             fail(f"{path}: no such file or folder")
-    text_only = backend == "openai" and all(p.suffix in (".txt", ".jsonl") for p in references)
-    engine = make_backend(backend, model, base_url, text_only=text_only)
-    rows = observations_from(references, engine, "object" if domain == "object" else "scene")
+    text_only = backend_name == "openai" and all(p.suffix in (".txt", ".jsonl") for p in references)
+    backend = make_backend(backend_name, model, base_url, text_only=text_only)
+    try:
+        rows = observations_from(references, backend, "object" if domain == "object" else "scene", _say)
+    except ValueError as error:
+        fail(str(error))
     if not rows:
         fail("no usable normal references in the inputs")
     config = InductionConfig(
@@ -167,7 +141,7 @@ def induce(
     )
     try:
         book = run_induction(
-            engine,
+            backend,
             [(r.sample_id, r.text) for r in rows],
             config,
             Embedder(),
@@ -201,7 +175,7 @@ def detect(
     band: float = typer.Option(0.1, help="uncertain: re-check when |score - threshold| <= band (trigger scale 0-2)"),
     threshold: float = typer.Option(None, help="fixed trigger threshold (default: 95th percentile of --reference)"),
     direct: bool = typer.Option(False, help="images straight to the VLM with reference images, no captions"),
-    backend: str = typer.Option("hf", help=BACKEND_HELP),
+    backend_name: str = typer.Option("hf", "--backend", help=BACKEND_HELP),
     model: str = typer.Option("tiny-qwen2.5-vl", help=MODEL_HELP),
     base_url: str = typer.Option("http://127.0.0.1:8000/v1", help="openai: server URL(s)"),
     novelty: bool = typer.Option(True, help="add MiniLM novelty against the references to the trigger score"),
@@ -226,13 +200,15 @@ def detect(
     book = load_rules(rules) if rules else None
     if direct:
         visual = {"gate": gate, "hint": hint, "retrieve": retrieve, "gate_model": gate_model or model, "draw": draw}
-        engine = make_backend(backend, model, base_url)
-        verdicts = detect_images(engine, inputs, references, book, subject, window, visual, say=_say)
+        backend = make_backend(backend_name, model, base_url)
+        verdicts = detect_images(backend, inputs, references, book, subject, window, visual, on_message=_say)
     else:
         if book is None:
             fail("--rules is required (a RuleBook YAML or AnomalyRuler rule file), or use --direct")
         settings = DetectorSettings(novelty=novelty, window=window, threshold=threshold, policy=recheck, band=band)
-        verdicts = _detect_observations(inputs, references, book, settings, backend, model, base_url, subject, out)
+        verdicts = _detect_observations(
+            inputs, references, book, settings, backend_name, model, base_url, subject, out
+        )
     with out.open("w", encoding="utf-8") as sink:
         for verdict in verdicts:
             sink.write(verdict.model_dump_json(exclude_none=True) + "\n")
@@ -246,14 +222,17 @@ def _say(message: str) -> None:
     err.print(message, highlight=False)
 
 
-def _detect_observations(inputs, references, book, settings, backend, model, base_url, subject, out):
+def _detect_observations(inputs, references, book, settings, backend_name, model, base_url, subject, out):
     if settings.policy not in POLICIES:
         fail(f"--recheck must be one of {', '.join(POLICIES)}")
     needs_model = settings.policy != "none" or any(p.suffix not in (".txt", ".jsonl") for p in [*inputs, *references])
-    text_only = backend == "openai" and all(p.suffix in (".txt", ".jsonl") for p in [*inputs, *references])
-    engine = make_backend(backend, model, base_url, text_only=text_only) if needs_model else None
-    rows = observations_from(inputs, engine, subject)
-    normal = observations_from(references, engine, subject)
+    text_only = backend_name == "openai" and all(p.suffix in (".txt", ".jsonl") for p in [*inputs, *references])
+    backend = make_backend(backend_name, model, base_url, text_only=text_only) if needs_model else None
+    try:
+        rows = observations_from(inputs, backend, subject, _say)
+        normal = observations_from(references, backend, subject, _say)
+    except ValueError as error:
+        fail(str(error))
     if not rows:
         fail("no observations in the inputs")
     embedder = None
@@ -269,10 +248,10 @@ def _detect_observations(inputs, references, book, settings, backend, model, bas
             book,
             settings,
             embedder,
-            engine,
+            backend,
             out.parent,
-            tick=lambda done, total: bar.update(job, completed=done, total=total, visible=True),
-            say=_say,
+            on_progress=lambda done, total: bar.update(job, completed=done, total=total, visible=True),
+            on_message=_say,
         )
 
 
@@ -289,211 +268,3 @@ def _explain(verdicts, book) -> None:
             console.print(f"  evidence: {escape(line)}")
         if v.verdict == "unparsed":
             console.print(f"  unparsed answer kept: {escape((v.raw or '')[:200])}")
-
-
-@app.command(epilog="Examples:\n\n  axr models\n\n  axr models --prepare   (export SmolLM2, build the tiny VLM)")
-def models(prepare: bool = typer.Option(False, help="build the offline models into the cache now")):
-    """Backends that can run here, and the models available offline."""
-    import importlib.util
-
-    from axr.reasoning import local_models
-    from axr.reasoning.vllm_server import vllm_python
-
-    table = Table("backend", "available", "what")
-    needs = {"hf": "transformers", "vllm": "vllm", "openai": "httpx"}
-    for name, (_, _, what) in BACKENDS.items():
-        available = "yes" if importlib.util.find_spec(needs[name]) else "no"
-        if name == "vllm" and available == "no":
-            try:  # not in this Python, but `axr serve` can run the CPU build's own venv
-                available = f"for axr serve: {vllm_python()}"
-            except FileNotFoundError:
-                pass
-        table.add_row(name, available, escape(what))
-    Console().print(table)
-    table = Table("alias", "where", "state")
-    for alias, build in local_models.ALIASES.items():
-        try:
-            where, state = (str(build()), "ready") if prepare else local_models.alias_state(alias)
-        except FileNotFoundError as error:
-            where, state = str(error), "missing"
-        table.add_row(alias, where, state)
-    try:
-        table.add_row("minilm (embeddings)", str(local_models.minilm_path()), "ready")
-    except FileNotFoundError as error:
-        table.add_row("minilm (embeddings)", str(error), "missing")
-    Console().print(table)
-
-
-@app.command(
-    epilog="Examples:\n\n  axr serve smollm2                  (then --backend openai --model smollm2 "
-    "--base-url http://127.0.0.1:8000/v1)\n\n  axr serve qwen2.5-coder-1.5b --port 8001\n\n"
-    "  axr serve Qwen/Qwen2.5-VL-7B-Instruct --host 0.0.0.0   (a GPU machine, reachable from others)"
-)
-def serve(
-    model: str = typer.Argument(..., help=MODEL_HELP),
-    name: str = typer.Option(None, help="the model name clients send (default: the alias or path given)"),
-    port: int = typer.Option(8000),
-    host: str = typer.Option("127.0.0.1", help="0.0.0.0 exposes the server to other machines"),
-    device: str = typer.Option("auto", help="auto | cpu | gpu (auto: gpu when nvidia-smi sees one)"),
-    max_model_len: int = typer.Option(4096, help="longest prompt + answer, in tokens"),
-    log: Path = typer.Option(None, help="write vLLM's own log here (default: a file in the temp folder)"),
-):
-    """Serve a model with vLLM's OpenAI-compatible server, as AXR's tests do, until Ctrl-C."""
-    import tempfile
-
-    from axr.reasoning.local_models import resolve_model
-    from axr.reasoning.vllm_server import has_gpu, server_args, vllm_python
-
-    cpu = device == "cpu" or (device == "auto" and not has_gpu())
-    log = log or Path(tempfile.mkstemp(prefix="axr-serve-", suffix=".log")[1])
-    server = VLLMServer(
-        str(vllm_python()),
-        resolve_model(model),
-        name or model,
-        port=port,
-        host=host,
-        extra_args=server_args(cpu, max_model_len),
-        log_path=log,
-        ready_timeout_s=900,
-        env={**CPU_SERVER_ENV, "HF_HUB_OFFLINE": "1"} if cpu else None,
-    )
-    err.print(f"starting vLLM on {'CPU' if cpu else 'GPU'} (log: {log}) ...", highlight=False)
-    try:
-        with server:
-            err.print(
-                f"serving {name or model}: --backend openai --model {name or model} "
-                f"--base-url http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}/v1   (Ctrl-C stops)",
-                highlight=False,
-                soft_wrap=True,
-            )
-            server.process.wait()
-    except RuntimeError as error:
-        fail(f"{error}; last lines: {' | '.join(log.read_text().splitlines()[-3:])}")
-    except KeyboardInterrupt:
-        err.print("stopped", highlight=False)
-
-
-CHAT_HELP = """commands:
-  /image PATH     add a query image          /ref PATH     add a normal reference image
-  /rules PATH     use a rule book            /verdict      a structured verdict on the last image
-  /save PATH      save the session (JSON)    /load PATH    load a saved session
-  /help           this list                  /quit         leave (also Ctrl-D)
-anything else is a question to the model"""
-
-
-@app.command(
-    epilog="Examples:\n\n  axr chat part.png --reference good1.png --reference good2.png --rules rules.yaml\n\n"
-    "  axr chat part.png --backend openai --model Qwen/Qwen2.5-VL-7B-Instruct --base-url http://127.0.0.1:8000/v1\n\n"
-    "  axr chat --load session.json",
-)
-def chat(
-    images: list[Path] = typer.Argument(None, help="query image(s)"),
-    reference: list[Path] = typer.Option(None, "--reference", help="a normal reference image; repeat for several"),
-    rules: Path = typer.Option(None, help="a RuleBook YAML or an AnomalyRuler rule file"),
-    backend: str = typer.Option("hf", help=BACKEND_HELP),
-    model: str = typer.Option("tiny-qwen2.5-vl", help=MODEL_HELP),
-    base_url: str = typer.Option(None, help="server URL for the openai backend"),
-    load: Path = typer.Option(None, help="continue a saved session"),
-    subject: str = typer.Option("object", help="what the images show, e.g. 'metal bracket'"),
-    text_only: bool = typer.Option(False, help="the model reads text only (no images are sent; no verdicts)"),
-):
-    """Chat about images in the terminal: ask questions, ask for a verdict, add images, save the session."""
-    from axr.reasoning.chat import Chat, ChatError, Session
-
-    engine = make_backend(backend, model, base_url, text_only=text_only)
-    try:
-        session = Session.load(load) if load else Session()
-        conversation = Chat(engine, session, domain=subject)
-        for path in images or []:
-            conversation.add_image(str(path))
-        for path in reference or []:
-            if warning := conversation.add_reference(str(path)):
-                err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
-        if rules:
-            conversation.set_rules(str(rules))
-    except ChatError as error:
-        fail(str(error))
-    out = Console()
-    out.print(
-        f"AXR chat: {len(conversation.session.images)} image(s), {len(conversation.session.references)} "
-        "reference(s). /help for commands.",
-        highlight=False,
-    )
-    while True:
-        try:
-            line = input("you> ")
-        except (EOFError, KeyboardInterrupt):
-            break
-        if line.strip() in ("/quit", "/exit"):
-            break
-        try:
-            conversation = _chat_turn(conversation, line, out)
-        except ChatError as error:
-            err.print(f"[yellow]{escape(str(error))}[/]", highlight=False)
-
-
-def _chat_turn(conversation, line: str, out: Console):
-    """Carry out one line of the terminal chat; returns the conversation (a new one after /load)."""
-    from axr.reasoning.chat import Chat, Session
-
-    command, _, argument = line.strip().partition(" ")
-    argument = argument.strip()
-    if command == "/help":
-        out.print(CHAT_HELP, highlight=False)
-    elif command == "/image":
-        conversation.add_image(argument)
-        out.print(f"added query image {argument}", highlight=False)
-    elif command == "/ref":
-        warning = conversation.add_reference(argument)
-        out.print(f"added reference {argument}" + (f" ({warning})" if warning else ""), highlight=False)
-    elif command == "/rules":
-        conversation.set_rules(argument)
-        out.print(f"using rules {argument}", highlight=False)
-    elif command == "/verdict":
-        verdict = conversation.judge()
-        out.print_json(verdict.model_dump_json(exclude={"raw", "meta"}, exclude_none=True))
-    elif command == "/save":
-        out.print(f"saved {conversation.session.save(argument or 'axr-chat.json')}", highlight=False)
-    elif command == "/load":
-        conversation = Chat(conversation.backend, Session.load(argument), conversation.domain)
-        out.print(f"loaded {argument}: {len(conversation.session.history) // 2} earlier turn(s)", highlight=False)
-    elif command.startswith("/"):
-        out.print(f"unknown command {command}; /help lists them", highlight=False)
-    else:
-        out.print("axr> ", end="", highlight=False)
-        try:
-            conversation.ask(line, on_piece=lambda piece: out.print(escape(piece), end="", highlight=False))
-        finally:
-            out.print()
-    return conversation
-
-
-@app.command(
-    epilog="Examples:\n\n  axr ui                                   (tiny VLM through hf, http://127.0.0.1:7860)\n\n"
-    "  axr ui --backend openai --model Qwen/Qwen2.5-VL-7B-Instruct --base-url http://127.0.0.1:8000/v1 "
-    "--rules-dir rules/\n\n  axr ui --host 0.0.0.0 --port 8080   (reachable from other machines: only if you mean it)",
-)
-def ui(
-    backend: str = typer.Option("hf", help=BACKEND_HELP),
-    model: str = typer.Option("tiny-qwen2.5-vl", help=MODEL_HELP),
-    base_url: str = typer.Option(None, help="server URL for the openai backend"),
-    text_only: bool = typer.Option(False, help="the model reads text only (chat without images; no verdicts)"),
-    rules_dir: Path = typer.Option(None, help="a folder of rule books (YAML or AnomalyRuler .txt) to pick from"),
-    subject: str = typer.Option("object", help="what the images show, e.g. 'metal bracket'"),
-    host: str = typer.Option("127.0.0.1", help="interface to bind; 127.0.0.1 keeps it on this machine"),
-    port: int = typer.Option(7860, help="port"),
-):
-    """A web page to chat with images about defects, with verdict cards (needs the `ui` extra)."""
-    try:
-        from axr.reasoning.ui import Engines, serve
-    except ImportError:
-        fail("the web UI needs Gradio: pip install 'axr[ui]'")
-    books = sorted(str(p) for p in rules_dir.iterdir() if p.suffix in (".yaml", ".yml", ".txt")) if rules_dir else []
-
-    def loader(backend_name, model_name, url, text_only_flag):
-        return make_backend(backend_name, model_name, url, text_only=text_only_flag)
-
-    engines = Engines(loader, backend, model, base_url, text_only)
-    engines.get(backend, model, base_url or "")  # load the model before the page opens
-    err.print(f"AXR UI on http://{host}:{port}", highlight=False)
-    serve(engines, books, host, port, subject)

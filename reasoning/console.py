@@ -59,3 +59,19 @@ def make_backend(
         return load_backend(backend, model, **options)
     except (BackendError, FileNotFoundError) as error:
         fail(str(error))
+
+
+def backend_for(settings, text_only: bool = False):
+    """The backend a task's settings name (a sample pipeline, a re-check or a judge: backend, model,
+    base_url, and batch or concurrency where they have them)."""
+    return make_backend(
+        settings.backend,
+        settings.model,
+        settings.base_url,
+        batch_size=getattr(settings, "batch", None),
+        concurrency=getattr(settings, "concurrency", None),
+        text_only=text_only,
+    )
+
+
+wide = Console(width=max(Console().width, 160))  # tables of many columns: never cut to "set…" at 80 columns

@@ -49,8 +49,7 @@ def recheck(
         meta = {
             **backend.describe(),
             "prompt_version": template_version("deduce_system"),
-            "tokens_in": completion.tokens_in,
-            "tokens_out": completion.tokens_out,
+            **completion.cost(),
             "latency_s": round(completion.latency_s, 4),
             "repaired": completion.repaired,
         }
@@ -161,7 +160,7 @@ def direct_question(n_query: int) -> str:
     return "Judge the last image." if n_query == 1 else f"Judge the last {n_query} frames."
 
 
-def direct(
+def direct_verdicts(
     backend: Backend,
     items: list[DirectItem],
     rulebook: RuleBook | None,
@@ -193,8 +192,7 @@ def direct(
             **backend.describe(),
             "stage": "direct",
             "prompt_version": template_version("direct_system"),
-            "tokens_in": completion.tokens_in,
-            "tokens_out": completion.tokens_out,
+            **completion.cost(),
             "references": len(item.references),
             "repaired": completion.repaired,
         }

@@ -7,27 +7,27 @@ from pathlib import Path
 
 import numpy as np
 
-from axr.reasoning.deduction import DirectItem, direct, smooth_frame_verdicts
+from axr.reasoning.deduction import DirectItem, direct_verdicts, smooth_frame_verdicts
 from axr.reasoning.media import MediaError, boxed_image, load_image
 from axr.reasoning.perception import collect_media
 
 
-def detect_images(backend, inputs, references, book, subject, window, visual: dict, say=print) -> list:
-    """Verdicts for every readable image or frame of `inputs`; unreadable ones are reported through `say` and
+def detect_images(backend, inputs, references, book, subject, window, visual: dict, on_message=print) -> list:
+    """Verdicts for every readable image or frame of `inputs`; unreadable ones are reported through `on_message` and
     skipped. `visual` holds the gate options: gate, hint, retrieve, gate_model, draw."""
     if not backend.supports_images:
         raise ValueError(f"--direct needs a vision-language model; {backend.model} reads text only")
     images, videos = [], {}
     for item in collect_media(inputs):
         if isinstance(item, tuple):
-            say(f"skipped {item[1]}")
+            on_message(f"skipped {item[1]}")
             continue
         try:
             images.append((item.sample_id, item.load()))
             if item.frame_index is not None:
                 videos.setdefault(item.source, []).append(len(images) - 1)
         except MediaError as error:
-            say(f"skipped {error}")
+            on_message(f"skipped {error}")
     try:
         refs = [load_image(p) for p in references]
     except MediaError as error:
@@ -36,16 +36,18 @@ def detect_images(backend, inputs, references, book, subject, window, visual: di
         raise ValueError("no readable images in the inputs")
     domain = "object" if subject == "object" else "scene"
     if visual["gate"] or visual["hint"] or visual["retrieve"] or (visual["draw"] and refs):
-        verdicts = _gated(backend, images, refs, book, domain, visual, say)
+        verdicts = _gated(backend, images, refs, book, domain, visual, on_message)
     else:
-        verdicts = direct(backend, [DirectItem(sid, [image], refs) for sid, image in images], book, domain=domain)
+        verdicts = direct_verdicts(
+            backend, [DirectItem(sid, [image], refs) for sid, image in images], book, domain=domain
+        )
     if visual["draw"]:
         draw_verdicts(visual["draw"], images, verdicts)
-        say(f"drew {len(verdicts)} images in {visual['draw']}")
+        on_message(f"drew {len(verdicts)} images in {visual['draw']}")
     return smooth_frame_verdicts(verdicts, list(videos.values()), window)
 
 
-def _gated(backend, images, refs, book, domain, visual, say):
+def _gated(backend, images, refs, book, domain, visual, on_message):
     from axr.reasoning.local_models import resolve_model
     from axr.reasoning.visual_gate import PatchFeatures, gated_direct, parse_gate
 
@@ -56,7 +58,7 @@ def _gated(backend, images, refs, book, domain, visual, say):
     verdicts, sent = gated_direct(
         backend, images, refs, book, domain, features, spec, visual["hint"], visual["retrieve"]
     )
-    say(f"visual gate: {sent} of {len(images)} images sent to the VLM")
+    on_message(f"visual gate: {sent} of {len(images)} images sent to the VLM")
     return verdicts
 
 

@@ -284,14 +284,10 @@ def pixel_box(pixels: np.ndarray) -> list[float]:
     return [cols[0] / width, rows[0] / height, (cols[-1] + 1) / width, (rows[-1] + 1) / height]
 
 
-def boxed_image(image, verdict, color: str = "#ff2020"):
-    """A copy of `image` with the verdict's (model or dict) box drawn on it; unchanged when it has no box."""
+def draw_box(image, box: list[float] | None, color: str = "#ff2020") -> None:
+    """Draw a normalised [x0, y0, x1, y1] box on `image` in place (nothing when there is no box)."""
     from PIL import ImageDraw
 
-    from axr.reasoning.schema import location_box
-
-    image = image.convert("RGB").copy()
-    box = location_box(verdict)
     if box:
         width, height = image.size
         ImageDraw.Draw(image).rectangle(
@@ -299,4 +295,12 @@ def boxed_image(image, verdict, color: str = "#ff2020"):
             outline=color,
             width=max(2, width // 150),
         )
+
+
+def boxed_image(image, verdict, color: str = "#ff2020"):
+    """A copy of `image` with the verdict's (model or dict) box drawn on it; unchanged when it has no box."""
+    from axr.reasoning.schema import location_box
+
+    image = image.convert("RGB").copy()
+    draw_box(image, location_box(verdict), color)
     return image

@@ -1,4 +1,5 @@
-"""Read observations (captions) from files: `axr caption` JSONL, or text files with one caption per frame."""
+"""Observations (captions) for the rule stages: read from files (`axr caption` JSONL, or text files with one
+caption per frame), or made by captioning images and videos."""
 
 from __future__ import annotations
 
@@ -48,3 +49,31 @@ def _from_jsonl(path: Path) -> list[ObservationRow]:
         group = record["sample_id"].rsplit("/", 1)[0] if frame is not None else None
         rows.append(ObservationRow(record["sample_id"], record["caption"], group, frame))
     return rows
+
+
+def observations_from(inputs: list[Path], backend, subject: str, on_message=print) -> list[ObservationRow]:
+    """Observations from caption files as they are, or from images and videos captioned by `backend` (an
+    image that cannot be read is reported through `on_message` and skipped)."""
+    from axr.reasoning.perception import DEFAULT_CACHE, CaptionCache, Captioner, collect_media
+
+    text = [p for p in inputs if p.suffix in (".txt", ".jsonl") or (p.is_dir() and not _has_images(p))]
+    media = [p for p in inputs if p not in text]
+    rows = load_observations(text)
+    if media:
+        if backend is None:
+            raise ValueError("images and videos need a backend to caption them (--backend, --model)")
+        captioner = Captioner(backend, CaptionCache(DEFAULT_CACHE), subject)
+        for record in captioner.run(collect_media(media)):
+            if "error" in record:
+                on_message(f"skipped {record['error']}")
+                continue
+            frame = record.get("frame_index")
+            group = record["sample_id"].rsplit("/", 1)[0] if frame is not None else None
+            rows.append(ObservationRow(record["sample_id"], record["caption"], group, frame))
+    return rows
+
+
+def _has_images(folder: Path) -> bool:
+    from axr.reasoning.media import IMAGE_SUFFIXES
+
+    return any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.rglob("*"))

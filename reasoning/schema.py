@@ -212,6 +212,10 @@ class Verdict(VerdictAnswer):
     def pred_label(self) -> int | None:
         return {"anomalous": 1, "normal": 0}.get(self.verdict)
 
+    def cost(self) -> dict[str, int]:
+        """What making this verdict cost (as the backend's Completion.cost() put it in meta)."""
+        return {key: int(self.meta.get(key, 0)) for key in ("calls", "tokens_in", "tokens_out")}
+
     @classmethod
     def unparsed(cls, raw: str, error: str, sample_id: str | None = None, **meta: Any) -> Verdict:
         return cls(verdict="unparsed", raw=raw, sample_id=sample_id, meta={"parse_error": error, **meta})

@@ -17,13 +17,13 @@ import threading
 from dataclasses import replace
 from pathlib import Path
 
-from axr.reasoning.chat import Chat, ChatError, Session, check_image, draw_box, read_rules, size_warning
+from axr.reasoning.chat import Chat, ChatError, Session, boxed_query, check_image, read_rules, size_warning
 from axr.reasoning.media import MediaError, load_image
 
 MAX_UPLOAD = "25mb"
 
 
-class Engines:
+class LoadedBackends:
     """Backends by (backend, model, base_url), loaded once and shared by every browser session."""
 
     def __init__(self, make_backend, backend: str, model: str, base_url: str | None, text_only: bool):
@@ -60,17 +60,17 @@ def verdict_card(verdict) -> str:
     return f"<div class='verdict-card {html.escape(verdict.verdict)}'><table>{body}</table></div>"
 
 
-def build_app(engines: Engines, rule_books: list[str], subject: str = "object"):
+def build_app(loaded: LoadedBackends, rule_books: list[str], subject: str = "object"):
     import gradio as gr
 
-    backend0, model0, url0 = engines.default
+    backend0, model0, url0 = loaded.default
 
     def chat_for(session: Session | None, backend: str, model: str, base_url: str) -> Chat:
         try:
-            engine = engines.get(backend, model, base_url)
+            chosen = loaded.get(backend, model, base_url)
         except Exception as error:  # the backend's own message, whatever the library raised
             raise ChatError(f"cannot load {backend}:{model}: {str(error).splitlines()[0]}") from None
-        return Chat(engine, replace(session) if session else Session(), domain=subject)
+        return Chat(chosen, replace(session) if session else Session(), domain=subject)
 
     def set_inputs(query, references, rules, session):
         """A new query/references/rules: checked first. A bad file is named in the status, removed from its
@@ -122,13 +122,13 @@ def build_app(engines: Engines, rule_books: list[str], subject: str = "object"):
         final = [*history, user_turn, {"role": "assistant", "content": outcome["answer"]}]
         yield final, outcome["session"], "", "answered"
 
-    def judge(session, backend, model, base_url):
+    def give_verdict(session, backend, model, base_url):
         try:
             conversation = chat_for(session, backend, model, base_url)
-            verdict = conversation.judge()
+            verdict = conversation.verdict()
         except (ChatError, MediaError) as error:
             return session, gr.update(), "", f"**{html.escape(str(error))}**"
-        boxed = draw_box(conversation.session.images[-1], verdict)
+        boxed = boxed_query(conversation.session.images[-1], verdict)
         return conversation.session, boxed, verdict_card(verdict), "verdict ready"
 
     with gr.Blocks(title="AXR: chat with images about defects") as app:
@@ -159,12 +159,14 @@ def build_app(engines: Engines, rule_books: list[str], subject: str = "object"):
         inputs = [message, chatbot, session, backend, model, base_url]
         send_button.click(send, inputs, [chatbot, session, message, status])
         message.submit(send, inputs, [chatbot, session, message, status])
-        verdict_button.click(judge, [session, backend, model, base_url], [session, preview, card, status])
+        verdict_button.click(give_verdict, [session, backend, model, base_url], [session, preview, card, status])
     return app
 
 
-def serve(engines: Engines, rule_books: list[str], host: str = "127.0.0.1", port: int = 7860, subject: str = "object"):
+def serve(
+    loaded: LoadedBackends, rule_books: list[str], host: str = "127.0.0.1", port: int = 7860, subject: str = "object"
+):
     upload_dir = tempfile.mkdtemp(prefix="axr-ui-")
     os.environ["GRADIO_TEMP_DIR"] = upload_dir  # uploads land here and nowhere else
-    app = build_app(engines, [str(Path(p)) for p in rule_books], subject)
+    app = build_app(loaded, [str(Path(p)) for p in rule_books], subject)
     app.launch(server_name=host, server_port=port, max_file_size=MAX_UPLOAD, show_error=False)

@@ -191,7 +191,7 @@ def gated_direct(
     """Direct mode behind the gate: every image is scored against the references; only those the gate passes
     (all, without `spec`) cost a VLM call, each with its hint and its `retrieve` most similar references.
     The others get a `normal` verdict from the gate (stage "gate"). Returns (verdicts, images sent)."""
-    from axr.reasoning.deduction import DirectItem, direct
+    from axr.reasoning.deduction import DirectItem, direct_verdicts
     from axr.reasoning.schema import Verdict
 
     results = MemoryBank(features).fit(references).score([image for _, image in images])
@@ -212,7 +212,7 @@ def gated_direct(
             rationale={"what": "nothing unusual to the visual gate", "why": "", "how": result.hint()},
             meta={"stage": "gate"},
         )
-    for verdict in direct(backend, items, book, domain=domain) if items else []:
+    for verdict in direct_verdicts(backend, items, book, domain=domain) if items else []:
         verdicts[verdict.sample_id] = verdict
     for (sample_id, _), result in zip(images, results, strict=True):
         verdicts[sample_id].meta.update(

@@ -5,7 +5,7 @@ import json
 import pytest
 import yaml
 
-from axr.eval.caption_benchmark import run_caption_task
+from axr.eval.pipelines.captions import run as run_caption_task
 from axr.eval.tasks import TaskError, load_task
 from tests.captions_layout import synthetic_videos, write_caption_set
 from tests.conftest import open_in_chromium, run_axr
@@ -31,11 +31,9 @@ def caption_set(tmp_path):
 
 def test_trigger_stage_run_writes_predictions_and_metrics(caption_set, tmp_path):
     data_dir, rules = caption_set
-    task = load_task("captions")
-    task["dataset"]["data_dir"], task["pipeline"]["rules"] = str(data_dir), str(rules)
-    task["pipeline"]["trigger"]["novelty"] = False
-    task["pipeline"]["smoothing"]["window"] = 3
-    metrics = run_caption_task(task, tmp_path / "run", progress=lambda m: None)
+    overrides = {"dataset.data_dir": str(data_dir), "pipeline.rules": str(rules)}
+    task = load_task("captions", {**overrides, "pipeline.trigger.novelty": False, "pipeline.smoothing.window": 3})
+    metrics = run_caption_task(task, tmp_path / "run", backend_for=None, on_message=lambda m: None)
     assert metrics["frame_auc_pooled"] == 1.0
     assert metrics["split"]["reference_videos"] == ["test_00", "test_03"]
     assert metrics["frames"] == 4 * 12 and metrics["cost"]["model_calls"] == 0
@@ -43,12 +41,13 @@ def test_trigger_stage_run_writes_predictions_and_metrics(caption_set, tmp_path)
     assert len(lines) == 48 and len({json.loads(x)["sample_id"] for x in lines}) == 48
     hit = next(json.loads(x) for x in lines if json.loads(x)["keyword_hits"])
     assert hit["keyword_hits"].keys() == {"a1"} and hit["gt_label"] == 1
+    assert {"pred_score", "pred_label", "verdict", "status"} <= hit.keys() and hit["verdict"] is None  # no re-check
     assert (tmp_path / "run" / "rulebook.yaml").is_file()
 
 
 def test_task_include_and_errors(tmp_path):
     task = load_task("ped2")
-    assert task["task"] == "ped2" and task["pipeline"]["smoothing"]["method"] == "mean"  # from captions.yaml
+    assert task.task == "ped2" and task.pipeline.smoothing.method == "mean"  # from captions.yaml
     with pytest.raises(TaskError, match="unknown task 'nope'"):
         load_task("nope")
     loop = tmp_path / "loop.yaml"
@@ -94,7 +93,7 @@ def test_recheck_with_smollm2_through_the_server_and_its_report(caption_set, tmp
     assert metrics["cost"]["frames_rechecked"] == 48 and metrics["cost"]["share_rechecked"] == 1.0
     assert metrics["cost"]["tokens_in"] > 0
     records = [json.loads(x) for x in (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()]
-    verdicts = [r["recheck"] for r in records]
+    verdicts = [r["verdict"] for r in records]
     assert all(v["verdict"] in ("normal", "anomalous", "unparsed") for v in verdicts)
     assert sum(v["verdict"] != "unparsed" for v in verdicts) >= 40  # structured output through the server
     assert all(set(v.get("rules_matched", [])) <= {"n1", "a1", "a2"} for v in verdicts)
@@ -115,8 +114,8 @@ def test_ped2_trigger_stage_with_the_papers_rule_book(tmp_path):
 @pytest.mark.parametrize("name", ["captions", "ped2", "shtech", "avenue", "ubnormal"])
 def test_every_shipped_caption_task_loads(name):
     task = load_task(name)
-    assert {"task", "dataset", "split", "pipeline", "metrics"} <= task.keys()
-    assert task["pipeline"]["recheck"]["policy"] in ("none", "uncertain", "positives", "all")
+    assert task.mode == "captions" and task.metrics and task.split.reference_every == 3
+    assert task.pipeline.recheck.policy in ("none", "uncertain", "positives", "all")
 
 
 def test_journal_skips_a_torn_line_and_never_duplicates(tmp_path):

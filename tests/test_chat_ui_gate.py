@@ -109,7 +109,7 @@ def test_chat_session_bad_inputs_verdict_and_save_load(textile, bad_images, hf_t
             chat.add_image(str(path))
     assert chat.session.images == []  # nothing bad got in
     with pytest.raises(ChatError, match="no query image"):
-        chat.judge()
+        chat.verdict()
     chat.add_image(str(textile["local"][0]))
     small = tmp_path / "small.png"
     Image.open(textile["nominal"][0]).resize((100, 80)).save(small)
@@ -120,7 +120,7 @@ def test_chat_session_bad_inputs_verdict_and_save_load(textile, bad_images, hf_t
     with pytest.raises(ChatError, match="returned nothing"):  # the random tiny model writes only newlines
         chat.ask("What is wrong?")
     assert chat.session.history == []  # a failed turn leaves no trace
-    verdict = chat.judge()
+    verdict = chat.verdict()
     assert verdict.verdict in ("normal", "anomalous") and chat.session.verdict["verdict"] == verdict.verdict
     chat.session.save(tmp_path / "s.json")
     again = Chat(hf_tiny, Session.load(tmp_path / "s.json"))

@@ -13,8 +13,10 @@ import pytest
 import yaml
 from PIL import Image
 
-from axr.eval.runner import RunOptions, run_task, select_samples
-from axr.eval.tasks import TASKS_DIR, all_tasks, load_task, validate_task
+from axr.eval.pipelines import validate_task
+from axr.eval.runner import RunOptions, run_task
+from axr.eval.samples import select_samples
+from axr.eval.tasks import TASKS_DIR, all_tasks, load_task
 from axr.reasoning.schema import Sample
 from tests.conftest import REPO, open_in_chromium, run_axr, write_mp4
 
@@ -32,13 +34,15 @@ def _task_file(tmp_path: Path, **overrides) -> Path:
     return path
 
 
-def _jsonl_task(tmp_path: Path, rows: list[dict], **pipeline) -> dict:
+def _jsonl_task(tmp_path: Path, rows: list[dict], **pipeline):
     (tmp_path / "data").mkdir(exist_ok=True)
     (tmp_path / "data" / "samples.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
-    task = load_task("jsonl")
-    task["dataset"]["data_dir"] = str(tmp_path / "data")
-    task["pipeline"].update({"backend": "hf", "model": "tiny-qwen2.5-vl", "max_tokens": 64, **pipeline})
-    return task
+    settings = {"backend": "hf", "model": "tiny-qwen2.5-vl", "max_tokens": 64, **pipeline}
+    return load_task("jsonl", {"dataset.data_dir": str(tmp_path / "data"), **_prefixed("pipeline", settings)})
+
+
+def _prefixed(prefix: str, settings: dict) -> dict:
+    return {f"{prefix}.{key}": value for key, value in settings.items()}
 
 
 def test_every_shipped_task_validates_and_validate_names_bad_fields(tmp_path):
@@ -53,16 +57,47 @@ def test_every_shipped_task_validates_and_validate_names_bad_fields(tmp_path):
             {
                 "include": str(TASKS_DIR / "textile.yaml"),
                 "metrics": ["auroc", "vibes"],
-                "pipeline": {"backend": "magic", "references": {"count": -1}},
+                "pipeline": {"backend": "magic"},
             }
         )
     )
     result = run_axr("eval", "validate", str(bad), check=False)
     assert result.returncode == 1
-    assert "unknown vibes" in result.stderr and "'magic'" in result.stderr and "count -1" in result.stderr
+    assert "unknown vibes" in result.stderr and "'magic'" in result.stderr
     bad.write_text("task: [unclosed")
     result = run_axr("eval", "validate", str(bad), check=False)
     assert result.returncode == 1 and "bad.yaml" in result.stderr
+
+
+def test_a_misspelt_or_invalid_task_field_fails_at_load_naming_file_and_field(tmp_path):
+    from axr.eval.tasks import TaskError
+
+    for pipeline, field in (
+        ({"max_token": 64}, "pipeline.max_token: Extra inputs are not permitted"),
+        ({"references": {"count": -1}}, "pipeline.references.count"),
+        ({"mode": "vibes"}, "pipeline.mode must be one of direct, mcq, mcq_from_verdict, captions"),
+    ):
+        task = _task_file(tmp_path, pipeline=pipeline)
+        with pytest.raises(TaskError, match=field) as caught:
+            load_task(str(task))
+        assert str(task) in str(caught.value)
+    with pytest.raises(TaskError, match=r"pipeline.recheck.polcy: Extra inputs"):  # a caption task's own fields
+        load_task("ped2", {"pipeline.recheck.polcy": "all"})
+    result = run_axr("eval", "run", str(_task_file(tmp_path, dataset={"splt": "test"})), check=False)
+    assert result.returncode == 2 and "dataset.splt: Extra inputs are not permitted" in result.stderr
+
+
+def test_set_overrides_any_field_with_a_typed_value():
+    task = load_task("shtech", {"split.scene_pattern": None, "pipeline.smoothing.window": 31})
+    assert task.split.scene_pattern is None and task.pipeline.smoothing.window == 31
+    task = load_task("textile", endpoint={"backend": "openai", "model": "m", "base_url": None})
+    assert (task.pipeline.backend, task.pipeline.model, task.pipeline.base_url) == ("openai", "m", None)
+    ped2 = load_task("ped2", endpoint={"model": "m"})
+    assert ped2.pipeline.recheck.model == "m"  # a caption task's model is its re-check model
+    from axr.eval.tasks import parse_assignment
+
+    assert parse_assignment("split.scene_pattern=^test_(\\d+)_") == ("split.scene_pattern", "^test_(\\d+)_")
+    assert parse_assignment("pipeline.batch=4") == ("pipeline.batch", 4)
 
 
 def test_textile_run_and_report_open_in_chromium(tmp_path, tiny_vlm, chromium):
@@ -73,6 +108,8 @@ def test_textile_run_and_report_open_in_chromium(tmp_path, tiny_vlm, chromium):
     records = _lines(run / "predictions.jsonl")
     assert len(records) == 24 and len({r["sample_id"] for r in records}) == 24
     assert all(r["status"] == "ok" and r["verdict"]["verdict"] in ("normal", "anomalous", "unparsed") for r in records)
+    assert all(r["pred_label"] == {"normal": 0, "anomalous": 1}.get(r["verdict"]["verdict"]) for r in records)
+    assert all(0 <= r["pred_score"] <= 1 for r in records)  # one record shape: scored like a caption frame
     metrics = json.loads((run / "metrics.json").read_text())
     assert {"auroc", "f1_max", "doubly_right", "type_accuracy", "per_category_auroc"} <= metrics.keys()
     assert metrics["cost"]["tokens_in"] > 0 and metrics["samples"] == 24
@@ -145,9 +182,9 @@ def test_bad_samples_are_recorded_the_run_goes_on_and_retry_fixes_them(tmp_path,
     assert records["gone"]["status"] == "error" and "gone.jpg" in records["gone"]["error"]
     assert metrics["errors"] == 2 and sum(r["status"] == "ok" for r in records.values()) == 6
     Image.new("RGB", (64, 64), "gray").save(images / "corrupt.jpg")  # the user fixes the file
-    started = []
-    run_task(task, tmp_path / "run", hf_tiny, RunOptions(retry_errors=True), on_start=lambda t, p: started.append(p))
-    assert started == [2]  # only the two failed samples are run again
+    counts = []
+    run_task(task, tmp_path / "run", hf_tiny, RunOptions(retry_errors=True), on_progress=lambda *c: counts.append(c))
+    assert counts[0] == (6, 8)  # only the two failed samples are run again
     records = {r["sample_id"]: r for r in _lines(tmp_path / "run" / "predictions.jsonl")}  # reopened: last wins
     assert records["corrupt"]["status"] == "ok" and records["gone"]["status"] == "error"
 
@@ -163,9 +200,9 @@ def test_shards_partition_the_samples_and_merge_without_model_calls(tmp_path, im
     shards = [_lines(p) for p in sorted((tmp_path / "run").glob("predictions.shard-*.jsonl"))]
     ids = [r["sample_id"] for shard in shards for r in shard]
     assert len(shards) == 3 and sorted(ids) == sorted(r["sample_id"] for r in rows)  # a partition
-    pending = []
-    metrics = run_task(task, tmp_path / "run", hf_tiny, on_start=lambda t, p: pending.append(p))
-    assert pending == [0] and metrics["samples"] == 6  # merged, nothing recomputed
+    counts = []
+    metrics = run_task(task, tmp_path / "run", hf_tiny, on_progress=lambda *c: counts.append(c))
+    assert counts == [(6, 6)] and metrics["samples"] == 6  # merged, nothing recomputed
     empty = run_task(task, tmp_path / "empty", hf_tiny, RunOptions(limit=0))  # nothing to run is not an error
     assert empty["samples"] == 0 and (tmp_path / "empty" / "metrics.json").is_file()
     samples = [Sample(sample_id=str(i), caption="x") for i in range(10)]
@@ -206,15 +243,14 @@ def test_mmad_multiple_choice_per_question_type(tmp_path, textile_root, hf_tiny)
         for p in local
     }
     (root / "mmad.json").write_text(json.dumps(index))
-    task = load_task("mmad")
-    task["dataset"]["data_dir"] = str(root)
-    task["pipeline"].update(backend="hf", model="tiny-qwen2.5-vl")
+    overrides = {"dataset.data_dir": str(root), "pipeline.backend": "hf", "pipeline.model": "tiny-qwen2.5-vl"}
+    task = load_task("mmad", overrides)
     metrics = run_task(task, tmp_path / "run", hf_tiny)
     assert set(metrics["mmad_accuracy"]) == {"Anomaly Detection", "Defect Localization", "average"}
     records = _lines(tmp_path / "run" / "predictions.jsonl")
     assert len(records) == 4 and all(r["answer"] in ("A", "B", None) for r in records)
     assert metrics["unanswered"] == sum(r["answer"] is None for r in records)
-    task["pipeline"]["mode"] = "mcq_from_verdict"  # one verdict per image answers both of its questions
+    task = load_task("mmad_verdict", overrides)  # one verdict per image answers both of its questions
     metrics = run_task(task, tmp_path / "from-verdict", hf_tiny)
     assert metrics["cost"]["model_calls"] in (2, 3, 4) and len(local) == 2  # 2 images (+ at most a repair each)
     records = _lines(tmp_path / "from-verdict" / "predictions.jsonl")
@@ -222,7 +258,7 @@ def test_mmad_multiple_choice_per_question_type(tmp_path, textile_root, hf_tiny)
 
 
 def test_mmad_options_from_a_verdict_by_meaning():
-    from axr.eval.mcq_from_verdict import option_from_verdict
+    from axr.eval.pipelines.mcq_from_verdict import option_from_verdict
     from axr.reasoning.embedding import Embedder
 
     embedder = Embedder()
@@ -261,9 +297,8 @@ def test_clips_and_series_go_to_the_vlm_as_images(tmp_path, hf_tiny):
             ]
         )
     )
-    task = load_task("cuva")
-    task["dataset"]["data_dir"] = str(root)
-    task["pipeline"].update(backend="hf", model="tiny-qwen2.5-vl", max_tokens=64, video={"fps": 5, "frames": 4})
+    settings = {"backend": "hf", "model": "tiny-qwen2.5-vl", "max_tokens": 64, "video": {"fps": 5, "frames": 4}}
+    task = load_task("cuva", {"dataset.data_dir": str(root), **_prefixed("pipeline", settings)})
     metrics = run_task(task, tmp_path / "clips", hf_tiny)
     records = _lines(tmp_path / "clips" / "predictions.jsonl")
     assert metrics["errors"] == 0 and all(r["verdict"]["meta"]["tokens_in"] > 0 for r in records)
@@ -271,9 +306,9 @@ def test_clips_and_series_go_to_the_vlm_as_images(tmp_path, hf_tiny):
     csv_lines = ["timestamp,value,label"] + [f"{i},{(i % 7) / 7},{int(i > 90)}" for i in range(120)]
     (tmp_path / "ts").mkdir()
     (tmp_path / "ts" / "s.csv").write_text("\n".join(csv_lines))
-    task = load_task("timeseries")
-    task["dataset"].update(data_dir=str(tmp_path / "ts"), options={"window": 32, "stride": 16})
-    task["pipeline"].update(backend="hf", model="tiny-qwen2.5-vl", max_tokens=48)
+    dataset = {"data_dir": str(tmp_path / "ts"), "options": {"window": 32, "stride": 16}}
+    settings = {"backend": "hf", "model": "tiny-qwen2.5-vl", "max_tokens": 48}
+    task = load_task("timeseries", {**_prefixed("dataset", dataset), **_prefixed("pipeline", settings)})
     metrics = run_task(task, tmp_path / "series", hf_tiny)
     assert metrics["errors"] == 0 and metrics["samples"] == 3  # windows starting at 48, 64, 80 (after the first 36)
     # one normal window of the same series is shown before each query: 2 images a request

@@ -20,9 +20,7 @@ from axr.training.trainers import run_grpo, run_sft
 
 
 def _dataset(kind: str, split: str, limit: int, out: Path) -> Path:
-    task = load_task("textile")
-    task["dataset"]["split"] = split
-    task["pipeline"]["references"] = {"count": 0}
+    task = load_task("textile", {"dataset.split": split, "pipeline.references.count": 0})
     rows, stats = build_rows(task, kind, limit=limit)
     return save_dataset(rows, out, {"kind": kind, "split": split, **stats})
 

@@ -45,16 +45,15 @@ def data(
     from axr.reasoning.schema import SchemaError
     from axr.training.data import build_rows, save_dataset
 
+    overrides = {
+        "dataset.data_dir": str(data_dir.resolve()) if data_dir else None,
+        "dataset.split": split,
+        "pipeline.references.count": references,
+    }
     try:
-        config = load_task(task)
+        config = load_task(task, {k: v for k, v in overrides.items() if v is not None})
     except SchemaError as error:
         fail(str(error))
-    if data_dir:
-        config["dataset"]["data_dir"] = str(data_dir.resolve())
-    if split:
-        config["dataset"]["split"] = split
-    if references is not None:
-        config["pipeline"]["references"] = {"count": references}
     teacher = None
     if rationale == "teacher":
         if not model:
@@ -63,13 +62,13 @@ def data(
     try:
         rows, stats = build_rows(config, kind, rationale, think, teacher, limit)
         card = {
-            "source task": config["task"],
-            "adapter": config["dataset"]["adapter"],
-            "split": config["dataset"].get("split", "test"),
+            "source task": config.task,
+            "adapter": config.dataset.adapter,
+            "split": config.dataset.split,
             "kind": kind,
             "rationale": rationale,
             "think": think,
-            "references per prompt": config["pipeline"].get("references", {}).get("count", 0),
+            "references per prompt": config.pipeline.references.count,
             "rows": len(rows),
             **stats,
         }
@@ -127,17 +126,12 @@ def _train(kind: str, config: str, resume: bool, overrides: dict) -> None:
 
 
 def print_curve(history: list[dict], kind: str) -> None:
-    """The loss (SFT) or the mean reward per function (GRPO) at every logged step."""
-    rows = [h for h in history if "loss" in h and "train_runtime" not in h]
-    keys = (
-        ["loss"]
-        if kind == "sft"
-        else ["reward"] + sorted({k for h in rows for k in h if k.endswith("/mean") and k.startswith("rewards/")})
-    )
-    names = (k.removeprefix("rewards/").removesuffix("/mean").removesuffix("_reward") for k in keys)
-    table = Table("step", *names, title=f"{kind} curve")
-    for h in rows:
-        table.add_row(str(h.get("step")), *(f"{h[k]:.4f}" if isinstance(h.get(k), float) else "-" for k in keys))
+    from axr.training.trainers import curve_table
+
+    columns, rows = curve_table(history, kind)
+    table = Table(*columns, title=f"{kind} curve")
+    for row in rows:
+        table.add_row(*row)
     Console().print(table)
 
 

@@ -20,7 +20,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from axr.eval.runner import MediaLoader, load_rulebook, load_task_samples, select_samples
+from axr.eval.samples import MediaLoader, load_rulebook, load_task_samples, select_samples
+from axr.eval.task_config import TaskConfig
 from axr.reasoning.deduction import direct_question
 from axr.reasoning.media import MediaError
 from axr.reasoning.prompting import render, template_version
@@ -97,7 +98,7 @@ def completion_text(answer: dict[str, Any], think: bool) -> str:
 
 
 def build_rows(
-    task: dict[str, Any],
+    task: TaskConfig,
     kind: str,
     rationale: str = "gt",
     think: bool = False,
@@ -115,7 +116,7 @@ def build_rows(
     labelled = [s for s in load_task_samples(task) if s.gt_label is not None]
     samples = select_samples(labelled, limit, (0, 1))  # a fixed, mixed subset (as `axr eval run --limit`)
     loader, book = MediaLoader(task), load_rulebook(task)
-    domain = task["pipeline"].get("domain", "object")
+    domain = task.pipeline.domain
     kinds = {r.id: k for k in ("normal", "anomaly") for r in book.rules(k)} if book else {}
     rows, stats = [], Counter()
     for sample in samples:
@@ -154,9 +155,9 @@ def _answer(sample, domain, rationale, teacher, references, images, book, stats)
         return target_answer(sample, domain, template_rationale(sample, domain))
     if rationale == "gt":
         return target_answer(sample, domain)
-    from axr.reasoning.deduction import DirectItem, direct
+    from axr.reasoning.deduction import DirectItem, direct_verdicts
 
-    (verdict,) = direct(teacher, [DirectItem(sample.sample_id, images, references)], book, domain=domain)
+    (verdict,) = direct_verdicts(teacher, [DirectItem(sample.sample_id, images, references)], book, domain=domain)
     if verdict.pred_label != sample.gt_label:
         stats["teacher_rejected"] += 1  # a rationale for the wrong verdict teaches the wrong thing
         return target_answer(sample, domain, template_rationale(sample, domain))

@@ -190,3 +190,18 @@ def export_merged(adapter_dir: Path, out: Path, base_model: str | None = None) -
     model.save_pretrained(str(out))
     processor.save_pretrained(str(out))
     return out
+
+
+def curve_table(history: list[dict], kind: str) -> tuple[list[str], list[list[str]]]:
+    """The loss (SFT) or the mean reward per function (GRPO) at every logged step: (columns, rows)."""
+    logged = [h for h in history if "loss" in h and "train_runtime" not in h]
+    keys = (
+        ["loss"]
+        if kind == "sft"
+        else ["reward"] + sorted({k for h in logged for k in h if k.endswith("/mean") and k.startswith("rewards/")})
+    )
+    names = [k.removeprefix("rewards/").removesuffix("/mean").removesuffix("_reward") for k in keys]
+    rows = [
+        [str(h.get("step")), *(f"{h[k]:.4f}" if isinstance(h.get(k), float) else "-" for k in keys)] for h in logged
+    ]
+    return ["step", *names], rows

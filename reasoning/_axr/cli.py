@@ -1,5 +1,5 @@
-"""The root `axr` command: the reasoning commands, with `axr eval`, `axr train` and `axr data` mounted beside
-them. Only this module knows every group, so no library module imports a command module."""
+"""The root `axr` command: the reasoning and model commands, with `axr eval`, `axr train` and `axr data`
+mounted beside them. Only this module knows every group, so no library module imports a command module."""
 
 from __future__ import annotations
 
@@ -14,8 +14,10 @@ from axr.reasoning.console import err
 from axr.reasoning.data_cli import app as data_app
 from axr.reasoning.media import MediaError
 from axr.reasoning.schema import SchemaError
+from axr.reasoning.serve_cli import app as serve_app
 from axr.training.cli import app as train_app
 
+app.registered_commands += serve_app.registered_commands  # models, serve, chat, ui: top-level commands too
 app.add_typer(eval_app, name="eval")
 app.add_typer(train_app, name="train")
 app.add_typer(data_app, name="data")

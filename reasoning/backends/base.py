@@ -54,6 +54,14 @@ class Completion:
     think: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def calls(self) -> int:
+        """Model calls this answer cost: the repair turn, when there was one, is a second call."""
+        return 1 + int(self.repaired)
+
+    def cost(self) -> dict[str, int]:
+        return {"calls": self.calls, "tokens_in": self.tokens_in, "tokens_out": self.tokens_out}
+
     def absorb_repair(self, repair: Completion) -> Completion:
         """The repair turn's answer, with cost summed over both calls."""
         repair.tokens_in += self.tokens_in
@@ -151,7 +159,7 @@ class Backend:
         """Running cost of this backend (`usage`): model calls (repair turns included) and tokens."""
         usage = self.__dict__.setdefault("usage", {"model_calls": 0, "tokens_in": 0, "tokens_out": 0})
         for completion in completions:
-            usage["model_calls"] += 1 + completion.repaired
+            usage["model_calls"] += completion.calls
             usage["tokens_in"] += completion.tokens_in
             usage["tokens_out"] += completion.tokens_out
 

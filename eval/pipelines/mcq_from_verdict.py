@@ -1,4 +1,4 @@
-"""MMAD questions answered from one verdict per image, instead of one model call per question.
+"""mcq_from_verdict: MMAD questions answered from one verdict per image, instead of one call per question.
 
 A Verdict already says whether the image is anomalous (Anomaly Detection), the defect type (Defect
 Classification), where it is (Defect Localization), what it looks like (Defect Description) and why and how
@@ -9,9 +9,48 @@ unanswered (and counts as wrong).
 
 from __future__ import annotations
 
+from axr.eval.pipelines.direct import ask_verdicts
+from axr.eval.pipelines.mcq import (  # noqa: F401  (scored as mcq)
+    METRICS,
+    answer_record,
+    metrics,
+    validate,  # noqa: F401
+)
+from axr.eval.records import NO_COST
+from axr.eval.task_config import TaskConfig
 from axr.eval.verify import location_box, predicted_label
+from axr.reasoning.backends.base import Backend
 from axr.reasoning.media import region_name
 from axr.reasoning.schema import Verdict
+
+
+def predict(ready, backend: Backend, book, task: TaskConfig, state: dict) -> dict[str, dict]:
+    """One verdict per image (kept in `state` for the image's later questions), each question answered
+    from it; the question that paid for the call carries its cost."""
+    verdicts = state.setdefault("verdicts", {})
+    fresh = {
+        s.meta["image_key"]: (s, images, refs) for s, images, refs in ready if s.meta["image_key"] not in verdicts
+    }
+    if fresh:
+        verdicts.update(zip(fresh, ask_verdicts(list(fresh.values()), backend, book, task), strict=True))
+    if "embedder" not in state and any(s.meta["question_type"].lower() != "anomaly detection" for s, _, _ in ready):
+        from axr.reasoning.embedding import Embedder
+
+        state["embedder"] = Embedder()
+    out = {}
+    for sample, _, _ in ready:
+        verdict = verdicts[sample.meta["image_key"]]
+        letter = option_from_verdict(
+            sample.meta["question_type"], sample.meta["options"], verdict, state.get("embedder")
+        )
+        paid = fresh.get(sample.meta["image_key"], (None,))[0] is sample
+        record = answer_record(
+            sample, letter, verdict.cost() if paid else dict(NO_COST), verdict.model_dump(mode="json")
+        )
+        if verdict.meta.get("request_error"):
+            record.update(status="error", error=verdict.meta["request_error"])
+        out[sample.sample_id] = record
+    return out
 
 
 def region_words(box: list[float] | None) -> str:

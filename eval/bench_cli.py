@@ -1,0 +1,181 @@
+"""`axr eval bench backends | task | gate`: throughput and cost benchmarks whose output says what was
+compared. The measuring is in `axr.eval.bench`; this module parses, delegates and prints."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from axr.reasoning.console import backend_for, err, fail, make_backend, wide
+
+app = typer.Typer(help="Throughput and cost benchmarks, settings side by side.", no_args_is_help=True)
+
+
+@app.command(
+    "backends",
+    epilog="Examples:\n\n"
+    "  axr eval bench backends --hf-model tiny-qwen2.5-vl --openai-model smollm2 "
+    "--base-url http://127.0.0.1:8000/v1\n\n"
+    "  axr eval bench backends --hf-model smollm2 --vllm-python ~/.cache/axr/vllm-cpu-venv/bin/python "
+    "--serve-model smollm2   (starts a vllm server for the run)",
+)
+def bench_backends(
+    hf_model: str = typer.Option("tiny-qwen2.5-vl", help="model for the hf rows ('' to skip)"),
+    openai_model: str = typer.Option("", help="served model name for the openai rows ('' to skip)"),
+    base_url: str = typer.Option("http://127.0.0.1:8000/v1", help="the server for the openai rows"),
+    vllm_python: str = typer.Option("", help="a Python with vLLM: start a server on 127.0.0.1 for the run"),
+    serve_model: str = typer.Option("smollm2", help="with --vllm-python: the model to serve"),
+    requests: int = typer.Option(16, help="requests per setting"),
+    batch: int = typer.Option(8, help="hf batch size compared with one by one"),
+    concurrency: int = typer.Option(8, help="openai requests in flight compared with 1"),
+    max_tokens: int = typer.Option(32, help="tokens per answer"),
+    out: Path = typer.Option(None, help="also write the rows as JSON"),
+):
+    """hf batched vs one by one, and openai concurrency 1 vs N, on the same prompts in one run."""
+    from axr.eval.bench import bench_hf, bench_openai
+    from axr.reasoning.backends import Sampling
+    from axr.reasoning.local_models import resolve_model
+    from axr.reasoning.vllm_server import CPU_SERVER_ARGS, CPU_SERVER_ENV, VLLMServer
+
+    sampling = Sampling(max_tokens=max_tokens)
+    rows = []
+    if hf_model:
+        err.print(f"hf: {hf_model}, {requests} requests, one by one vs batch {batch}")
+        rows += bench_hf(make_backend("hf", hf_model), requests, batch, sampling)
+    server = None
+    if vllm_python:
+        env = {k: os.environ.get(k, v) for k, v in CPU_SERVER_ENV.items()}
+        err.print(f"starting a vllm server for {serve_model} ...")
+        name = openai_model or serve_model
+        server = VLLMServer(vllm_python, resolve_model(serve_model), name, extra_args=CPU_SERVER_ARGS, env=env)
+        server.start()
+        base_url, openai_model = server.base_url, name
+    try:
+        if openai_model:
+            err.print(f"openai: {openai_model} at {base_url}, {requests} requests, concurrency 1 vs {concurrency}")
+            backend = make_backend("openai", openai_model, base_url, text_only=True)
+            rows += bench_openai(backend, requests, concurrency, sampling)
+    finally:
+        if server:
+            server.stop()
+    table = Table("backend", "model", "setting", "requests", "seconds", "req/s", "tokens out/s", title="backends")
+    for row in rows:
+        table.add_row(
+            row.backend,
+            Path(row.model).name,
+            row.setting,
+            str(row.requests),
+            f"{row.seconds:.2f}",
+            f"{row.requests_per_s:.2f}",
+            f"{row.tokens_per_s:.1f}",
+        )
+    wide.print(table)
+    for first, second in zip(rows[::2], rows[1::2], strict=True):
+        Console().print(
+            f"{first.backend}: {second.setting} is {second.requests_per_s / first.requests_per_s:.1f}x "
+            f"the requests/s of {first.setting}"
+        )
+    if out:
+        out.write_text(json.dumps([r.as_dict() for r in rows], indent=2))
+
+
+@app.command(
+    "task",
+    epilog="Examples:\n\n"
+    "  axr eval bench task textile --setting batch=1 --setting batch=8 --limit 64\n\n"
+    "  axr eval bench task textile --setting backend=hf --setting "
+    "backend=openai,model=Qwen/Qwen2.5-VL-3B-Instruct,base_url=http://127.0.0.1:8000/v1",
+)
+def bench_task_command(
+    task: str = typer.Argument(..., help="a task name or YAML path"),
+    settings: list[str] = typer.Option(..., "--setting", help="pipeline overrides key=value[,key=value]; repeat"),
+    limit: int = typer.Option(32, help="samples per setting (the same fixed subset for each)"),
+    data_dir: Path = typer.Option(None, help="override dataset.data_dir"),
+    out: Path = typer.Option(None, help="also write the rows as JSON"),
+):
+    """Throughput and cost of one task under several settings, side by side, on the same samples."""
+    import tempfile
+
+    from axr.eval.bench import bench_task, parse_setting
+    from axr.eval.datasets import LayoutError
+    from axr.eval.tasks import load_task
+    from axr.reasoning.schema import SchemaError
+
+    base = {"dataset.data_dir": str(data_dir.resolve())} if data_dir else {}
+    try:
+        configs = [load_task(task, {**base, **parse_setting(text)}) for text in settings]
+    except (SchemaError, ValueError) as error:
+        fail(str(error))
+    with tempfile.TemporaryDirectory(prefix="axr-bench-") as workdir:
+        try:
+            rows = bench_task(configs, [s or "task defaults" for s in settings], limit, workdir, backend_for)
+        except (LayoutError, SchemaError, ValueError) as error:
+            fail(str(error))
+    columns = (
+        "setting",
+        "samples",
+        "seconds",
+        "samples_per_s",
+        "model_calls",
+        "tokens_in",
+        "tokens_out",
+        "tokens_out_per_s",
+        "auroc",
+        "unparsed_rate",
+        "errors",
+    )
+    table = Table(*columns, title=f"{configs[0].task}: {limit} samples per setting, model loading not timed")
+    for row in rows:
+        table.add_row(*(f"{row[c]:.2f}" if isinstance(row[c], float) else str(row[c]) for c in columns))
+    wide.print(table)
+    for row in rows[1:]:
+        Console().print(
+            f"{row['setting']}: {row['samples_per_s'] / rows[0]['samples_per_s']:.1f}x the samples/s "
+            f"of {rows[0]['setting']}"
+        )
+    if out:
+        out.write_text(json.dumps(rows, indent=2))
+
+
+@app.command(
+    "gate",
+    epilog="Examples:\n\n  axr eval bench gate                      (textile, tiny VLM: random features)\n\n"
+    "  axr eval bench gate --model Qwen/Qwen2.5-VL-3B-Instruct --references 200 --limit 2000",
+)
+def bench_gate_command(
+    task: str = typer.Argument("textile", help="a task whose train split holds normal images"),
+    model: str = typer.Option("tiny-qwen2.5-vl", help="the VLM whose vision encoder gives the features"),
+    references: int = typer.Option(100, help="normal images in the memory bank"),
+    limit: int = typer.Option(None, help="test images to score (a fixed, mixed subset; default all)"),
+    bank_size: int = typer.Option(4096, help="patches kept by the coreset"),
+    data_dir: Path = typer.Option(None, help="override dataset.data_dir"),
+    out: Path = typer.Option(None, help="also write the result as JSON"),
+):
+    """The visual gate alone: image AUROC, and the VLM calls it saves at a stated recall."""
+    from axr.eval.bench import bench_gate
+    from axr.eval.tasks import load_task
+
+    config = load_task(task, {"dataset.data_dir": str(data_dir.resolve())} if data_dir else None)
+    row = bench_gate(config, model, references, limit, bank_size)
+    table = Table("recall target", "recall", "sent to VLM", "calls saved", title=f"visual gate on {config.task}")
+    for item in row["at_recall"]:
+        table.add_row(
+            f"{item['recall_target']:.2f}",
+            f"{item['recall']:.3f}",
+            f"{item['share_sent_to_vlm']:.3f}",
+            f"{item['calls_saved']:.3f}",
+        )
+    wide.print(table)
+    note = " (random weights: the features carry no learned meaning)" if "tiny" in model else ""
+    Console().print(
+        f"{model}{note}: bank from {row['references']} normal images in {row['fit_seconds']} s; "
+        f"{row['test_images']} test images at {row['images_per_s']:.1f} images/s; image AUROC {row['auroc']:.3f}, "
+        f"AP {row['ap']:.3f}"
+    )
+    if out:
+        out.write_text(json.dumps(row, indent=2))

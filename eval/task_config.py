@@ -1,0 +1,125 @@
+"""The shape of a task file, typed: a misspelt or unknown key fails at load, naming the file and the field.
+
+One model per part of a task; the pipeline's settings depend on its `mode` (the sample modes share one
+shape, the caption mode has its own). Defaults here are the defaults a task file may leave out; the shipped
+bases (`_images.yaml`, `captions.yaml`) spell them out for readers.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatasetConfig(Strict):
+    adapter: str | None = None  # a dataset adapter (axr.eval.datasets), or anomalyruler_captions
+    data_dir: str | None = None  # a `data:` reference or a path (relative to the working directory)
+    split: str = "test"  # held out; the train split (normal only) feeds references
+    options: dict[str, Any] = Field(default_factory=dict)  # adapter options, e.g. {normal_train: 100}
+
+
+class ReferencesConfig(Strict):
+    count: int = Field(0, ge=0)  # normal images shown before the query
+
+
+class VideoConfig(Strict):
+    fps: float = Field(1.0, gt=0)
+    frames: int = Field(8, ge=1)
+
+
+class SamplePipeline(Strict):
+    """direct (a Verdict per sample), mcq (one multiple-choice answer per question) or mcq_from_verdict."""
+
+    mode: Literal["direct", "mcq", "mcq_from_verdict"]
+    domain: str = "object"
+    backend: str = "openai"
+    model: str = "Qwen/Qwen2.5-VL-7B-Instruct"
+    base_url: str | None = None
+    concurrency: int = Field(8, ge=1)
+    batch: int = Field(8, ge=1)
+    max_tokens: int = Field(512, ge=1)
+    rules: str | None = None
+    references: ReferencesConfig = Field(default_factory=ReferencesConfig)
+    video: VideoConfig = Field(default_factory=VideoConfig)
+
+
+class InductionSettings(Strict):
+    domain: str = "scene"
+    batches: int = Field(10, ge=1)
+    per_batch: int = Field(3, ge=1)
+    seed: int = 0
+
+
+class TriggerConfig(Strict):
+    max_normal_share: float = 0.05
+    keyword_weight: float = 1.0
+    novelty: bool = True
+    synonyms: float | None = None
+
+
+class SmoothingConfig(Strict):
+    method: Literal["none", "mean", "ema"] = "mean"
+    window: int = Field(61, ge=1)
+    alpha: float = 0.33
+
+
+class ThresholdConfig(Strict):
+    reference_quantile: float = Field(0.95, ge=0, le=1)
+    value: float | None = None
+
+
+class RecheckConfig(Strict):
+    policy: Literal["none", "uncertain", "positives", "all"] = "none"
+    band: float = Field(0.1, ge=0)
+    min_confidence: float = Field(0.5, ge=0, le=1)
+    backend: str = "openai"
+    model: str = "smollm2"
+    base_url: str | None = None
+    max_tokens: int = Field(400, ge=1)
+    concurrency: int = Field(8, ge=1)
+
+
+class CaptionPipeline(Strict):
+    """captions: per-frame captions -> trigger -> optional model re-check -> smoothing -> threshold."""
+
+    mode: Literal["captions"]
+    rules: str | None = None  # a rule book, an AnomalyRuler rule file, or "induce"
+    induction: InductionSettings = Field(default_factory=InductionSettings)
+    trigger: TriggerConfig = Field(default_factory=TriggerConfig)
+    smoothing: SmoothingConfig = Field(default_factory=SmoothingConfig)
+    threshold: ThresholdConfig = Field(default_factory=ThresholdConfig)
+    recheck: RecheckConfig = Field(default_factory=RecheckConfig)
+
+
+class SplitConfig(Strict):
+    reference_every: int = Field(3, ge=2)  # every n-th video is a reference video
+    scene_pattern: str | None = None  # a regex whose first group is a video's scene
+
+
+class JudgeSpec(Strict):
+    backend: str
+    model: str
+    base_url: str | None = None
+
+
+class JudgeConfig(Strict):
+    judges: list[JudgeSpec] = Field(min_length=1)
+
+
+class TaskConfig(Strict):
+    task: str
+    dataset: DatasetConfig = Field(default_factory=DatasetConfig)
+    pipeline: Annotated[SamplePipeline | CaptionPipeline, Field(discriminator="mode")]
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    metrics: list[str] = Field(default_factory=list)
+    judge: JudgeConfig | None = None
+    published: dict[str, Any] | None = None  # a paper's figures, printed beside AXR's
+
+    @property
+    def mode(self) -> str:
+        return self.pipeline.mode
