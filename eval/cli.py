@@ -170,7 +170,7 @@ def judge(
     ]
     with progress_bar() as bar:
         job = bar.add_task("judging", total=None)
-        result = judge_run(run_dir, backends, embedder, on_chunk=lambda n: bar.advance(job, n))
+        result = judge_run(run_dir, backends, embedder, on_judged=lambda n: bar.advance(job, n))
     for _, backend in backends:
         backend.close()
     (run_dir / "judge.json").write_text(json.dumps(result, indent=2))

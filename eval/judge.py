@@ -44,7 +44,7 @@ def judge_records(
     name: str,
     journal: Journal,
     batch: int = 16,
-    on_chunk=None,
+    on_judged=None,
 ) -> None:
     """Judge every judgeable record not yet in the journal with one judge, writing each chunk as it returns."""
     todo = [r for r in records if judgeable(r) and f"{r['sample_id']}|{name}" not in journal]
@@ -86,8 +86,8 @@ def judge_records(
                 grades = completion.parsed.model_dump()
                 entries.append(_entry(Judgement(**grades, sample_id=sample_id, judge=name, meta=meta)))
         journal.append(entries)
-        if on_chunk:
-            on_chunk(len(chunk))
+        if on_judged:
+            on_judged(len(chunk))
 
 
 def _has_explanation(verdict: dict[str, Any]) -> bool:
@@ -181,13 +181,13 @@ def task_judges(run: Path) -> list[dict[str, Any]]:
     return (json.loads(task_file.read_text()).get("judge") or {}).get("judges", [])
 
 
-def judge_run(run: Path, judges: list[tuple[str, Backend]], embedder=None, on_chunk=None) -> dict[str, Any]:
+def judge_run(run: Path, judges: list[tuple[str, Backend]], embedder=None, on_judged=None) -> dict[str, Any]:
     """Judge a run folder's predictions with each (name, backend); returns what judge.json holds."""
     predictions = Journal(run / "predictions.jsonl").records
     records = list(predictions.values())
     journal = Journal(run / "judgements.jsonl", key="key")
     for name, backend in judges:
-        judge_records(records, backend, name, journal, on_chunk=on_chunk)
+        judge_records(records, backend, name, journal, on_judged=on_judged)
     names = {name for name, _ in judges}
     entries = [e for e in journal.records.values() if e["judge"] in names and e["sample_id"] in predictions]
     return {

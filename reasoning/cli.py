@@ -80,7 +80,7 @@ def caption(
     with out.open("w", encoding="utf-8") as sink, progress_bar() as bar:
         task = bar.add_task("captioning", total=sum(1 for i in items if not isinstance(i, tuple)))
         try:
-            for record in captioner.run(items, progress=lambda n: bar.advance(task, n)):
+            for record in captioner.run(items, on_captioned=lambda n: bar.advance(task, n)):
                 sink.write(json.dumps(record, ensure_ascii=False) + "\n")
                 sink.flush()
                 if "error" in record:
@@ -146,7 +146,7 @@ def induce(
             config,
             Embedder(),
             name,
-            progress=lambda m: err.print(m, highlight=False),
+            on_message=_say,
         )
     except InductionError as error:
         partial = out.with_name(out.stem + ".partial.yaml")

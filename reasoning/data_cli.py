@@ -50,5 +50,5 @@ def fetch(
         def show(done: int, total: int | None) -> None:
             bar.update(job, completed=done, total=total)
 
-        folder = resources.fetch(name, url=url, archive=archive, timeout=timeout, progress=show)
+        folder = resources.fetch(name, url=url, archive=archive, timeout=timeout, on_bytes=show)
     err.print(f"installed {name} in {folder} (source and sha256 in {folder / 'SOURCE.json'})", highlight=False)

@@ -77,7 +77,7 @@ def induce(
     config: InductionConfig,
     embedder,
     name: str = "induced",
-    progress=lambda message: None,
+    on_message=lambda message: None,
 ) -> RuleBook:
     """references: (id, observation text) pairs of NORMAL samples."""
     if not references:
@@ -85,7 +85,7 @@ def induce(
     sections = config.section_names()
     batches = seeded_batches(len(references), config)
     sampling = Sampling(max_tokens=config.max_tokens, seed=config.seed, repetition_penalty=1.1)
-    progress(f"inducing normal rules: {len(batches)} batches x {len(batches[0])} references")
+    on_message(f"inducing normal rules: {len(batches)} batches x {len(batches[0])} references")
     normal_answers = _ask(
         backend,
         sampling,
@@ -100,7 +100,7 @@ def induce(
             for batch in batches
         ],
     )
-    progress("inducing anomaly rules by contrast")
+    on_message("inducing anomaly rules by contrast")
     anomaly_answers = _ask(
         backend,
         sampling,
@@ -151,7 +151,7 @@ def induce(
             "answers were empty or unparsable)",
             book,
         )
-    progress("proposing and checking trigger keywords")
+    on_message("proposing and checking trigger keywords")
     book = derive_keywords(book, backend, sampling, [text for _, text in references], config)
     book.provenance.cost = dict(getattr(backend, "usage", {}))  # calls and tokens the induction took
     return book

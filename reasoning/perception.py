@@ -113,7 +113,7 @@ class Captioner:
         self.prompt_version = template_version("caption")
         self.mode = "image" if backend.supports_images else "image-stats"
 
-    def run(self, items: Iterable, progress: Callable[[int], None] | None = None) -> Iterator[dict[str, Any]]:
+    def run(self, items: Iterable, on_captioned: Callable[[int], None] | None = None) -> Iterator[dict[str, Any]]:
         """Records in the order their batch finished: cached ones at once, others as each batch returns."""
         pending: list[tuple[MediaItem, Image.Image, str]] = []
         for item in items:
@@ -123,12 +123,12 @@ class Captioner:
             record = self._prepare(item, pending)
             if record is not None:
                 yield record
-                if progress:
-                    progress(1)
+                if on_captioned:
+                    on_captioned(1)
             if len(pending) >= self.batch_size:
-                yield from self._flush(pending, progress)
+                yield from self._flush(pending, on_captioned)
         if pending:
-            yield from self._flush(pending, progress)
+            yield from self._flush(pending, on_captioned)
 
     def _base(self, item: MediaItem) -> dict[str, Any]:
         record = {"sample_id": item.sample_id, "image_path": item.source}
@@ -165,7 +165,7 @@ class Captioner:
         prompt = render("caption", subject=self.subject, image_stats=image_stats(image), schema=Caption)
         return [user(prompt)]
 
-    def _flush(self, pending: list, progress: Callable[[int], None] | None) -> Iterator[dict[str, Any]]:
+    def _flush(self, pending: list, on_captioned: Callable[[int], None] | None) -> Iterator[dict[str, Any]]:
         batch = list(pending)
         pending.clear()
         completions = self.backend.generate([self._request(img) for _, img, _ in batch], self.sampling, Caption)
@@ -181,5 +181,5 @@ class Captioner:
             else:
                 record.update(error=f"unparsed: {completion.parse_error}", raw=completion.text, **cost)
             yield record
-        if progress:
-            progress(len(batch))
+        if on_captioned:
+            on_captioned(len(batch))

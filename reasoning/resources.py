@@ -150,7 +150,7 @@ def missing_paths(root: Path, dataset: DataSet) -> list[str]:
 
 
 def fetch(
-    name: str, url: str | None = None, archive: Path | None = None, timeout: float = 60.0, progress=None
+    name: str, url: str | None = None, archive: Path | None = None, timeout: float = 60.0, on_bytes=None
 ) -> Path:
     """Download (or take from `archive`) the set's public archive, check its layout, and install it as
     `<data folder>/<name>` with a SOURCE.json (source, sha256, size, date). Returns that folder."""
@@ -160,7 +160,7 @@ def fetch(
     root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=root, prefix=f".fetch-{name}-") as scratch:
         download = (
-            Path(archive) if archive else _download(source, Path(scratch) / "archive", dataset, timeout, progress)
+            Path(archive) if archive else _download(source, Path(scratch) / "archive", dataset, timeout, on_bytes)
         )
         digest = hashlib.sha256(download.read_bytes()).hexdigest()
         unpacked = Path(scratch) / "unpacked"
@@ -183,7 +183,7 @@ def fetch(
     return target
 
 
-def _download(url: str, into: Path, dataset: DataSet, timeout: float, progress) -> Path:
+def _download(url: str, into: Path, dataset: DataSet, timeout: float, on_bytes) -> Path:
     import httpx
 
     by_hand = (
@@ -200,8 +200,8 @@ def _download(url: str, into: Path, dataset: DataSet, timeout: float, progress) 
                 for chunk in response.iter_bytes(1 << 16):
                     out.write(chunk)
                     received += len(chunk)
-                    if progress:
-                        progress(received, expected)
+                    if on_bytes:
+                        on_bytes(received, expected)
     except httpx.HTTPError as error:
         kind = "truncated download" if isinstance(error, httpx.RemoteProtocolError) else "cannot download"
         raise DataError(f"{kind} {url} ({type(error).__name__}: {error}); {by_hand}") from None

@@ -104,7 +104,7 @@ def build_rows(
     think: bool = False,
     teacher=None,
     limit: int | None = None,
-    progress=None,
+    on_row=None,
 ) -> tuple[list[dict], dict[str, Any]]:
     """(rows, stats) for a task's split. Samples whose media cannot be read are skipped and counted."""
     if kind not in ("sft", "grpo"):
@@ -145,8 +145,8 @@ def build_rows(
             )
         rows.append(row)
         stats[f"label_{sample.gt_label}"] += 1
-        if progress:
-            progress(1)
+        if on_row:
+            on_row(1)
     return rows, dict(stats)
 
 

@@ -119,7 +119,7 @@ def _induce(task: TaskConfig, normal_frames, embedder, backend_for, on_message) 
 
     config = InductionConfig(**task.pipeline.induction.model_dump())
     backend = backend_for(task.pipeline.recheck)
-    return induce(backend, normal_frames, config, embedder, name=f"{task.task}-induced", progress=on_message)
+    return induce(backend, normal_frames, config, embedder, name=f"{task.task}-induced", on_message=on_message)
 
 
 def _write_predictions(path: Path, videos, detection) -> None:
