@@ -20,8 +20,8 @@ RUN_EPILOG = (
     "  axr eval run textile --limit 40                 (tiny VLM through hf on the textile images)\n\n"
     "  axr eval run mvtec_ad --data-dir ~/data/mvtec --backend openai --model Qwen/Qwen2.5-VL-7B-Instruct "
     "--base-url http://127.0.0.1:8000/v1\n\n"
-    "  axr eval run mvtec_ad --data-dir D --shard 0/4 --output runs/mv   (one of four machines; then run "
-    "without --shard in the same folder to merge and finish)\n\n"
+    "  axr eval run mmad --data-dir D --engine ray --ray-address auto --workers 8 --backend vllm "
+    "--model Qwen/Qwen2.5-VL-7B-Instruct   (8 vLLM replicas on a Ray cluster)\n\n"
     "  axr eval run ped2                               (caption task: trigger stage, the paper's rule book)\n\n"
     "  axr eval run shtech --recheck uncertain --base-url http://127.0.0.1:8000/v1\n\n"
     "  axr eval run shtech --set split.scene_pattern=null --set pipeline.smoothing.window=31   (any task field)"
@@ -53,6 +53,9 @@ def run(
     shard: str = typer.Option("0/1", help="i/n: this machine's share of the samples"),
     retry_errors: bool = typer.Option(False, help="run again the samples recorded with an error"),
     output: Path = typer.Option(None, help="run folder (default runs/<task>); rerun to resume"),
+    engine: str = typer.Option("local", help="local (this process) or ray (an actor pool on a Ray cluster)"),
+    ray_address: str = typer.Option(None, help="ray: a running cluster ('auto' on its nodes); default: start one"),
+    workers: int = typer.Option(1, min=1, help="ray: model replicas, each an actor holding one backend"),
 ):
     """Run an evaluation task: predictions.jsonl (resumable) and metrics.json in the run folder."""
     from axr.eval.datasets import LayoutError
@@ -66,7 +69,7 @@ def run(
             assignments, **{"dataset.data_dir": data_dir, "pipeline.rules": rules, "pipeline.recheck.policy": recheck}
         )
         config = load_task(task, overrides, endpoint={"backend": backend, "model": model, "base_url": base_url})
-        options = RunOptions(shard=parse_shard(shard), limit=limit, retry_errors=retry_errors)
+        options = RunOptions(parse_shard(shard), limit, retry_errors, engine, ray_address, workers)
     except (SchemaError, ValueError) as error:
         fail(str(error))
     output = output or Path("runs") / config.task

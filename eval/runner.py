@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,13 @@ class RunOptions:
     shard: tuple[int, int] = (0, 1)
     limit: int | None = None
     retry_errors: bool = False
+    engine: str = "local"  # local | ray
+    ray_address: str | None = None  # ray: an existing cluster ("auto", "ray://host:10001"); None starts one here
+    workers: int = 1  # ray: model replicas (actors), each holding one backend
+
+
+ENGINES = ("local", "ray")
+Predictions = Callable[[TaskConfig, list[Sample], Any], Iterator[list[dict[str, Any]]]]
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -57,8 +64,16 @@ def evaluate(
     on_progress: Callable[[int, int], None] | None = None,
     on_message: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Run a task of any mode; `backend_for(settings, text_only=False)` makes the backend its settings name
-    (only when one is needed); `on_progress(done, total)` counts samples (caption tasks: re-checked frames)."""
+    """Run a task of any mode on the options' engine; `backend_for(settings, text_only=False)` makes the
+    backend its settings name (only when one is needed); `on_progress(done, total)` counts samples (caption
+    tasks: re-checked frames)."""
+    options = options or RunOptions()
+    if options.engine not in ENGINES:
+        raise ValueError(f"--engine {options.engine!r}: choose one of {', '.join(ENGINES)}")
+    if options.engine == "ray":
+        from axr.eval.ray_engine import evaluate_on_ray
+
+        return evaluate_on_ray(task, output, options, on_progress, on_message)
     if task.mode == "captions":  # captions are text: an openai server is sent no image parts
         text_backend = lambda settings: backend_for(settings, text_only=settings.backend == "openai")  # noqa: E731
         return captions.run(task, output, text_backend, on_message, on_progress)
@@ -74,9 +89,56 @@ def run_task(
     on_progress: Callable[[int, int], None] | None = None,
     on_message: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Run a sample task's pending samples and return its metrics (also written to metrics.json, unsharded)."""
+    """Run a sample task's pending samples with one backend in this process; returns the metrics."""
+    described = backend.describe()
+    return run_samples(task, output, local_predictions(backend), described, options, on_progress, on_message)
+
+
+def local_predictions(backend: Backend) -> Predictions:
+    """Chunk after chunk in this process, one batched call each."""
+
+    def predict(task: TaskConfig, pending: list[Sample], book) -> Iterator[list[dict[str, Any]]]:
+        predictor = ChunkPredictor(task, backend, book)
+        for start in range(0, len(pending), task.pipeline.batch):
+            yield predictor(pending[start : start + task.pipeline.batch])
+
+    return predict
+
+
+class ChunkPredictor:
+    """Records for chunks of samples with one backend: media loaded here (bad media becomes an error record),
+    the rest sent to the model in one batch by the task's pipeline mode. The Ray engine runs one per actor."""
+
+    def __init__(self, task: TaskConfig, backend: Backend, book):
+        self.task, self.backend, self.book = task, backend, book
+        self.mode, self.loader, self.state = PIPELINES[task.mode], MediaLoader(task), {}
+
+    def __call__(self, chunk: list[Sample]) -> list[dict[str, Any]]:
+        began = time.perf_counter()
+        ready, records = [], {}
+        for sample in chunk:
+            try:
+                ready.append((sample, self.loader.query(sample), self.loader.references(sample)))
+            except (MediaError, OSError) as error:
+                records[sample.sample_id] = error_record(sample, str(error))
+        if ready:
+            records.update(self.mode.predict(ready, self.backend, self.book, self.task, self.state))
+        share = round((time.perf_counter() - began) / max(len(chunk), 1), 4)
+        return [{**records[s.sample_id], "seconds": share} for s in chunk]
+
+
+def run_samples(
+    task: TaskConfig,
+    output: Path,
+    predictions: Predictions,
+    described: dict[str, Any],
+    options: RunOptions | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+    on_message: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Journal the records `predictions` yields for the task's pending samples as each list arrives, then
+    write and return the metrics (metrics.json, unsharded). Engines differ only in `predictions`."""
     options = options or RunOptions()
-    mode = PIPELINES[task.mode]
     book = load_rulebook(task)
     chosen = select_samples(load_task_samples(task), options.limit, options.shard)
     output.mkdir(parents=True, exist_ok=True)
@@ -91,25 +153,18 @@ def run_task(
     ]
     if on_message and len(pending) < len(chosen):
         on_message(f"resuming: {len(chosen) - len(pending)} of {len(chosen)} samples already done")
-    loader, state = MediaLoader(task), {}
     done = len(chosen) - len(pending)
     if on_progress:
         on_progress(done, len(chosen))
-    for start in range(0, len(pending), task.pipeline.batch):
-        chunk = pending[start : start + task.pipeline.batch]
-        began = time.perf_counter()
-        records = _predict(chunk, loader, lambda ready: mode.predict(ready, backend, book, task, state))
-        share = (time.perf_counter() - began) / len(chunk)
-        for record in records:
-            record["seconds"] = round(share, 4)
+    for records in predictions(task, pending, book) if pending else ():
         journal.append(records, replace=retried)
-        done += len(chunk)
+        done += len(records)
         if on_progress:
             on_progress(done, len(chosen))
     wanted = {s.sample_id for s in chosen}
     records = [upgraded(r) for key, r in journal.records.items() if key in wanted]
     metrics = _metrics(records, task, book)
-    metrics.update(task=task.task, shard=list(options.shard), samples=len(records), backend=backend.describe())
+    metrics.update(task=task.task, shard=list(options.shard), samples=len(records), backend=described)
     index, count = options.shard
     name = "metrics.json" if count == 1 else f"metrics.shard-{index}-of-{count}.json"
     (output / name).write_text(json.dumps(metrics, indent=2))
@@ -133,16 +188,3 @@ def _metrics(records: list[dict], task: TaskConfig, book) -> dict[str, Any]:
 def _take_in_shards(journal: Journal, output: Path) -> None:
     for shard_file in sorted(output.glob("predictions.shard-*.jsonl")):
         journal.append(list(Journal(shard_file).records.values()))
-
-
-def _predict(chunk: list[Sample], loader: MediaLoader, predict) -> list[dict[str, Any]]:
-    """Records for one chunk: bad media becomes an error record, the rest go to the model in one batch."""
-    ready, records = [], {}
-    for sample in chunk:
-        try:
-            ready.append((sample, loader.query(sample), loader.references(sample)))
-        except (MediaError, OSError) as error:
-            records[sample.sample_id] = error_record(sample, str(error))
-    if ready:
-        records.update(predict(ready))
-    return [records[s.sample_id] for s in chunk]

@@ -6,7 +6,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from axr.reasoning.backends import BACKENDS, BackendError, load_backend
+from axr.reasoning.backends import BACKENDS, BackendError, open_backend, settings_backend
 
 err = Console(stderr=True)
 
@@ -32,46 +32,20 @@ def progress_bar() -> Progress:
     )
 
 
-def make_backend(
-    backend: str,
-    model: str,
-    base_url: str | None = None,
-    adapter: str | None = None,
-    batch_size: int | None = None,
-    concurrency: int | None = None,
-    timeout_s: float | None = None,
-    text_only: bool = False,
-    trust_remote_code: bool = False,
-):
-    """The backend named on the command line, with only the options that backend takes."""
-    from axr.reasoning.local_models import resolve_model
-
-    if backend not in BACKENDS:
-        fail(f"unknown backend {backend!r}; {BACKEND_HELP}")
-    if backend == "openai":
-        options = dict(base_url=base_url, concurrency=concurrency, timeout_s=timeout_s, supports_images=not text_only)
-    else:
-        options = dict(adapter=adapter, trust_remote_code=trust_remote_code or None)
-        if backend == "hf":
-            options["batch_size"] = batch_size
-        model = resolve_model(model)
+def make_backend(*args, **options):
+    """`open_backend` for a command: a backend that cannot be made ends the command in one line."""
     try:
-        return load_backend(backend, model, **options)
+        return open_backend(*args, **options)
     except (BackendError, FileNotFoundError) as error:
         fail(str(error))
 
 
 def backend_for(settings, text_only: bool = False):
-    """The backend a task's settings name (a sample pipeline, a re-check or a judge: backend, model,
-    base_url, and batch or concurrency where they have them)."""
-    return make_backend(
-        settings.backend,
-        settings.model,
-        settings.base_url,
-        batch_size=getattr(settings, "batch", None),
-        concurrency=getattr(settings, "concurrency", None),
-        text_only=text_only,
-    )
+    """`settings_backend` for a command (a task's pipeline, re-check or judge settings)."""
+    try:
+        return settings_backend(settings, text_only)
+    except (BackendError, FileNotFoundError) as error:
+        fail(str(error))
 
 
 wide = Console(width=max(Console().width, 160))  # tables of many columns: never cut to "set…" at 80 columns

@@ -24,6 +24,46 @@ def load_backend(name: str, model: str, **options: Any) -> Backend:
     return getattr(importlib.import_module(module), cls)(model, **options)
 
 
+def open_backend(
+    backend: str,
+    model: str,
+    base_url: str | None = None,
+    adapter: str | None = None,
+    batch_size: int | None = None,
+    concurrency: int | None = None,
+    timeout_s: float | None = None,
+    text_only: bool = False,
+    trust_remote_code: bool = False,
+) -> Backend:
+    """The backend named by command-line options or a task's settings, with only the options it takes
+    (offline aliases such as `smollm2` resolved); BackendError or FileNotFoundError when it cannot be made."""
+    from axr.reasoning.local_models import resolve_model
+
+    if backend not in BACKENDS:
+        raise BackendError(f"unknown backend {backend!r}; one of: {', '.join(BACKENDS)}")
+    if backend == "openai":
+        options = dict(base_url=base_url, concurrency=concurrency, timeout_s=timeout_s, supports_images=not text_only)
+    else:
+        options = dict(adapter=adapter, trust_remote_code=trust_remote_code or None)
+        if backend == "hf":
+            options["batch_size"] = batch_size
+        model = resolve_model(model)
+    return load_backend(backend, model, **options)
+
+
+def settings_backend(settings, text_only: bool = False) -> Backend:
+    """The backend a task's settings name (a sample pipeline, a re-check or a judge: backend, model,
+    base_url, and batch or concurrency where they have them)."""
+    return open_backend(
+        settings.backend,
+        settings.model,
+        settings.base_url,
+        batch_size=getattr(settings, "batch", None),
+        concurrency=getattr(settings, "concurrency", None),
+        text_only=text_only,
+    )
+
+
 __all__ = [
     "BACKENDS",
     "Backend",
@@ -32,6 +72,8 @@ __all__ = [
     "Request",
     "Sampling",
     "load_backend",
+    "open_backend",
+    "settings_backend",
     "system",
     "user",
 ]

@@ -1,0 +1,157 @@
+"""`axr eval run --engine ray` on a real local Ray cluster (CPU): the same predictions and metrics as the local
+runner, an actor killed mid-run, the driver SIGKILLed mid-run and resumed, a caption re-check on Ray."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_axr
+
+pytest.importorskip("ray", reason="pip install 'axr[ray]'")
+
+RAY = Path(sys.executable).parent / "ray"
+TEXTILE = ["eval", "run", "textile", "--limit", "48"]
+
+
+def _records(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "predictions.jsonl").read_text().splitlines()]
+
+
+def _by_id(run: Path) -> dict[str, dict]:
+    return {r["sample_id"]: r for r in _records(run)}
+
+
+def _comparable(metrics: dict) -> dict:
+    """The metrics without what differs by engine: the time taken and how the backend is described."""
+    return {k: v for k, v in metrics.items() if k not in ("cost", "backend")} | {
+        "cost": {k: v for k, v in metrics["cost"].items() if k != "seconds"}
+    }
+
+
+@pytest.fixture(scope="module")
+def ray_head(tmp_path_factory):
+    """A Ray head node on 127.0.0.1 with 2 CPUs, stopped after the module; its workers see the tests' env."""
+    from axr.reasoning.vllm_server import free_port
+
+    port = free_port()
+    temp = tmp_path_factory.mktemp("ray")
+    start = [str(RAY), "start", "--head", "--node-ip-address", "127.0.0.1", f"--port={port}", "--num-cpus=2"]
+    subprocess.run(
+        [*start, "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"},
+    )
+    yield f"127.0.0.1:{port}"
+    subprocess.run([str(RAY), "stop", "--force"], capture_output=True)
+
+
+def _started(command: list[str], cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "axr", *command],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+
+
+def _wait_for_lines(path: Path, count: int, process: subprocess.Popen, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.is_file() and len(path.read_text().splitlines()) >= count:
+            return
+        if process.poll() is not None:
+            raise AssertionError(f"the run ended first:\n{process.stderr.read()}")
+        time.sleep(0.2)
+    raise AssertionError(f"{path} never reached {count} lines")
+
+
+def _actor_pids(name: str) -> list[int]:
+    """Processes whose title Ray set to `ray::<name>...` (an actor of that class)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if title.startswith(f"ray::{name}"):
+                pids.append(int(entry.name))
+    return pids
+
+
+def test_ray_gives_the_local_runners_predictions_and_metrics(tmp_path, tiny_vlm):
+    local, on_ray = tmp_path / "local", tmp_path / "ray"
+    run_axr(*TEXTILE, "--output", str(local))
+    result = run_axr(*TEXTILE, "--engine", "ray", "--workers", "2", "--output", str(on_ray))
+    assert "ray: 2 CPUs" in result.stderr
+    mine, theirs = _by_id(local), _by_id(on_ray)
+    assert len(_records(on_ray)) == 48 and mine.keys() == theirs.keys()
+    assert all(mine[k]["verdict"] == theirs[k]["verdict"] for k in mine)  # greedy: the same answers
+    local_metrics, ray_metrics = (json.loads((run / "metrics.json").read_text()) for run in (local, on_ray))
+    assert _comparable(local_metrics) == _comparable(ray_metrics)
+    assert ray_metrics["backend"]["engine"] == "ray" and ray_metrics["backend"]["workers"] == 2
+
+
+def test_an_actor_killed_mid_run_loses_and_duplicates_nothing(tmp_path, tiny_vlm, ray_head):
+    local, on_ray = tmp_path / "local", tmp_path / "ray"
+    slow = ["--set", "pipeline.batch=1"]  # one sample a chunk: a run long enough to kill an actor inside it
+    run_axr(*TEXTILE, *slow, "--output", str(local))
+    command = [*TEXTILE, *slow, "--engine", "ray", "--workers", "2", "--ray-address", ray_head]
+    process = _started([*command, "--output", str(on_ray)], tmp_path)
+    _wait_for_lines(on_ray / "predictions.jsonl", 8, process)
+    victims = _actor_pids("MapWorker")
+    assert victims, "no actor process found"
+    os.kill(victims[0], signal.SIGKILL)
+    _, stderr = process.communicate(timeout=600)
+    assert process.returncode == 0, stderr
+    ids = [r["sample_id"] for r in _records(on_ray)]
+    assert len(ids) == len(set(ids)) == 48
+    assert _comparable(json.loads((on_ray / "metrics.json").read_text())) == _comparable(
+        json.loads((local / "metrics.json").read_text())
+    )
+
+
+def test_a_driver_killed_mid_run_resumes_without_duplicates(tmp_path, tiny_vlm, ray_head):
+    run = tmp_path / "run"
+    command = [*TEXTILE, "--set", "pipeline.batch=1", "--engine", "ray", "--ray-address", ray_head]
+    process = _started([*command, "--output", str(run)], tmp_path)
+    _wait_for_lines(run / "predictions.jsonl", 6, process)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done = len(_records(run))
+    assert 6 <= done < 48
+    result = run_axr(*command, "--output", str(run))
+    assert f"resuming: {done} of 48" in result.stderr
+    ids = [r["sample_id"] for r in _records(run)]
+    assert len(ids) == len(set(ids)) == 48
+
+
+@pytest.mark.server
+def test_caption_recheck_on_ray_through_the_server(tmp_path, vllm_server, ray_head):
+    import yaml
+
+    from tests.captions_layout import synthetic_videos, write_caption_set
+    from tests.test_caption_benchmark import BOOK
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(yaml.safe_dump(BOOK))
+    data_dir = write_caption_set(tmp_path / "captions", synthetic_videos(6, 12))
+    args = ["eval", "run", "captions", "--data-dir", str(data_dir), "--rules", str(rules), "--recheck", "all"]
+    server = ["--base-url", vllm_server.base_url, "--model", "smollm2"]
+    run_axr(
+        *args, *server, "--engine", "ray", "--workers", "2", "--ray-address", ray_head, "--output", str(tmp_path / "r")
+    )
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert metrics["cost"]["frames_rechecked"] == 48 and metrics["cost"]["request_errors"] == 0
+    verdicts = [r["verdict"] for r in _records(tmp_path / "r")]
+    assert all(v and v["verdict"] in ("normal", "anomalous", "unparsed") for v in verdicts)
+    assert sum(v["verdict"] != "unparsed" for v in verdicts) >= 40  # structured output through the pool
