@@ -92,6 +92,11 @@ def ray_predictions(workers: int) -> Predictions:
     def predict(task: TaskConfig, pending: list[Sample], book) -> Iterator[list[dict[str, Any]]]:
         import ray
 
+        if endpoint(task).backend == "vllm":  # vLLM replicas scheduled by ray.data.llm (GPU clusters)
+            from axr.eval.ray_llm import llm_records
+
+            yield from llm_records(task, pending, workers)
+            return
         batch = task.pipeline.batch
         rows = [{"sample": sample.model_dump_json()} for sample in pending]
         dataset = ray.data.from_items(rows, override_num_blocks=max(1, math.ceil(len(rows) / batch)))

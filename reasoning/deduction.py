@@ -171,35 +171,42 @@ def direct_verdicts(
 
     The system prompt depends only on the counts of images, so items alike share it (and the prefix cache).
     """
-    sampling = sampling or Sampling(max_tokens=512)
-    requests = []
-    for item in items:
-        prompt = render(
-            "direct_system",
-            domain=domain,
-            n_references=len(item.references),
-            n_query=len(item.images),
-            rulebook=rulebook,
-            hint=item.hint,
-            schema=VerdictAnswer,
-        )
-        requests.append([system(prompt), user(direct_question(len(item.images)), [*item.references, *item.images])])
-    completions = backend.generate(requests, sampling, VerdictAnswer)
+    requests = [direct_request(item, rulebook, domain) for item in items]
+    completions = backend.generate(requests, sampling or Sampling(max_tokens=512), VerdictAnswer)
     known = rulebook.rule_ids() if rulebook else set()
-    verdicts = []
-    for item, completion in zip(items, completions, strict=True):
-        meta = {
-            **backend.describe(),
-            "stage": "direct",
-            "prompt_version": template_version("direct_system"),
-            **completion.cost(),
-            "references": len(item.references),
-            "repaired": completion.repaired,
-        }
-        if completion.error:
-            meta["request_error"] = completion.error
-        verdicts.append(to_verdict(item.sample_id, completion, known, meta))
-    return verdicts
+    return [
+        direct_verdict(item.sample_id, len(item.references), completion, known, backend.describe())
+        for item, completion in zip(items, completions, strict=True)
+    ]
+
+
+def direct_request(item: DirectItem, rulebook: RuleBook | None, domain: str = "object") -> list[dict]:
+    """One direct-mode request: the system prompt with the rule book, then the references and the query."""
+    prompt = render(
+        "direct_system",
+        domain=domain,
+        n_references=len(item.references),
+        n_query=len(item.images),
+        rulebook=rulebook,
+        hint=item.hint,
+        schema=VerdictAnswer,
+    )
+    return [system(prompt), user(direct_question(len(item.images)), [*item.references, *item.images])]
+
+
+def direct_verdict(sample_id: str, references: int, completion, known_rules: set[str], described: dict) -> Verdict:
+    """A direct-mode answer as a Verdict, with how it was made (and how many references it saw) in its meta."""
+    meta = {
+        **described,
+        "stage": "direct",
+        "prompt_version": template_version("direct_system"),
+        **completion.cost(),
+        "references": references,
+        "repaired": completion.repaired,
+    }
+    if completion.error:
+        meta["request_error"] = completion.error
+    return to_verdict(sample_id, completion, known_rules, meta)
 
 
 def smooth_frame_verdicts(verdicts: list[Verdict], videos: list[list[int]], window: int) -> list[Verdict]:

@@ -155,3 +155,72 @@ def test_caption_recheck_on_ray_through_the_server(tmp_path, vllm_server, ray_he
     verdicts = [r["verdict"] for r in _records(tmp_path / "r")]
     assert all(v and v["verdict"] in ("normal", "anomalous", "unparsed") for v in verdicts)
     assert sum(v["verdict"] != "unparsed" for v in verdicts) >= 40  # structured output through the pool
+
+
+def _vllm_task(textile_root):
+    from axr.eval.tasks import load_task
+
+    return load_task("textile", {"pipeline.backend": "vllm", "pipeline.references.count": 1, "pipeline.batch": 2})
+
+
+def test_ray_data_llm_rows_carry_axr_requests_through_arrow_and_back_into_records(textile_root, tiny_vlm):
+    """What ray.data.llm's vLLM processor is given and what comes back, built and read on CPU (the engine
+    itself needs a GPU): requests as OpenAI chats with the references and query as images, the verdict schema
+    as structured output, through Ray Data's Arrow columns; answers, unparsed answers, bad media -> records."""
+    import ray
+
+    from axr.eval.ray_llm import RecordBuilder, RequestBuilder, processor_config
+    from axr.eval.samples import load_task_samples
+    from axr.reasoning.schema import Sample, VerdictAnswer, json_schema
+
+    task = _vllm_task(textile_root)
+    samples = load_task_samples(task)[:2] + [Sample(sample_id="gone", image_path="/no/such.png", gt_label=1)]
+    rows = [RequestBuilder(task)({"sample": s.model_dump_json()}) for s in samples]
+    chat = rows[0]["messages"]
+    assert chat[0]["role"] == "system" and "woven textile" in chat[0]["content"][0]["text"]
+    images = [p for p in chat[1]["content"] if p["type"] == "image_url"]
+    assert len(images) == 2 and images[0]["image_url"]["url"].startswith("data:image/")  # reference, then query
+    params = rows[0]["sampling_params"]
+    assert json.loads(params["structured_outputs"]["json"]) == json_schema(VerdictAnswer)
+    assert (
+        params["max_tokens"] == task.pipeline.max_tokens
+        and rows[2]["error"]
+        and rows[2]["sampling_params"]["max_tokens"] == 1
+    )
+    ray.init(num_cpus=1, include_dashboard=False, logging_level="ERROR")
+    try:
+        carried = ray.data.from_items(rows).take_all()  # what the processor's stages receive
+        config = processor_config(task, workers=2)
+        assert config.concurrency == 2 and config.batch_size == 2 and config.should_continue_on_error
+    finally:
+        ray.shutdown()
+    carried_images = [p["image_url"]["url"] for p in carried[0]["messages"][1]["content"] if p["type"] == "image_url"]
+    assert carried_images == [p["image_url"]["url"] for p in images]  # the images survive Arrow unchanged
+    answer = {
+        "evidence": ["a hole"],
+        "rules_matched": [],
+        "verdict": "anomalous",
+        "score": 0.9,
+        "anomaly_type": "hole",
+    }
+    builder = RecordBuilder(task)
+    good = json.loads(
+        builder({**carried[0], "generated_text": json.dumps(answer), "num_generated_tokens": 30})["record"]
+    )
+    assert good["status"] == "ok" and good["pred_label"] == 1 and good["verdict"]["meta"]["tokens_out"] == 30
+    bad = json.loads(builder({**carried[1], "generated_text": "not json"})["record"])
+    assert bad["status"] == "ok" and bad["verdict"]["verdict"] == "unparsed" and bad["pred_label"] is None
+    gone = json.loads(builder({**carried[2], "generated_text": ""})["record"])
+    assert gone["status"] == "error" and "/no/such.png" in gone["error"]
+
+
+@pytest.mark.gpu
+def test_ray_data_llm_runs_the_vllm_backend_on_a_gpu(tmp_path, tiny_vlm):
+    pytest.importorskip("vllm", reason="the GPU run needs vLLM (axr[vllm])")
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    run = tmp_path / "run"
+    run_axr(*TEXTILE, "--engine", "ray", "--backend", "vllm", "--model", str(tiny_vlm), "--output", str(run))
+    records = _records(run)
+    assert len(records) == 48 and all(r["status"] == "ok" for r in records)
