@@ -89,28 +89,41 @@ def bench_openai(backend: Backend, n: int, concurrency: int, sampling: Sampling)
     return [one, many]
 
 
-def parse_setting(text: str) -> dict:
-    """'batch=8,backend=hf' -> {'pipeline.batch': 8, 'pipeline.backend': 'hf'} (values read as YAML);
-    '' keeps the task's own settings."""
+RUN_KEYS = ("engine", "workers", "ray_address")  # settings of the run, not of the task's pipeline
+
+
+def parse_setting(text: str) -> tuple[dict, dict]:
+    """'batch=8,engine=ray' -> ({'pipeline.batch': 8}, {'engine': 'ray'}): task overrides (values read as
+    YAML) and run options; '' keeps the task's own settings."""
     from axr.eval.tasks import parse_assignment
 
     pairs = [parse_assignment(part, "--setting") for part in filter(None, text.split(","))]
-    return {f"pipeline.{key}": value for key, value in pairs}
+    overrides = {f"pipeline.{key}": value for key, value in pairs if key not in RUN_KEYS}
+    return overrides, {key: value for key, value in pairs if key in RUN_KEYS}
 
 
-def bench_task(configs: list, names: list[str], limit: int, workdir, backend_for) -> list[dict]:
-    """Run the same `limit` samples of a task under each setting (one loaded TaskConfig each, fresh run
-    folders, model loading not timed) and return one row per setting: throughput, cost, headline metrics."""
+def bench_task(configs: list, names: list[str], runs: list[dict], limit: int, workdir, backend_for) -> list[dict]:
+    """Run the same `limit` samples of a task under each setting (a loaded TaskConfig and run options each,
+    fresh run folders) and return one row per setting: throughput, cost, headline metrics. Local runs do not
+    time loading the model; Ray runs time their actors loading it (not the cluster's start)."""
     from pathlib import Path
 
-    from axr.eval.runner import RunOptions, run_task
+    from axr.eval.runner import RunOptions, run_samples, run_task
 
     rows = []
-    for number, (config, name) in enumerate(zip(configs, names, strict=True)):
-        with backend_for(config.pipeline) as backend:
-            started = time.perf_counter()
-            metrics = run_task(config, Path(workdir) / f"setting-{number}", backend, RunOptions(limit=limit))
-            seconds = time.perf_counter() - started
+    for number, (config, name, run) in enumerate(zip(configs, names, runs, strict=True)):
+        folder, options = Path(workdir) / f"setting-{number}", RunOptions(limit=limit, **run)
+        if options.engine == "ray":
+            from axr.eval.ray_engine import ray_cluster, ray_predictions
+
+            with ray_cluster(options.ray_address, on_message=lambda text: None):
+                started = time.perf_counter()
+                metrics = run_samples(config, folder, ray_predictions(options.workers), {}, options)
+        else:
+            with backend_for(config.pipeline) as backend:
+                started = time.perf_counter()
+                metrics = run_task(config, folder, backend, options)
+        seconds = time.perf_counter() - started
         cost = metrics["cost"]
         rows.append(
             {

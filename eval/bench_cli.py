@@ -89,11 +89,14 @@ def bench_backends(
     epilog="Examples:\n\n"
     "  axr eval bench task textile --setting batch=1 --setting batch=8 --limit 64\n\n"
     "  axr eval bench task textile --setting backend=hf --setting "
-    "backend=openai,model=Qwen/Qwen2.5-VL-3B-Instruct,base_url=http://127.0.0.1:8000/v1",
+    "backend=openai,model=Qwen/Qwen2.5-VL-3B-Instruct,base_url=http://127.0.0.1:8000/v1\n\n"
+    "  axr eval bench task textile --setting engine=local --setting engine=ray,workers=2 --limit 64",
 )
 def bench_task_command(
     task: str = typer.Argument(..., help="a task name or YAML path"),
-    settings: list[str] = typer.Option(..., "--setting", help="pipeline overrides key=value[,key=value]; repeat"),
+    settings: list[str] = typer.Option(
+        ..., "--setting", help="pipeline fields or engine/workers/ray_address: key=value[,key=value]; repeat"
+    ),
     limit: int = typer.Option(32, help="samples per setting (the same fixed subset for each)"),
     data_dir: Path = typer.Option(None, help="override dataset.data_dir"),
     out: Path = typer.Option(None, help="also write the rows as JSON"),
@@ -108,12 +111,14 @@ def bench_task_command(
 
     base = {"dataset.data_dir": str(data_dir.resolve())} if data_dir else {}
     try:
-        configs = [load_task(task, {**base, **parse_setting(text)}) for text in settings]
+        parsed = [parse_setting(text) for text in settings]
+        configs = [load_task(task, {**base, **overrides}) for overrides, _ in parsed]
     except (SchemaError, ValueError) as error:
         fail(str(error))
+    names, runs = [s or "task defaults" for s in settings], [run for _, run in parsed]
     with tempfile.TemporaryDirectory(prefix="axr-bench-") as workdir:
         try:
-            rows = bench_task(configs, [s or "task defaults" for s in settings], limit, workdir, backend_for)
+            rows = bench_task(configs, names, runs, limit, workdir, backend_for)
         except (LayoutError, SchemaError, ValueError) as error:
             fail(str(error))
     columns = (
@@ -129,7 +134,9 @@ def bench_task_command(
         "unparsed_rate",
         "errors",
     )
-    table = Table(*columns, title=f"{configs[0].task}: {limit} samples per setting, model loading not timed")
+    table = Table(
+        *columns, title=f"{configs[0].task}: {limit} samples per setting; local: model loading not timed, ray: timed"
+    )
     for row in rows:
         table.add_row(*(f"{row[c]:.2f}" if isinstance(row[c], float) else str(row[c]) for c in columns))
     wide.print(table)
