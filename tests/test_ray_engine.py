@@ -224,3 +224,13 @@ def test_ray_data_llm_runs_the_vllm_backend_on_a_gpu(tmp_path, tiny_vlm):
     run_axr(*TEXTILE, "--engine", "ray", "--backend", "vllm", "--model", str(tiny_vlm), "--output", str(run))
     records = _records(run)
     assert len(records) == 48 and all(r["status"] == "ok" for r in records)
+
+
+def test_bench_task_compares_the_local_runner_and_ray_on_the_same_samples(tmp_path, tiny_vlm):
+    out = tmp_path / "rows.json"
+    settings = ["--setting", "engine=local", "--setting", "engine=ray,workers=2"]
+    result = run_axr("eval", "bench", "task", "textile", *settings, "--limit", "8", "--out", str(out))
+    local, on_ray = json.loads(out.read_text())
+    assert (local["setting"], on_ray["setting"]) == ("engine=local", "engine=ray,workers=2")
+    assert local["samples"] == on_ray["samples"] == 8 and local["tokens_in"] == on_ray["tokens_in"]
+    assert "the samples/s of engine=local" in result.stdout
