@@ -59,7 +59,8 @@ def run(
 ):
     """Run an evaluation task: predictions.jsonl (resumable) and metrics.json in the run folder."""
     from axr.eval.datasets import LayoutError
-    from axr.eval.runner import RunOptions, evaluate, parse_shard
+    from axr.eval.evaluate import evaluate
+    from axr.eval.runner import RunOptions, parse_shard
     from axr.eval.tasks import load_task
     from axr.reasoning.backends import BackendError
     from axr.reasoning.schema import SchemaError

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from axr.eval.pipelines import PIPELINES, captions, endpoint
+from axr.eval.pipelines import PIPELINES
 from axr.eval.records import error_record, upgraded
 from axr.eval.samples import MediaLoader, load_rulebook, load_task_samples, select_samples
 from axr.eval.task_config import TaskConfig
@@ -36,7 +36,6 @@ class RunOptions:
     workers: int = 1  # ray: model replicas (actors), each holding one backend
 
 
-ENGINES = ("local", "ray")
 Predictions = Callable[[TaskConfig, list[Sample], Any], Iterator[list[dict[str, Any]]]]
 
 
@@ -54,31 +53,6 @@ def parse_shard(text: str) -> tuple[int, int]:
 def predictions_path(output: Path, shard: tuple[int, int]) -> Path:
     index, count = shard
     return output / ("predictions.jsonl" if count == 1 else f"predictions.shard-{index}-of-{count}.jsonl")
-
-
-def evaluate(
-    task: TaskConfig,
-    output: Path,
-    backend_for: Callable[..., Backend],
-    options: RunOptions | None = None,
-    on_progress: Callable[[int, int], None] | None = None,
-    on_message: Callable[[str], None] = print,
-) -> dict[str, Any]:
-    """Run a task of any mode on the options' engine; `backend_for(settings, text_only=False)` makes the
-    backend its settings name (only when one is needed); `on_progress(done, total)` counts samples (caption
-    tasks: re-checked frames)."""
-    options = options or RunOptions()
-    if options.engine not in ENGINES:
-        raise ValueError(f"--engine {options.engine!r}: choose one of {', '.join(ENGINES)}")
-    if options.engine == "ray":
-        from axr.eval.ray_engine import evaluate_on_ray
-
-        return evaluate_on_ray(task, output, options, on_progress, on_message)
-    if task.mode == "captions":  # captions are text: an openai server is sent no image parts
-        text_backend = lambda settings: backend_for(settings, text_only=settings.backend == "openai")  # noqa: E731
-        return captions.run(task, output, text_backend, on_message, on_progress)
-    with backend_for(endpoint(task)) as backend:
-        return run_task(task, output, backend, options, on_progress, on_message)
 
 
 def run_task(
