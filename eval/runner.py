@@ -142,7 +142,7 @@ def run_samples(
     index, count = options.shard
     name = "metrics.json" if count == 1 else f"metrics.shard-{index}-of-{count}.json"
     (output / name).write_text(json.dumps(metrics, indent=2))
-    (output / "task.json").write_text(task.model_dump_json(indent=2))
+    (output / "task.json").write_text(task.public_json())
     return metrics
 
 

@@ -9,11 +9,23 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializationInfo, field_serializer
+
+from axr.reasoning.backends.openai_server import public_url
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class Endpoint(Strict):
+    """Settings that name a model server; written out (task.json, metrics) without credentials in the URL."""
+
+    base_url: str | None = None
+
+    @field_serializer("base_url")
+    def _public(self, url: str | None, info: SerializationInfo) -> str | None:
+        return public_url(url) if (info.context or {}).get("public") else url
 
 
 class DatasetConfig(Strict):
@@ -32,14 +44,13 @@ class VideoConfig(Strict):
     frames: int = Field(8, ge=1)
 
 
-class SamplePipeline(Strict):
+class SamplePipeline(Endpoint):
     """direct (a Verdict per sample), mcq (one multiple-choice answer per question) or mcq_from_verdict."""
 
     mode: Literal["direct", "mcq", "mcq_from_verdict"]
     domain: str = "object"
     backend: str = "openai"
     model: str = "Qwen/Qwen2.5-VL-7B-Instruct"
-    base_url: str | None = None
     concurrency: int = Field(8, ge=1)
     batch: int = Field(8, ge=1)
     max_tokens: int = Field(512, ge=1)
@@ -73,13 +84,12 @@ class ThresholdConfig(Strict):
     value: float | None = None
 
 
-class RecheckConfig(Strict):
+class RecheckConfig(Endpoint):
     policy: Literal["none", "uncertain", "positives", "all"] = "none"
     band: float = Field(0.1, ge=0)
     min_confidence: float = Field(0.5, ge=0, le=1)
     backend: str = "openai"
     model: str = "smollm2"
-    base_url: str | None = None
     max_tokens: int = Field(400, ge=1)
     concurrency: int = Field(8, ge=1)
 
@@ -101,10 +111,9 @@ class SplitConfig(Strict):
     scene_pattern: str | None = None  # a regex whose first group is a video's scene
 
 
-class JudgeSpec(Strict):
+class JudgeSpec(Endpoint):
     backend: str
     model: str
-    base_url: str | None = None
 
 
 class JudgeConfig(Strict):
@@ -123,3 +132,7 @@ class TaskConfig(Strict):
     @property
     def mode(self) -> str:
         return self.pipeline.mode
+
+    def public_json(self) -> str:
+        """The task as a run folder keeps it (task.json): server URLs without credentials."""
+        return self.model_dump_json(indent=2, context={"public": True})

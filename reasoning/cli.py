@@ -74,7 +74,7 @@ def caption(
     size = batch_size if backend_name == "hf" else max(batch_size, concurrency)
     sampling = Sampling(max_tokens=max_tokens, repetition_penalty=repetition_penalty)
     captioner = Captioner(backend, store, subject, size, sampling)
-    counts = {"captioned": 0, "cached": 0, "failed": 0}
+    counts = {"captioned": 0, "cached": 0, "failed": 0, "unreadable": 0}
     started = time.perf_counter()
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", encoding="utf-8") as sink, progress_bar() as bar:
@@ -85,6 +85,7 @@ def caption(
                 sink.flush()
                 if "error" in record:
                     counts["failed"] += 1
+                    counts["unreadable"] += not record["error"].startswith("unparsed")
                     err.print(f"[yellow]skipped[/] {record['error']}", highlight=False)
                 else:
                     counts["cached" if record["cached"] else "captioned"] += 1
@@ -96,6 +97,8 @@ def caption(
         f"in {seconds:.1f} s -> {out}",
         highlight=False,
     )
+    if counts["unreadable"] == len(items):
+        raise typer.Exit(1)  # no input could be read: a script must not take this run for a good one
 
 
 @app.command(
@@ -201,21 +204,25 @@ def detect(
     if direct:
         visual = {"gate": gate, "hint": hint, "retrieve": retrieve, "gate_model": gate_model or model, "draw": draw}
         backend = make_backend(backend_name, model, base_url)
-        verdicts = detect_images(backend, inputs, references, book, subject, window, visual, on_message=_say)
+        verdicts, skipped = detect_images(backend, inputs, references, book, subject, window, visual, _say)
     else:
         if book is None:
             fail("--rules is required (a RuleBook YAML or AnomalyRuler rule file), or use --direct")
         settings = DetectorSettings(novelty=novelty, window=window, threshold=threshold, policy=recheck, band=band)
-        verdicts = _detect_observations(
-            inputs, references, book, settings, backend_name, model, base_url, subject, out
+        verdicts, skipped = (
+            _detect_observations(inputs, references, book, settings, backend_name, model, base_url, subject, out),
+            [],
         )
     with out.open("w", encoding="utf-8") as sink:
         for verdict in verdicts:
             sink.write(verdict.model_dump_json(exclude_none=True) + "\n")
+        for record in skipped:  # an unreadable input is recorded with its error, not left out
+            sink.write(json.dumps(record) + "\n")
     if explain:
         _explain(verdicts, book)
     flagged = sum(v.verdict == "anomalous" for v in verdicts)
-    err.print(f"{len(verdicts)} verdicts, {flagged} anomalous -> {out}", highlight=False)
+    unreadable = f", {len(skipped)} unreadable inputs recorded with their error" if skipped else ""
+    err.print(f"{len(verdicts)} verdicts, {flagged} anomalous{unreadable} -> {out}", highlight=False)
 
 
 def _say(message: str) -> None:

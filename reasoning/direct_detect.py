@@ -12,22 +12,27 @@ from axr.reasoning.media import MediaError, boxed_image, load_image
 from axr.reasoning.perception import collect_media
 
 
-def detect_images(backend, inputs, references, book, subject, window, visual: dict, on_message=print) -> list:
-    """Verdicts for every readable image or frame of `inputs`; unreadable ones are reported through `on_message` and
-    skipped. `visual` holds the gate options: gate, hint, retrieve, gate_model, draw."""
+def detect_images(
+    backend, inputs, references, book, subject, window, visual: dict, on_message=print
+) -> tuple[list, list[dict]]:
+    """(verdicts for every readable image or frame of `inputs`, a {sample_id, error} record for each unreadable
+    one, also reported through `on_message`). `visual` holds the gate options: gate, hint, retrieve,
+    gate_model, draw."""
     if not backend.supports_images:
         raise ValueError(f"--direct needs a vision-language model; {backend.model} reads text only")
-    images, videos = [], {}
+    images, videos, skipped = [], {}, []
     for item in collect_media(inputs):
         if isinstance(item, tuple):
-            on_message(f"skipped {item[1]}")
+            skipped.append({"sample_id": item[0], "error": item[1]})
             continue
         try:
             images.append((item.sample_id, item.load()))
             if item.frame_index is not None:
                 videos.setdefault(item.source, []).append(len(images) - 1)
         except MediaError as error:
-            on_message(f"skipped {error}")
+            skipped.append({"sample_id": item.sample_id, "error": str(error)})
+    for record in skipped:
+        on_message(f"skipped {record['error']}")
     try:
         refs = [load_image(p) for p in references]
     except MediaError as error:
@@ -44,7 +49,7 @@ def detect_images(backend, inputs, references, book, subject, window, visual: di
     if visual["draw"]:
         draw_verdicts(visual["draw"], images, verdicts)
         on_message(f"drew {len(verdicts)} images in {visual['draw']}")
-    return smooth_frame_verdicts(verdicts, list(videos.values()), window)
+    return smooth_frame_verdicts(verdicts, list(videos.values()), window), skipped
 
 
 def _gated(backend, images, refs, book, domain, visual, on_message):

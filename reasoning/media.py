@@ -18,7 +18,10 @@ from PIL import Image, UnidentifiedImageError
 
 # Larger images are refused before decoding: a 20000x20000 PNG is a few KB on disk and 1.2 GB in memory.
 MAX_IMAGE_PIXELS = 64_000_000
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}  # a GIF: its first frame
+# VLM processors refuse longer strips (Qwen2.5-VL: "absolute aspect ratio must be smaller than 200"), and
+# would stop a whole batch: refused here instead, with the file named, so a batch skips and records it.
+MAX_ASPECT_RATIO = 200
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
 
 # Qwen2.5-VL: 14 px patches merged 2x2, so sides are multiples of 28; pixel budget as its processor defaults.
@@ -71,6 +74,11 @@ def load_image(src: ImageSource, max_image_pixels: int = MAX_IMAGE_PIXELS) -> Im
     if width * height > max_image_pixels:
         raise MediaError(
             f"{name}: image too large ({width}x{height} = {width * height:,} pixels; limit {max_image_pixels:,})"
+        )
+    if max(width, height) / min(width, height) > MAX_ASPECT_RATIO:
+        raise MediaError(
+            f"{name}: aspect ratio {width}x{height} ({max(width, height) / min(width, height):.0f}:1) is over "
+            f"{MAX_ASPECT_RATIO}:1, which vision-language models cannot take"
         )
     try:
         image.load()

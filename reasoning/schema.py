@@ -285,10 +285,17 @@ def read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
     except FileNotFoundError:
         raise SchemaError(f"{path}: {what} not found") from None
     except yaml.YAMLError as err:
-        raise SchemaError(f"{path}: not valid YAML ({_first_line(err)})") from None
+        raise SchemaError(f"{path}: not valid YAML ({yaml_problem(err)})") from None
     if not isinstance(data, dict):
         raise SchemaError(f"{path}: a {what} must be a YAML mapping, got {type(data).__name__}")
     return data
+
+
+def yaml_problem(err: yaml.YAMLError) -> str:
+    """A YAML parser's error in one line: where (line, column) and what, not its multi-line dump."""
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or _first_line(err)
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark else problem
 
 
 def named_yaml(name_or_path: str, folder: Path, what: str, error_cls: type[Exception] = SchemaError) -> Path:

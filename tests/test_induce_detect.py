@@ -167,10 +167,11 @@ def test_detect_direct_with_tiny_vlm_and_references(tmp_path, tiny_vlm):
         "--out",
         str(out),
     )
-    [verdict] = [json.loads(x) for x in out.read_text().splitlines()]
+    verdict, skipped = [json.loads(x) for x in out.read_text().splitlines()]
     assert verdict["sample_id"] == "part" and verdict["meta"]["references"] == 1
     assert verdict["verdict"] in ("normal", "anomalous", "unparsed")
-    assert "broken.png: not an image" in result.stderr
+    assert "broken.png: not an image" in result.stderr  # said, and recorded with its error
+    assert skipped["sample_id"] == "broken" and "broken.png: not an image" in skipped["error"]
 
 
 @pytest.mark.parametrize(

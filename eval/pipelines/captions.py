@@ -97,7 +97,9 @@ def run(
         keywords={k: sorted(w) for k, w in stage.keywords.items()},
         dropped_keywords=sorted(stage.dropped),
         scenes=sorted(k for k in detector.stages if k != "all"),
-        settings=pipeline.model_dump(include={"trigger", "smoothing", "threshold", "recheck"}),
+        settings=pipeline.model_dump(
+            include={"trigger", "smoothing", "threshold", "recheck"}, context={"public": True}
+        ),
         cost={
             **detection.cost,
             "seconds": round(time.perf_counter() - started, 2),
@@ -109,7 +111,7 @@ def run(
     rulebook.save(output / "rulebook.yaml")
     _write_predictions(output / "predictions.jsonl", held_out, detection)
     (output / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    (output / "task.json").write_text(task.model_dump_json(indent=2))
+    (output / "task.json").write_text(task.public_json())
     return metrics
 
 

@@ -15,6 +15,7 @@ import os
 import time
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from pydantic import BaseModel
@@ -33,6 +34,17 @@ from axr.reasoning.schema import json_schema
 
 RETRY_STATUS = {408, 429, 500, 502, 503, 504}
 FATAL_STATUS = {401, 403, 404}
+
+
+def public_url(url: str | None) -> str | None:
+    """The URL without credentials written into it (`http://user:secret@host/v1` -> `http://***@host/v1`), for
+    anything a run writes or prints; the backend itself keeps the URL it was given."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
 
 
 def to_openai_messages(request: Request, supports_images: bool) -> list[dict]:
@@ -91,7 +103,7 @@ class OpenAIBackend(Backend):
         self.supports_images = supports_images
 
     def describe(self) -> dict:
-        return {"backend": self.name, "model": self.model, "base_urls": self.base_urls}
+        return {"backend": self.name, "model": self.model, "base_urls": [public_url(u) for u in self.base_urls]}
 
     def _complete(self, requests: list[Request], sampling: Sampling, schema: type[BaseModel] | None):
         payloads = [build_payload(self.model, r, sampling, schema, self.supports_images) for r in requests]
@@ -107,12 +119,12 @@ class OpenAIBackend(Backend):
                 with client.stream("POST", url, json=payload) as response:
                     if response.status_code != 200:
                         response.read()
-                        raise RequestFailed(f"{url}: HTTP {response.status_code}: {_error_text(response)}")
+                        raise RequestFailed(f"{public_url(url)}: HTTP {response.status_code}: {_error_text(response)}")
                     yield from _stream_pieces(response)
         except httpx.TimeoutException:
-            raise RequestFailed(f"{url}: timed out after {self.timeout_s:g} s") from None
+            raise RequestFailed(f"{public_url(url)}: timed out after {self.timeout_s:g} s") from None
         except httpx.TransportError as err:
-            raise RequestFailed(f"{url}: cannot connect ({type(err).__name__})") from None
+            raise RequestFailed(f"{public_url(url)}: cannot connect ({type(err).__name__})") from None
 
     async def _run_all(self, payloads: list[dict]) -> list[Completion]:
         headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
@@ -129,6 +141,7 @@ class OpenAIBackend(Backend):
 
     async def _post(self, client: httpx.AsyncClient, base_url: str, payload: dict) -> Completion:
         url = f"{base_url}/chat/completions"
+        shown = public_url(url)  # what errors say: never the credentials in the URL
         problem = ""
         started = time.perf_counter()
         for attempt in range(self.max_retries + 1):
@@ -146,12 +159,12 @@ class OpenAIBackend(Backend):
                 problem = f"HTTP {response.status_code}: {_error_text(response)}"
                 continue
             if response.status_code in FATAL_STATUS:
-                raise BackendError(f"openai: {url}: HTTP {response.status_code}: {_error_text(response)}")
+                raise BackendError(f"openai: {shown}: HTTP {response.status_code}: {_error_text(response)}")
             if response.status_code != 200:
-                return Completion(error=f"{url}: HTTP {response.status_code}: {_error_text(response)}")
+                return Completion(error=f"{shown}: HTTP {response.status_code}: {_error_text(response)}")
             return _completion(response.json(), time.perf_counter() - started)
         tries = self.max_retries + 1
-        return Completion(error=f"{url}: {problem} ({tries} tr{'y' if tries == 1 else 'ies'})")
+        return Completion(error=f"{shown}: {problem} ({tries} tr{'y' if tries == 1 else 'ies'})")
 
 
 def _stream_pieces(response: httpx.Response) -> Iterator[str]:

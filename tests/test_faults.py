@@ -1,0 +1,108 @@
+"""Bad input through the entry points that take it: named in one line, skipped and recorded in a batch,
+a non-zero exit when no input could be read; credentials in a server URL never written by a run."""
+
+import json
+from pathlib import Path
+
+import yaml
+from PIL import Image
+
+from tests.conftest import run_axr
+
+TINY = ["--backend", "hf", "--model", "tiny-qwen2.5-vl"]
+
+
+def _folder(tmp_path: Path) -> Path:
+    """Two good images, a 400:1 strip (over the 200:1 VLM processors take) and an animated GIF."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    Image.new("RGB", (64, 64), "gray").save(folder / "good.png")
+    Image.new("RGB", (48, 40), "white").save(folder / "other.jpg")
+    Image.new("RGB", (800, 2), "gray").save(folder / "strip.png")
+    frames = [Image.new("RGB", (32, 32), c) for c in ("red", "blue")]
+    frames[0].save(folder / "moving.gif", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    return folder
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_a_400_to_1_image_is_skipped_and_recorded_by_caption_and_detect(tmp_path, tiny_vlm):
+    folder = _folder(tmp_path)
+    captions = tmp_path / "captions.jsonl"
+    result = run_axr("caption", str(folder), *TINY, "--no-cache", "--out", str(captions))
+    records = {r["sample_id"]: r for r in _lines(captions)}
+    assert set(records) == {"good", "other", "strip", "moving"}  # the GIF is read (its first frame)
+    assert "strip.png" in records["strip"]["error"] and "aspect ratio" in records["strip"]["error"]
+    assert all("error" not in records[k] or "unparsed" in records[k]["error"] for k in ("good", "other", "moving"))
+    assert "strip.png" in result.stderr
+    alone = run_axr("caption", str(folder / "strip.png"), *TINY, "--out", str(tmp_path / "one.jsonl"), check=False)
+    assert alone.returncode == 1 and "0 captioned, 0 from cache, 1 failed" in " ".join(alone.stderr.split())
+    verdicts = tmp_path / "verdicts.jsonl"
+    result = run_axr("detect", str(folder), "--direct", *TINY, "--out", str(verdicts))
+    lines = {r["sample_id"]: r for r in _lines(verdicts)}
+    assert set(lines) == {"good", "other", "strip", "moving"} and "aspect ratio" in lines["strip"]["error"]
+    assert "1 unreadable inputs recorded" in result.stderr
+
+
+def test_a_400_to_1_image_in_a_dataset_is_an_error_record_and_the_run_goes_on(tmp_path, tiny_vlm):
+    folder = _folder(tmp_path)
+    rows = [{"sample_id": p.stem, "image_path": p.name, "gt_label": 0} for p in sorted(folder.iterdir())]
+    (folder / "samples.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    run = tmp_path / "run"
+    run_axr(
+        "eval",
+        "run",
+        "jsonl",
+        "--data-dir",
+        str(folder),
+        *TINY,
+        "--set",
+        "pipeline.max_tokens=48",
+        "--output",
+        str(run),
+    )
+    records = {r["sample_id"]: r for r in _lines(run / "predictions.jsonl")}
+    assert records["strip"]["status"] == "error" and "strip.png" in records["strip"]["error"]
+    assert all(records[k]["status"] == "ok" for k in ("good", "other", "moving"))
+
+
+def test_a_rule_book_with_a_yaml_error_is_one_line_with_line_and_column(tmp_path):
+    book = tmp_path / "rules.yaml"
+    book.write_text('name: x\nsections:\n  - name: a\n    normal: [ {id: n1, text: "walk"\n')
+    (tmp_path / "c.txt").write_text("a person walks\n")
+    result = run_axr("detect", str(tmp_path / "c.txt"), "--rules", str(book), check=False)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "rules.yaml: not valid YAML (line 5, column 1: expected ',' or '}'" in result.stderr
+
+
+def test_credentials_in_a_server_url_never_reach_a_file_the_run_writes(tmp_path, textile_folder):
+    from axr.reasoning.vllm_server import free_port
+
+    rows = [{"sample_id": p.stem, "image_path": p.name, "gt_label": 0} for p in sorted(textile_folder.glob("*_*"))]
+    (textile_folder / "samples.jsonl").write_text("\n".join(json.dumps(r) for r in rows[:2]))
+    url = f"http://alice:hunter2secret@127.0.0.1:{free_port()}/v1"  # nothing listens: every request fails
+    run = tmp_path / "run"
+    result = run_axr(
+        "eval",
+        "run",
+        "jsonl",
+        "--data-dir",
+        str(textile_folder),
+        "--backend",
+        "openai",
+        "--model",
+        "m",
+        "--base-url",
+        url,
+        "--output",
+        str(run),
+    )
+    records = _lines(run / "predictions.jsonl")
+    assert len(records) == 2 and all(r["status"] == "error" and "***@127.0.0.1" in r["error"] for r in records)
+    written = [p for p in run.rglob("*") if p.is_file()]
+    assert {p.name for p in written} >= {"predictions.jsonl", "metrics.json", "task.json"}
+    assert not [p for p in written if "hunter2secret" in p.read_text(errors="replace")]
+    assert "hunter2secret" not in result.stdout + result.stderr
+    assert yaml.safe_load((run / "task.json").read_text())["pipeline"]["base_url"].startswith("http://***@")
