@@ -189,6 +189,12 @@ def judge(
         )
     wide.print(table)
     err.print(f"wrote {run_dir}/judge.json ({result['judgeable']} samples with reference explanations)")
+    if result["request_errors"]:
+        err.print(
+            f"{result['request_errors']} judge requests got no answer (not recorded as judgements): run the same "
+            "command again to retry them",
+            highlight=False,
+        )
 
 
 DIMENSION_COLUMNS = ("what", "why", "how")

@@ -45,8 +45,11 @@ def judge_records(
     journal: Journal,
     batch: int = 16,
     on_judged=None,
-) -> None:
-    """Judge every judgeable record not yet in the journal with one judge, writing each chunk as it returns."""
+) -> int:
+    """Judge every judgeable record not yet in the journal with one judge, writing each chunk as it returns.
+    A request that got no answer (server down, timeout) is not a judgement: it is left out of the journal,
+    so a rerun asks again; returns how many there were."""
+    request_errors = 0
     todo = [r for r in records if judgeable(r) and f"{r['sample_id']}|{name}" not in journal]
     for start in range(0, len(todo), batch):
         chunk = todo[start : start + batch]
@@ -69,10 +72,13 @@ def judge_records(
         ]
         completions = backend.generate(requests, JUDGE_SAMPLING, JudgeAnswer) if requests else []
         for record, completion in zip(asked, completions, strict=True):
+            if completion.error:
+                request_errors += 1
+                continue
             meta = {"model_call": True, "tokens_in": completion.tokens_in, "tokens_out": completion.tokens_out}
             sample_id = record["sample_id"]
             if completion.parsed is None:  # recorded, and left out of the scores
-                meta.update(error=completion.parse_error or completion.error or "no answer", raw=completion.text)
+                meta.update(error=completion.parse_error or "no answer", raw=completion.text)
                 entries.append(
                     {
                         "key": f"{sample_id}|{name}",
@@ -88,6 +94,7 @@ def judge_records(
         journal.append(entries)
         if on_judged:
             on_judged(len(chunk))
+    return request_errors
 
 
 def _has_explanation(verdict: dict[str, Any]) -> bool:
@@ -186,12 +193,12 @@ def judge_run(run: Path, judges: list[tuple[str, Backend]], embedder=None, on_ju
     predictions = Journal(run / "predictions.jsonl").records
     records = list(predictions.values())
     journal = Journal(run / "judgements.jsonl", key="key")
-    for name, backend in judges:
-        judge_records(records, backend, name, journal, on_judged=on_judged)
+    request_errors = sum(judge_records(records, b, name, journal, on_judged=on_judged) for name, b in judges)
     names = {name for name, _ in judges}
     entries = [e for e in journal.records.values() if e["judge"] in names and e["sample_id"] in predictions]
     return {
         **aggregate(entries),
         "text_metrics": text_metrics(records, embedder),
         "judgeable": sum(judgeable(r) for r in records),
+        "request_errors": request_errors,
     }

@@ -104,3 +104,17 @@ def test_two_real_judges_grade_a_run_with_agreement_and_cache(tmp_path, vllm_ser
     assert (
         "openai:smollm2: what" in (run / "report.html").read_text() or "unparsed" in (run / "report.html").read_text()
     )
+
+
+def test_a_judge_that_gets_no_answer_records_nothing_and_a_rerun_asks_again(tmp_path):
+    from axr.reasoning.vllm_server import free_port
+
+    run = tmp_path / "run"
+    _write_run(run)
+    judge = ["--judge", f"openai:m@http://127.0.0.1:{free_port()}/v1", "--no-text-metrics"]  # nothing listens
+    for _ in range(2):
+        result = run_axr("eval", "judge", str(run), *judge)
+        assert "3 judge requests got no answer" in " ".join(result.stderr.split())
+        assert json.loads((run / "judge.json").read_text())["request_errors"] == 3
+        journal = run / "judgements.jsonl"
+        assert not journal.exists() or not journal.read_text().strip()  # a server fault is not a judgement

@@ -158,6 +158,10 @@ def _answer(sample, domain, rationale, teacher, references, images, book, stats)
     from axr.reasoning.deduction import DirectItem, direct_verdicts
 
     (verdict,) = direct_verdicts(teacher, [DirectItem(sample.sample_id, images, references)], book, domain=domain)
+    if verdict.meta.get("request_error"):  # the server did not answer: no verdict to keep or reject
+        stats["teacher_request_errors"] += 1
+        stats.setdefault("first_teacher_error", verdict.meta["request_error"])
+        return target_answer(sample, domain, template_rationale(sample, domain))
     if verdict.pred_label != sample.gt_label:
         stats["teacher_rejected"] += 1  # a rationale for the wrong verdict teaches the wrong thing
         return target_answer(sample, domain, template_rationale(sample, domain))
