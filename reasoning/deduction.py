@@ -52,6 +52,7 @@ def recheck(
             **completion.cost(),
             "latency_s": round(completion.latency_s, 4),
             "repaired": completion.repaired,
+            "tries": completion.tries,
         }
         if completion.error:  # no answer at all (server down, timeout): not the model's verdict
             meta["request_error"] = completion.error
@@ -203,6 +204,7 @@ def direct_verdict(sample_id: str, references: int, completion, known_rules: set
         **completion.cost(),
         "references": references,
         "repaired": completion.repaired,
+        "tries": completion.tries,
     }
     if completion.error:
         meta["request_error"] = completion.error

@@ -4,6 +4,7 @@ a non-zero exit when no input could be read; credentials in a server URL never w
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 from PIL import Image
 
@@ -106,3 +107,50 @@ def test_credentials_in_a_server_url_never_reach_a_file_the_run_writes(tmp_path,
     assert not [p for p in written if "hunter2secret" in p.read_text(errors="replace")]
     assert "hunter2secret" not in result.stdout + result.stderr
     assert yaml.safe_load((run / "task.json").read_text())["pipeline"]["base_url"].startswith("http://***@")
+
+
+@pytest.mark.server
+def test_retries_through_a_faulty_proxy_answer_every_request_once(tmp_path, vllm_server):
+    """200 requests through a proxy that drops connections (before and after the server answered), answers
+    500, 503 and 429 with Retry-After, or hangs past the per-try timeout, on 0-2 tries of each request: every
+    request is answered, its tries are on the answer, and none is answered twice by the server."""
+    from axr.reasoning.backends.base import Sampling, user
+    from axr.reasoning.backends.openai_server import OpenAIBackend
+    from tests.fault_proxy import FaultProxy
+
+    with FaultProxy(vllm_server.base_url, seed=7, hang_s=4) as proxy:
+        backend = OpenAIBackend(
+            "smollm2", proxy.base_url, timeout_s=3, max_retries=4, backoff_s=0.05, supports_images=False
+        )
+        requests = [[user(f"Say the number {i}.")] for i in range(200)]
+        completions = backend.generate(requests, Sampling(max_tokens=4))
+    assert all(c.error is None and c.text for c in completions)
+    assert proxy.forwarded == 200  # each request reached the server once and its answer got through once
+    schedules = [len(s) + 1 for s in proxy.schedules.values()]
+    assert sorted(c.tries for c in completions) == sorted(schedules) and max(schedules) > 1
+    assert set(proxy.injected) == {"drop_before", "drop_after", "500", "503", "429", "hang"}
+    print(f"proxy: {sum(proxy.tries.values())} tries for 200 requests, faults {dict(proxy.injected)}")
+
+
+@pytest.mark.server
+def test_a_caption_recheck_through_a_faulty_proxy_journals_each_frame_once(tmp_path, vllm_server):
+    from tests.captions_layout import synthetic_videos, write_caption_set
+    from tests.fault_proxy import FaultProxy
+    from tests.test_caption_benchmark import BOOK
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(yaml.safe_dump(BOOK))
+    data_dir = write_caption_set(tmp_path / "captions", synthetic_videos(6, 12))
+    run = tmp_path / "run"
+    with FaultProxy(vllm_server.base_url, seed=3, hang_s=1) as proxy:
+        run_axr(
+            *("eval", "run", "captions", "--data-dir", str(data_dir), "--rules", str(rules), "--recheck", "all"),
+            *("--model", "smollm2", "--base-url", proxy.base_url, "--output", str(run)),
+        )
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["cost"]["request_errors"] == 0 and metrics["cost"]["frames_rechecked"] == 48
+    [journal] = run.glob("recheck-*.jsonl")
+    verdicts = _lines(journal)
+    assert len({v["sample_id"] for v in verdicts}) == len(verdicts) == 48
+    assert not [v for v in verdicts if "request_error" in v.get("meta", {})]  # no fault recorded as an answer
+    assert sum(proxy.injected.values()) > 0 and max(v["meta"]["tries"] for v in verdicts) > 1

@@ -51,6 +51,7 @@ class Completion:
     latency_s: float = 0.0
     finish_reason: str | None = None
     repaired: bool = False
+    tries: int = 1  # HTTP tries this answer took (retries after dropped connections, timeouts, 429/5xx)
     think: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 

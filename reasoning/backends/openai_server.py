@@ -12,6 +12,7 @@ import asyncio
 import itertools
 import json
 import os
+import random
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -90,6 +91,7 @@ class OpenAIBackend(Backend):
         max_retries: int = 3,
         backoff_s: float = 0.5,
         supports_images: bool = True,
+        deadline_s: float | None = None,
     ):
         self.model = model
         urls = [base_url] if isinstance(base_url, str) else list(base_url)
@@ -100,6 +102,7 @@ class OpenAIBackend(Backend):
         self._api_key = os.environ.get(api_key_env, "")
         self.concurrency, self.timeout_s = concurrency, timeout_s
         self.max_retries, self.backoff_s = max_retries, backoff_s
+        self.deadline_s = deadline_s or timeout_s * (max_retries + 1) + 60  # all tries of one request
         self.supports_images = supports_images
 
     def describe(self) -> dict:
@@ -140,31 +143,50 @@ class OpenAIBackend(Backend):
             return await asyncio.gather(*(one(p, next(urls)) for p in payloads))
 
     async def _post(self, client: httpx.AsyncClient, base_url: str, payload: dict) -> Completion:
+        """One request under the retry policy: a dropped connection, a timeout (`timeout_s` per try), 408, 429
+        and 5xx are tried again, up to `max_retries` more times and never past the overall deadline
+        (`deadline_s`), after exponential backoff with jitter or the server's Retry-After; the tries are
+        kept on the Completion. What still fails is an error, never an answer."""
         url = f"{base_url}/chat/completions"
         shown = public_url(url)  # what errors say: never the credentials in the URL
-        problem = ""
+        problem, wait, tries = "", 0.0, 0
         started = time.perf_counter()
+        deadline = started + self.deadline_s
         for attempt in range(self.max_retries + 1):
             if attempt:
-                await asyncio.sleep(self.backoff_s * 2 ** (attempt - 1))
+                wait = max(wait, self.backoff_s * 2 ** (attempt - 1) * random.uniform(0.5, 1.5))
+                if time.perf_counter() + wait >= deadline:
+                    break
+                await asyncio.sleep(wait)
+            tries, wait = attempt + 1, 0.0
             try:
                 response = await client.post(url, json=payload)
             except httpx.TimeoutException:
                 problem = f"timed out after {self.timeout_s:g} s"
                 continue
-            except httpx.TransportError as err:
+            except httpx.TransportError as err:  # httpx drops the broken connection: the next try opens a new one
                 problem = f"cannot connect ({type(err).__name__})"
                 continue
             if response.status_code in RETRY_STATUS:
                 problem = f"HTTP {response.status_code}: {_error_text(response)}"
+                wait = retry_after(response)
                 continue
             if response.status_code in FATAL_STATUS:
                 raise BackendError(f"openai: {shown}: HTTP {response.status_code}: {_error_text(response)}")
             if response.status_code != 200:
-                return Completion(error=f"{shown}: HTTP {response.status_code}: {_error_text(response)}")
-            return _completion(response.json(), time.perf_counter() - started)
-        tries = self.max_retries + 1
-        return Completion(error=f"{shown}: {problem} ({tries} tr{'y' if tries == 1 else 'ies'})")
+                return Completion(error=f"{shown}: HTTP {response.status_code}: {_error_text(response)}", tries=tries)
+            completion = _completion(response.json(), time.perf_counter() - started)
+            completion.tries = tries
+            return completion
+        return Completion(error=f"{shown}: {problem} ({tries} tr{'y' if tries == 1 else 'ies'})", tries=tries)
+
+
+def retry_after(response: httpx.Response, cap_s: float = 60.0) -> float:
+    """The seconds a 429/503 asks to wait (Retry-After as seconds), capped; 0 when it does not say."""
+    try:
+        return min(max(float(response.headers.get("retry-after", 0)), 0.0), cap_s)
+    except ValueError:
+        return 0.0  # an HTTP date: backoff decides
 
 
 def _stream_pieces(response: httpx.Response) -> Iterator[str]:
