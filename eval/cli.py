@@ -51,7 +51,9 @@ def run(
     assignments: list[str] = typer.Option(None, "--set", help="any task field: dotted.key=value (YAML value)"),
     limit: int = typer.Option(None, help="run on this many samples (a fixed, mixed subset)"),
     shard: str = typer.Option("0/1", help="i/n: this machine's share of the samples"),
-    retry_errors: bool = typer.Option(False, help="run again the samples recorded with an error"),
+    retry_errors: bool = typer.Option(
+        False, help="also run again samples whose media could not be read (any rerun retries unanswered requests)"
+    ),
     output: Path = typer.Option(None, help="run folder (default runs/<task>); rerun to resume"),
     engine: str = typer.Option("local", help="local (this process) or ray (an actor pool on a Ray cluster)"),
     ray_address: str = typer.Option(None, help="ray: a running cluster ('auto' on its nodes); default: start one"),

@@ -1,7 +1,8 @@
 """The one shape of a prediction record, whatever the pipeline mode (field names as anomalib's):
 
     sample_id, media | video + frame, gt_label, gt_type, gt_box, ...  what the sample says (ground truth)
-    status        "ok" or "error" (then `error` says why; the sample is retried with --retry-errors)
+    status        "ok" or "error": then `error` says why and `error_kind` which: "request" (the server gave no
+                  answer: any rerun asks again) or "media" (the sample could not be read: --retry-errors)
     pred_score    the anomaly score the metrics rank by (0-1 for verdicts, the trigger scale for captions)
     pred_label    1 anomalous, 0 normal, None when there is no label (an unparsed answer, a question)
     verdict       the model's Verdict as a dict, or None where no model judged the sample
@@ -34,7 +35,13 @@ def sample_fields(sample: Sample) -> dict[str, Any]:
 
 def error_record(sample: Sample, error: str) -> dict[str, Any]:
     empty = {"pred_score": None, "pred_label": None, "verdict": None, "cost": dict(NO_COST)}
-    return {**sample_fields(sample), "status": "error", "error": error, **empty}
+    return {**sample_fields(sample), "status": "error", "error": error, "error_kind": "media", **empty}
+
+
+def request_failed(record: dict[str, Any], error: str) -> dict[str, Any]:
+    """Mark a record whose request got no answer: an error, retried by any rerun, never a model answer."""
+    record.update(status="error", error=error, error_kind="request")
+    return record
 
 
 def verdict_record(sample: Sample, verdict: Verdict, cost: dict[str, int] | None = None) -> dict[str, Any]:
@@ -46,7 +53,7 @@ def verdict_record(sample: Sample, verdict: Verdict, cost: dict[str, int] | None
         "cost": verdict.cost() if cost is None else cost,
     }
     if verdict.meta.get("request_error"):
-        record["error"] = verdict.meta["request_error"]
+        request_failed(record, verdict.meta["request_error"])
     return record
 
 

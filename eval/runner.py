@@ -119,19 +119,14 @@ def run_samples(
     journal = Journal(predictions_path(output, options.shard))
     if options.shard[1] == 1:
         _take_in_shards(journal, output)
-    retried = options.retry_errors
-    pending = [
-        s
-        for s in chosen
-        if s.sample_id not in journal or (retried and journal.records[s.sample_id]["status"] == "error")
-    ]
+    pending = [s for s in chosen if s.sample_id not in journal or _retried(journal.records[s.sample_id], options)]
     if on_message and len(pending) < len(chosen):
         on_message(f"resuming: {len(chosen) - len(pending)} of {len(chosen)} samples already done")
     done = len(chosen) - len(pending)
     if on_progress:
         on_progress(done, len(chosen))
     for records in predictions(task, pending, book) if pending else ():
-        journal.append(records, replace=retried)
+        journal.append(records, replace=True)  # pending samples are new or retried: the later line wins
         done += len(records)
         if on_progress:
             on_progress(done, len(chosen))
@@ -157,6 +152,15 @@ def _metrics(records: list[dict], task: TaskConfig, book) -> dict[str, Any]:
         "seconds": round(sum(r.get("seconds", 0.0) for r in records), 2),
     }
     return {"errors": len(records) - len(ok), "cost": cost, **PIPELINES[task.mode].metrics(ok, task, book)}
+
+
+def _retried(record: dict[str, Any], options: RunOptions) -> bool:
+    """A request that got no answer is asked again by any rerun; unreadable media only with --retry-errors."""
+    if record["status"] != "error":
+        return False
+    return (
+        options.retry_errors or record.get("error_kind", "request" if record.get("verdict") else "media") == "request"
+    )
 
 
 def _take_in_shards(journal: Journal, output: Path) -> None:

@@ -183,6 +183,9 @@ def test_bad_samples_are_recorded_the_run_goes_on_and_retry_fixes_them(tmp_path,
     assert metrics["errors"] == 2 and sum(r["status"] == "ok" for r in records.values()) == 6
     Image.new("RGB", (64, 64), "gray").save(images / "corrupt.jpg")  # the user fixes the file
     counts = []
+    run_task(task, tmp_path / "run", hf_tiny, on_progress=lambda *c: counts.append(c))
+    assert counts == [(8, 8)]  # unreadable media is not retried by a plain rerun
+    counts = []
     run_task(task, tmp_path / "run", hf_tiny, RunOptions(retry_errors=True), on_progress=lambda *c: counts.append(c))
     assert counts[0] == (6, 8)  # only the two failed samples are run again
     records = {r["sample_id"]: r for r in _lines(tmp_path / "run" / "predictions.jsonl")}  # reopened: last wins
@@ -349,7 +352,10 @@ def test_a_server_that_is_down_is_recorded_per_sample_and_the_run_finishes(tmp_p
     metrics = run_task(task, tmp_path / "run", backend)
     records = _lines(tmp_path / "run" / "predictions.jsonl")
     assert metrics["errors"] == 3 and all(r["status"] == "error" and "127.0.0.1" in r["error"] for r in records)
-    assert metrics["cost"]["tokens_out"] == 0
+    assert metrics["cost"]["tokens_out"] == 0 and {r["error_kind"] for r in records} == {"request"}
+    counts = []
+    run_task(task, tmp_path / "run", backend, on_progress=lambda *c: counts.append(c))
+    assert counts[0] == (0, 3)  # a request that got no answer is asked again by any rerun
 
 
 @pytest.mark.browser

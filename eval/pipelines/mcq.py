@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from axr.eval.metrics import accuracy_by_group
 from axr.eval.pipelines.direct import validate  # noqa: F401  (the same dataset checks)
-from axr.eval.records import sample_fields
+from axr.eval.records import request_failed, sample_fields
 from axr.eval.task_config import TaskConfig
 from axr.eval.verify import choice_letter
 from axr.reasoning.backends.base import Backend, Sampling, system, user
@@ -32,9 +32,9 @@ def predict(ready, backend: Backend, book, task: TaskConfig, state: dict) -> dic
         options = sample.meta["options"]
         letter = completion.parsed.answer if completion.parsed else choice_letter(completion.text, options)
         record = answer_record(sample, letter if letter in options else None, completion.cost())
-        record.update(status="error" if completion.error else "ok", raw=completion.text[:2000])
+        record["raw"] = completion.text[:2000]
         if completion.error:
-            record["error"] = completion.error
+            request_failed(record, completion.error)
         out[sample.sample_id] = record
     return out
 

@@ -16,7 +16,7 @@ from axr.eval.pipelines.mcq import (  # noqa: F401  (scored as mcq)
     metrics,
     validate,  # noqa: F401
 )
-from axr.eval.records import NO_COST
+from axr.eval.records import NO_COST, request_failed
 from axr.eval.task_config import TaskConfig
 from axr.eval.verify import location_box, predicted_label
 from axr.reasoning.backends.base import Backend
@@ -48,7 +48,7 @@ def predict(ready, backend: Backend, book, task: TaskConfig, state: dict) -> dic
             sample, letter, verdict.cost() if paid else dict(NO_COST), verdict.model_dump(mode="json")
         )
         if verdict.meta.get("request_error"):
-            record.update(status="error", error=verdict.meta["request_error"])
+            request_failed(record, verdict.meta["request_error"])
         out[sample.sample_id] = record
     return out
 
