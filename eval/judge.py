@@ -19,6 +19,7 @@ from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import cohen_kappa_score
 
 from axr.eval.text_metrics import bleu, embedding_similarity, rouge_l
+from axr.reasoning.backends import parse_model_spec
 from axr.reasoning.backends.base import Backend, Sampling, system, user
 from axr.reasoning.journal import Journal
 from axr.reasoning.prompting import render
@@ -173,11 +174,8 @@ def _agreement(a: list[int], b: list[int]) -> dict[str, float | None]:
 
 def parse_judge(text: str) -> dict[str, str | None]:
     """'BACKEND:MODEL[@BASE_URL]' (as --judge takes it) -> {backend, model, base_url}."""
-    head, _, base_url = text.partition("@")
-    backend, _, model = head.partition(":")
-    if not backend or not model:
-        raise ValueError(f"--judge {text!r}: expected BACKEND:MODEL[@BASE_URL], e.g. hf:smollm2")
-    return {"backend": backend, "model": model, "base_url": base_url or None}
+    backend, model, base_url = parse_model_spec(text, "--judge")
+    return {"backend": backend, "model": model, "base_url": base_url}
 
 
 def task_judges(run: Path) -> list[dict[str, Any]]:

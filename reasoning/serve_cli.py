@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from axr.reasoning.backends import BACKENDS
+from axr.reasoning.backends import BACKENDS, parse_model_spec
 from axr.reasoning.console import BACKEND_HELP, MODEL_HELP, err, fail, make_backend
 from axr.reasoning.vllm_server import CPU_SERVER_ENV, VLLMServer
 
@@ -149,6 +149,9 @@ def ui(
     subject: str = typer.Option("object", help="what the images show, e.g. 'metal bracket'"),
     host: str = typer.Option("127.0.0.1", help="interface to bind; 127.0.0.1 keeps it on this machine"),
     port: int = typer.Option(7860, help="port"),
+    choices: list[str] = typer.Option(
+        None, "--choice", help="another model the page may pick, BACKEND:MODEL[@BASE_URL]; repeat (none other)"
+    ),
 ):
     """A web page to chat with images about defects, with verdict cards (needs the `ui` extra)."""
     try:
@@ -160,7 +163,11 @@ def ui(
     def load(name, model_name, url, text_only_flag):
         return make_backend(name, model_name, url, text_only=text_only_flag)
 
-    loaded = LoadedBackends(load, backend_name, model, base_url, text_only)
-    loaded.get(backend_name, model, base_url or "")  # load the model before the page opens
+    try:
+        extra = [parse_model_spec(text, "--choice") for text in choices or []]
+    except ValueError as error:
+        fail(str(error))
+    loaded = LoadedBackends(load, [(backend_name, model, base_url), *extra], text_only)
+    loaded.get(loaded.default)  # load the first model before the page opens
     err.print(f"AXR UI on http://{host}:{port}", highlight=False)
     serve(loaded, books, host, port, subject)

@@ -1,10 +1,12 @@
 """`axr ui`: a Gradio page to chat with images about defects (extra `ui`).
 
-Upload a query image and normal references, pick a rule book and a backend/model, chat, and ask for a
-verdict card with the box drawn on the image. Binds 127.0.0.1 unless told otherwise. Uploads arrive as
-files (Gradio does not decode them), are checked by `axr.reasoning.media.load_image` like any image (format,
-size, decompression bombs), and live only in a temporary folder made for this server. Every bad input
-shows one line in the status area and the session goes on.
+Upload a query image and normal references, pick a rule book and one of the models the server was started
+with, chat, and ask for a verdict card with the box drawn on the image. Binds 127.0.0.1 unless told
+otherwise. The models (backend, model, server URL) are fixed at launch: the page picks among them and can
+name no other, so no page can make the server load a folder or send its API key to a URL of its choosing.
+Uploads arrive as files (Gradio does not decode them), are checked by `axr.reasoning.media.load_image` like
+any image (format, size, decompression bombs), and live only in a temporary folder made for this server and
+removed when it stops. Every bad input shows one line in the status area and the session goes on.
 """
 
 from __future__ import annotations
@@ -12,6 +14,9 @@ from __future__ import annotations
 import html
 import os
 import queue
+import shutil
+import signal
+import sys
 import tempfile
 import threading
 from dataclasses import replace
@@ -24,18 +29,33 @@ MAX_UPLOAD = "25mb"
 
 
 class LoadedBackends:
-    """Backends by (backend, model, base_url), loaded once and shared by every browser session."""
+    """The models this server may use, fixed at launch as {label: (backend, model, base_url)}; each is loaded
+    once, when first picked, and shared by every browser session. Any other label is refused."""
 
-    def __init__(self, make_backend, backend: str, model: str, base_url: str | None, text_only: bool):
+    def __init__(self, make_backend, allowed: list[tuple[str, str, str | None]], text_only: bool):
         self.make_backend, self.text_only = make_backend, text_only
-        self.default = (backend, model, base_url or "")
-        self._loaded: dict[tuple[str, str, str], object] = {}
+        self.allowed = {label(*choice): choice for choice in allowed}
+        self.default = next(iter(self.allowed))
+        self._loaded: dict[str, object] = {}
 
-    def get(self, backend: str, model: str, base_url: str):
-        key = (backend, model, base_url or "")
-        if key not in self._loaded:
-            self._loaded[key] = self.make_backend(backend, model, base_url or None, self.text_only)
-        return self._loaded[key]
+    def get(self, choice: str):
+        if choice not in self.allowed:
+            raise ChatError(f"{choice!r} is not one of the models this UI was started with")
+        if choice not in self._loaded:
+            self._loaded[choice] = self.make_backend(*self.allowed[choice], self.text_only)
+        return self._loaded[choice]
+
+    def close(self) -> None:
+        for backend in self._loaded.values():
+            backend.close()
+        self._loaded.clear()
+
+
+def label(backend: str, model: str, base_url: str | None) -> str:
+    """How the page shows a model: backend:model, and the server for openai (without credentials)."""
+    from axr.reasoning.backends.openai_server import public_url
+
+    return f"{backend}:{model}" + (f" @ {public_url(base_url)}" if backend == "openai" and base_url else "")
 
 
 def _path(upload) -> str | None:
@@ -63,13 +83,13 @@ def verdict_card(verdict) -> str:
 def build_app(loaded: LoadedBackends, rule_books: list[str], subject: str = "object"):
     import gradio as gr
 
-    backend0, model0, url0 = loaded.default
-
-    def chat_for(session: Session | None, backend: str, model: str, base_url: str) -> Chat:
+    def chat_for(session: Session | None, choice: str) -> Chat:
         try:
-            chosen = loaded.get(backend, model, base_url)
+            chosen = loaded.get(choice)
+        except ChatError:
+            raise
         except Exception as error:  # the backend's own message, whatever the library raised
-            raise ChatError(f"cannot load {backend}:{model}: {str(error).splitlines()[0]}") from None
+            raise ChatError(f"cannot load {choice}: {str(error).splitlines()[0]}") from None
         return Chat(chosen, replace(session) if session else Session(), domain=subject)
 
     def set_inputs(query, references, rules, session):
@@ -97,14 +117,14 @@ def build_app(loaded: LoadedBackends, rule_books: list[str], subject: str = "obj
         preview = load_image(fresh.images[-1]) if fresh.images else None
         return fresh, preview, "; ".join([counts, *warnings]), keep, keep
 
-    def send(message, history, session, backend, model, base_url):
+    def send(message, history, session, choice):
         """Streams: the answer grows in the chatbot as the model writes it."""
         pieces: queue.Queue = queue.Queue()
         outcome: dict = {}
 
         def work() -> None:
             try:
-                conversation = chat_for(session, backend, model, base_url)
+                conversation = chat_for(session, choice)
                 outcome["answer"] = conversation.ask(message, on_piece=pieces.put)
                 outcome["session"] = conversation.session
             except (ChatError, MediaError) as error:
@@ -122,9 +142,9 @@ def build_app(loaded: LoadedBackends, rule_books: list[str], subject: str = "obj
         final = [*history, user_turn, {"role": "assistant", "content": outcome["answer"]}]
         yield final, outcome["session"], "", "answered"
 
-    def give_verdict(session, backend, model, base_url):
+    def give_verdict(session, choice):
         try:
-            conversation = chat_for(session, backend, model, base_url)
+            conversation = chat_for(session, choice)
             verdict = conversation.verdict()
         except (ChatError, MediaError) as error:
             return session, gr.update(), "", f"**{html.escape(str(error))}**"
@@ -141,10 +161,7 @@ def build_app(loaded: LoadedBackends, rule_books: list[str], subject: str = "obj
                     label="Normal references", file_count="multiple", file_types=["image"], elem_id="references"
                 )
                 rules = gr.Dropdown(["(none)", *rule_books], value="(none)", label="Rule book", elem_id="rules")
-                with gr.Row():
-                    backend = gr.Dropdown(["hf", "vllm", "openai"], value=backend0, label="Backend", elem_id="backend")
-                    model = gr.Textbox(model0, label="Model", elem_id="model")
-                    base_url = gr.Textbox(url0, label="Server URL (openai)", elem_id="base-url")
+                model = gr.Dropdown(list(loaded.allowed), value=loaded.default, label="Model", elem_id="model")
                 preview = gr.Image(label="Image (box of the last verdict)", interactive=False, elem_id="preview")
                 verdict_button = gr.Button("Verdict", elem_id="verdict-button")
                 card = gr.HTML(elem_id="verdict-card")
@@ -156,10 +173,10 @@ def build_app(loaded: LoadedBackends, rule_books: list[str], subject: str = "obj
         # upload/clear, not change: clearing a bad file from code must not run the check again
         for trigger in (query.upload, query.clear, references.upload, references.clear, rules.change):
             trigger(set_inputs, [query, references, rules, session], [session, preview, status, query, references])
-        inputs = [message, chatbot, session, backend, model, base_url]
+        inputs = [message, chatbot, session, model]
         send_button.click(send, inputs, [chatbot, session, message, status])
         message.submit(send, inputs, [chatbot, session, message, status])
-        verdict_button.click(give_verdict, [session, backend, model, base_url], [session, preview, card, status])
+        verdict_button.click(give_verdict, [session, model], [session, preview, card, status])
     return app
 
 
@@ -169,4 +186,10 @@ def serve(
     upload_dir = tempfile.mkdtemp(prefix="axr-ui-")
     os.environ["GRADIO_TEMP_DIR"] = upload_dir  # uploads land here and nowhere else
     app = build_app(loaded, [str(Path(p)) for p in rule_books], subject)
-    app.launch(server_name=host, server_port=port, max_file_size=MAX_UPLOAD, show_error=False)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a plain `kill` cleans up too
+    print(f"uploads in {upload_dir} (removed on exit)", flush=True)
+    try:
+        app.launch(server_name=host, server_port=port, max_file_size=MAX_UPLOAD, show_error=False)
+    finally:
+        loaded.close()
+        shutil.rmtree(upload_dir, ignore_errors=True)

@@ -255,8 +255,15 @@ def test_web_ui_upload_chat_verdict_and_bad_inputs(textile, bad_images, tmp_path
             page.screenshot(path=str(ARTIFACTS / "ui-verdict.png"), full_page=True)
             browser.close()
     finally:
-        process.kill()
-    assert "127.0.0.1" in (tmp_path / "ui.log").read_text()  # bound to this machine only
+        process.terminate()  # a plain `kill`: the server cleans up on its way out
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    log = (tmp_path / "ui.log").read_text()
+    assert "127.0.0.1" in log  # bound to this machine only
+    uploads = Path(log.split("uploads in ", 1)[1].split(" (removed on exit)", 1)[0])
+    assert uploads.name.startswith("axr-ui-") and not uploads.exists()  # the uploaded files are gone
 
 
 @pytest.mark.browser
@@ -318,3 +325,34 @@ def test_openai_stream_through_the_server(vllm_server):
         backend.stream([system("You are a helpful assistant."), user("Name three colours.")], Sampling(max_tokens=24))
     )
     assert len(pieces) > 1 and "".join(pieces).strip()
+
+
+def test_the_ui_uses_only_the_models_it_was_started_with():
+    """The page picks a label; a label it made up (a folder, a server URL of its own) is refused before any
+    model is loaded or any request, with its API key, is sent."""
+    from axr.reasoning.chat import ChatError
+    from axr.reasoning.ui import LoadedBackends
+
+    made = []
+
+    class Closable:
+        closed = False
+
+        def close(self):
+            self.closed = True
+
+    def load(*spec):
+        made.append(spec)
+        return Closable()
+
+    allowed = [("hf", "tiny-qwen2.5-vl", None), ("openai", "m", "http://u:secret@127.0.0.1:8000/v1")]
+    loaded = LoadedBackends(load, allowed, text_only=False)
+    assert list(loaded.allowed) == ["hf:tiny-qwen2.5-vl", "openai:m @ http://***@127.0.0.1:8000/v1"]
+    first = loaded.get(loaded.default)
+    assert loaded.get("hf:tiny-qwen2.5-vl") is first and made == [("hf", "tiny-qwen2.5-vl", None, False)]
+    for forged in ("openai:m @ http://evil.example/v1", "hf:/etc", "openai:m"):
+        with pytest.raises(ChatError, match="not one of the models this UI was started with"):
+            loaded.get(forged)
+    assert len(made) == 1
+    loaded.close()
+    assert first.closed

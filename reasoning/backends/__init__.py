@@ -51,6 +51,15 @@ def open_backend(
     return load_backend(backend, model, **options)
 
 
+def parse_model_spec(text: str, flag: str) -> tuple[str, str, str | None]:
+    """'BACKEND:MODEL[@BASE_URL]' (as --judge and --choice take it) -> (backend, model, base_url)."""
+    head, _, base_url = text.partition("@")
+    backend, _, model = head.partition(":")
+    if not backend or not model:
+        raise ValueError(f"{flag} {text!r}: expected BACKEND:MODEL[@BASE_URL], e.g. hf:smollm2")
+    return backend, model, base_url or None
+
+
 def settings_backend(settings, text_only: bool = False) -> Backend:
     """The backend a task's settings name (a sample pipeline, a re-check or a judge: backend, model,
     base_url, and batch or concurrency where they have them)."""
@@ -73,6 +82,7 @@ __all__ = [
     "Sampling",
     "load_backend",
     "open_backend",
+    "parse_model_spec",
     "settings_backend",
     "system",
     "user",
