@@ -154,3 +154,86 @@ def test_a_caption_recheck_through_a_faulty_proxy_journals_each_frame_once(tmp_p
     assert len({v["sample_id"] for v in verdicts}) == len(verdicts) == 48
     assert not [v for v in verdicts if "request_error" in v.get("meta", {})]  # no fault recorded as an answer
     assert sum(proxy.injected.values()) > 0 and max(v["meta"]["tries"] for v in verdicts) > 1
+
+
+def _battery(folder: Path) -> tuple[dict[str, str], set[str]]:
+    """Every kind of image file a user may hand over: {stem: what must appear in its error} for the bad ones,
+    and the stems of the odd-but-valid ones every entry point must read."""
+    import numpy as np
+
+    folder.mkdir()
+    good = Image.new("RGB", (64, 64), "gray")
+    good.save(folder / "plain.png")
+    (folder / "truncated.jpg").write_bytes((lambda b: b[: len(b) // 3])(_jpeg_bytes(good)))
+    (folder / "empty.png").write_bytes(b"")
+    (folder / "text.png").write_text("this is text, not a picture")
+    Image.new("1", (20000, 20000)).save(folder / "bomb.png")  # 400 megapixels once decoded
+    Image.new("RGB", (800, 2), "gray").save(folder / "strip.png")
+    Image.new("CMYK", (40, 40), (0, 128, 0, 0)).save(folder / "cmyk.jpg")
+    Image.fromarray(np.full((40, 40), 40000, dtype=np.uint16)).save(folder / "grey16.png")
+    Image.new("RGBA", (40, 40), (255, 0, 0, 128)).save(folder / "alpha.png")
+    Image.new("RGB", (1, 1), "white").save(folder / "dot.png")
+    frames = [Image.new("RGB", (32, 32), c) for c in ("red", "blue")]
+    frames[0].save(folder / "moving.gif", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    bad = {
+        "truncated": "truncated.jpg",
+        "empty": "empty.png: file is empty",
+        "text": "text.png: not an image",
+        "bomb": "bomb.png",
+        "strip": "strip.png: aspect ratio",
+    }
+    return bad, {"plain", "cmyk", "grey16", "alpha", "dot", "moving"}
+
+
+def _jpeg_bytes(image) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+def test_the_bad_input_battery_through_every_image_entry_point(tmp_path, tiny_vlm):
+    """caption, detect --direct and eval run take a folder with every kind of bad file: each bad one is
+    recorded with its name and what is wrong, every readable one is done; chat, given one bad file, exits 2
+    naming it in one line."""
+    folder = tmp_path / "battery"
+    bad, readable = _battery(folder)
+    clear = {}
+    captions = tmp_path / "captions.jsonl"
+    run_axr("caption", str(folder), *TINY, "--no-cache", "--max-tokens", "16", "--out", str(captions))
+    records = {r["sample_id"]: r for r in _lines(captions)}
+    clear["caption"] = sum(why in records[stem].get("error", "") for stem, why in bad.items())
+    assert clear["caption"] == len(bad) and readable <= records.keys()
+    assert all(not records[s].get("error", "").startswith(tuple(bad.values())) for s in readable)
+    verdicts = tmp_path / "verdicts.jsonl"
+    run_axr("detect", str(folder), "--direct", *TINY, "--out", str(verdicts))
+    lines = {r["sample_id"]: r for r in _lines(verdicts)}
+    clear["detect"] = sum(why in lines[stem].get("error", "") for stem, why in bad.items())
+    assert clear["detect"] == len(bad) and all("verdict" in lines[s] for s in readable)
+    rows = [{"sample_id": p.stem, "image_path": p.name, "gt_label": 0} for p in sorted(folder.iterdir())]
+    (folder / "samples.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    run = tmp_path / "run"
+    run_axr(
+        "eval",
+        "run",
+        "jsonl",
+        "--data-dir",
+        str(folder),
+        *TINY,
+        "--set",
+        "pipeline.max_tokens=32",
+        "--output",
+        str(run),
+    )
+    predicted = {r["sample_id"]: r for r in _lines(run / "predictions.jsonl")}
+    clear["eval run"] = sum(why in predicted[stem].get("error", "") for stem, why in bad.items())
+    assert clear["eval run"] == len(bad) and all(predicted[s]["status"] == "ok" for s in readable)
+    clear["chat"] = 0
+    for stem, why in bad.items():
+        path = next(folder.glob(f"{stem}.*"))
+        result = run_axr("chat", str(path), check=False)
+        said = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        clear["chat"] += result.returncode == 2 and len(said) == 1 and why in said[0]
+    assert clear["chat"] == len(bad)
+    print(f"battery: clear/total per entry point {clear} of {len(bad)} bad files, {len(readable)} odd-but-valid read")
