@@ -317,3 +317,46 @@ def test_grpo_with_every_reward_changes_the_parameters_and_the_export_reloads(tr
         VerdictAnswer,
     )
     assert completion.parsed is not None  # constrained decoding through hf on the exported model
+
+
+@pytest.mark.parametrize("lora", [None, {"r": 4, "alpha": 8, "dropout": 0.0}], ids=["full", "lora"])
+def test_resume_continues_from_the_checkpoints_weights(tmp_path, trained, lora):
+    """A run stopped right after checkpoint-5 (as a killed one would be) and resumed logs the same losses at
+    steps 6-10 as a run never stopped: the weights come back, not only the step and the optimizer."""
+    from transformers import TrainerCallback
+
+    from axr.reasoning.schema import SchemaError
+    from axr.training.recipe import Recipe
+    from axr.training.trainers import run_sft
+
+    class StopAfterSave(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            control.should_training_stop = True
+
+    trainer = {
+        "learning_rate": 5e-3,
+        "max_steps": 10,
+        "per_device_train_batch_size": 4,
+        "logging_steps": 1,
+        "save_strategy": "steps",
+        "save_steps": 5,
+        "lr_scheduler_type": "constant",
+        "seed": 0,
+    }
+    data = trained[0] / "sft-data"
+
+    def recipe(name: str) -> Recipe:
+        out = str(tmp_path / name)
+        return Recipe(
+            kind="sft", model="tiny-qwen2.5-vl", dataset=str(data), output_dir=out, lora=lora, trainer=trainer
+        )
+
+    def later_losses(summary: dict) -> list[float]:
+        return [h["loss"] for h in summary["log_history"] if "loss" in h and h["step"] > 5]
+
+    whole = run_sft(recipe("whole"))
+    run_sft(recipe("cut"), callbacks=[StopAfterSave()])
+    resumed = run_sft(recipe("cut"), resume=True)
+    assert len(later_losses(whole)) == 5 and later_losses(resumed) == pytest.approx(later_losses(whole), rel=1e-4)
+    with pytest.raises(SchemaError, match="no checkpoint-"):
+        run_sft(recipe("never"), resume=True)

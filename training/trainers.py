@@ -66,8 +66,9 @@ def load_dataset_checked(recipe: Recipe):
     return dataset
 
 
-def load_model(recipe: Recipe):
-    """(model, processor) on the recipe's terms: dtype by device, vision tower frozen if asked, LoRA if asked."""
+def load_model(recipe: Recipe, checkpoint: str | None = None):
+    """(model, processor) on the recipe's terms: dtype by device, vision tower frozen if asked, LoRA if asked;
+    with `checkpoint`, the weights saved there (a full model, or the LoRA adapter on the recipe's base)."""
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -77,10 +78,15 @@ def load_model(recipe: Recipe):
     dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
     kwargs = {"trust_remote_code": recipe.trust_remote_code}
     processor = AutoProcessor.from_pretrained(name, **kwargs)
-    model = AutoModelForImageTextToText.from_pretrained(name, dtype=dtype, **kwargs)
+    full_checkpoint = checkpoint if recipe.lora is None else None
+    model = AutoModelForImageTextToText.from_pretrained(full_checkpoint or name, dtype=dtype, **kwargs)
     if recipe.freeze_vision:
         for param in vision_parameters(model):
             param.requires_grad_(False)
+    if recipe.lora is not None and checkpoint:
+        from peft import PeftModel
+
+        return PeftModel.from_pretrained(model, checkpoint, is_trainable=True), processor
     if recipe.lora is not None:
         from peft import LoraConfig, get_peft_model
 
@@ -104,15 +110,17 @@ def vision_parameters(model) -> list:
     ]
 
 
-def run_sft(recipe: Recipe, resume: bool = False) -> dict[str, Any]:
+def run_sft(recipe: Recipe, resume: bool = False, callbacks: list | None = None) -> dict[str, Any]:
     from trl import SFTConfig, SFTTrainer
 
     config = trl_config(recipe, SFTConfig, **SFT_DEFAULTS)
     dataset = load_dataset_checked(recipe)
-    model, processor = load_model(recipe)
-    trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=processor)
-    result = trainer.train(resume_from_checkpoint=_checkpoint(recipe) if resume else None)
-    return _finish(recipe, trainer, processor, result)
+    checkpoint = _checkpoint(recipe) if resume else None
+    model, processor = load_model(recipe, checkpoint)
+    trainer = SFTTrainer(
+        model=model, args=config, train_dataset=dataset, processing_class=processor, callbacks=callbacks
+    )
+    return _finish(recipe, trainer, processor, _train(trainer, checkpoint))
 
 
 def run_grpo(recipe: Recipe, resume: bool = False, callbacks: list | None = None) -> dict[str, Any]:
@@ -132,7 +140,8 @@ def run_grpo(recipe: Recipe, resume: bool = False, callbacks: list | None = None
         )
         config.use_vllm = False
     dataset = load_dataset_checked(recipe)
-    model, processor = load_model(recipe)
+    checkpoint = _checkpoint(recipe) if resume else None
+    model, processor = load_model(recipe, checkpoint)
     trainer = GRPOTrainer(
         model=model,
         reward_funcs=get_rewards(recipe.rewards),
@@ -141,14 +150,29 @@ def run_grpo(recipe: Recipe, resume: bool = False, callbacks: list | None = None
         processing_class=processor,
         callbacks=callbacks,
     )
-    result = trainer.train(resume_from_checkpoint=_checkpoint(recipe) if resume else None)
-    return _finish(recipe, trainer, processor, result)
+    return _finish(recipe, trainer, processor, _train(trainer, checkpoint))
 
 
-def _checkpoint(recipe: Recipe) -> str | bool:
-    """The latest checkpoint in the output folder, or False to start afresh when there is none."""
+def _train(trainer, checkpoint: str | None):
+    """Train, or resume: the weights came from the checkpoint with the model (`load_model`, which maps saved
+    names to the model's own); the Trainer restores the step, optimizer, scheduler and RNG from it. Its own
+    reload of the weights matches names literally, and transformers 5 saves Qwen2.5-VL under other names
+    (`model.layers.*` for `model.language_model.*`): it would load nothing and say only "missing keys", so
+    it is left out."""
+    if checkpoint and not trainer.is_deepspeed_enabled and not trainer.is_fsdp_enabled:
+        trainer._load_from_checkpoint = lambda *args, **kwargs: None  # weights are loaded already
+    return trainer.train(resume_from_checkpoint=checkpoint)
+
+
+def _checkpoint(recipe: Recipe) -> str:
+    """The latest checkpoint in the output folder; resuming without one is an error, not a fresh start."""
     checkpoints = sorted(Path(recipe.output_dir).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
-    return str(checkpoints[-1]) if checkpoints else False
+    if not checkpoints:
+        raise SchemaError(
+            f"--resume: no checkpoint-* in {recipe.output_dir} (the recipe saves them with trainer.save_strategy "
+            "and save_steps); run without --resume to start from the beginning"
+        )
+    return str(checkpoints[-1])
 
 
 def _finish(recipe: Recipe, trainer, processor, result) -> dict[str, Any]:
