@@ -55,6 +55,8 @@ class MediaLoader:
         self._cache: dict[str, Any] = {}
 
     def query(self, sample: Sample) -> list:
+        if sample.meta.get("load_error"):  # a dataset line that could not be read: recorded, not run
+            raise MediaError(sample.meta["load_error"])
         if sample.image_path:
             return [load_image(sample.image_path)]
         if sample.video_path:

@@ -1,6 +1,7 @@
 """Dataset adapters on small folders built in each dataset's real layout, and their layout errors."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -186,9 +187,11 @@ def test_jsonl_resolves_paths_and_names_the_bad_line(tmp_path):
     (tmp_path / "samples.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
     (sample,) = load_samples("jsonl", tmp_path, "test")
     assert sample.image_path == str(tmp_path / "imgs" / "a.png")
-    (tmp_path / "samples.jsonl").write_text(json.dumps(rows[0]) + "\n" + '{"sample_id": "c"}\n')
-    with pytest.raises(LayoutError, match=r"samples.jsonl:2: .*needs image_path"):
-        load_samples("jsonl", tmp_path, "test")
+    (tmp_path / "samples.jsonl").write_text(json.dumps(rows[0]) + "\n" + '{"sample_id": "c"}\n{"broken\n')
+    good, missing, broken = load_samples("jsonl", tmp_path, "test")  # the good line is not lost with the bad
+    assert good.sample_id == "a" and (missing.sample_id, broken.sample_id) == ("samples.jsonl:2", "samples.jsonl:3")
+    assert re.search(r"samples.jsonl:2: .*needs image_path", missing.meta["load_error"])
+    assert "samples.jsonl:3: not JSON" in broken.meta["load_error"]
 
 
 def test_textile_from_the_package(textile_root):

@@ -50,7 +50,7 @@ def test_a_400_to_1_image_is_skipped_and_recorded_by_caption_and_detect(tmp_path
 def test_a_400_to_1_image_in_a_dataset_is_an_error_record_and_the_run_goes_on(tmp_path, tiny_vlm):
     folder = _folder(tmp_path)
     rows = [{"sample_id": p.stem, "image_path": p.name, "gt_label": 0} for p in sorted(folder.iterdir())]
-    (folder / "samples.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    (folder / "samples.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + '\n{"sample_id": "torn", "ima')
     run = tmp_path / "run"
     run_axr(
         "eval",
@@ -67,6 +67,8 @@ def test_a_400_to_1_image_in_a_dataset_is_an_error_record_and_the_run_goes_on(tm
     records = {r["sample_id"]: r for r in _lines(run / "predictions.jsonl")}
     assert records["strip"]["status"] == "error" and "strip.png" in records["strip"]["error"]
     assert all(records[k]["status"] == "ok" for k in ("good", "other", "moving"))
+    torn = records[f"samples.jsonl:{len(rows) + 1}"]  # a broken line is recorded; the good ones still ran
+    assert torn["status"] == "error" and "not JSON" in torn["error"]
 
 
 def test_a_rule_book_with_a_yaml_error_is_one_line_with_line_and_column(tmp_path):
@@ -78,7 +80,7 @@ def test_a_rule_book_with_a_yaml_error_is_one_line_with_line_and_column(tmp_path
     assert "rules.yaml: not valid YAML (line 5, column 1: expected ',' or '}'" in result.stderr
 
 
-def test_credentials_in_a_server_url_never_reach_a_file_the_run_writes(tmp_path, textile_folder):
+def test_credentials_in_a_server_url_or_the_environment_never_reach_a_file_the_run_writes(tmp_path, textile_folder):
     from axr.reasoning.vllm_server import free_port
 
     rows = [{"sample_id": p.stem, "image_path": p.name, "gt_label": 0} for p in sorted(textile_folder.glob("*_*"))]
@@ -99,13 +101,16 @@ def test_credentials_in_a_server_url_never_reach_a_file_the_run_writes(tmp_path,
         url,
         "--output",
         str(run),
+        env={"OPENAI_API_KEY": "sk-keyfromtheenv"},
     )
+    run_axr("eval", "report", str(run))
     records = _lines(run / "predictions.jsonl")
     assert len(records) == 2 and all(r["status"] == "error" and "***@127.0.0.1" in r["error"] for r in records)
     written = [p for p in run.rglob("*") if p.is_file()]
-    assert {p.name for p in written} >= {"predictions.jsonl", "metrics.json", "task.json"}
-    assert not [p for p in written if "hunter2secret" in p.read_text(errors="replace")]
-    assert "hunter2secret" not in result.stdout + result.stderr
+    assert {p.name for p in written} >= {"predictions.jsonl", "metrics.json", "task.json", "report.html"}
+    for secret in ("hunter2secret", "sk-keyfromtheenv"):
+        assert not [p for p in written if secret in p.read_text(errors="replace")]
+        assert secret not in result.stdout + result.stderr
     assert yaml.safe_load((run / "task.json").read_text())["pipeline"]["base_url"].startswith("http://***@")
 
 
@@ -212,7 +217,7 @@ def test_the_bad_input_battery_through_every_image_entry_point(tmp_path, tiny_vl
     clear["detect"] = sum(why in lines[stem].get("error", "") for stem, why in bad.items())
     assert clear["detect"] == len(bad) and all("verdict" in lines[s] for s in readable)
     rows = [{"sample_id": p.stem, "image_path": p.name, "gt_label": 0} for p in sorted(folder.iterdir())]
-    (folder / "samples.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    (folder / "samples.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + '\n{"sample_id": "torn", "ima')
     run = tmp_path / "run"
     run_axr(
         "eval",
