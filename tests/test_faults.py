@@ -47,27 +47,21 @@ def test_a_400_to_1_image_is_skipped_and_recorded_by_caption_and_detect(tmp_path
     assert "1 unreadable inputs recorded" in result.stderr
 
 
-def test_a_400_to_1_image_in_a_dataset_is_an_error_record_and_the_run_goes_on(tmp_path, tiny_vlm):
-    folder = _folder(tmp_path)
+def _run_as_dataset(folder: Path, run: Path) -> dict[str, dict]:
+    """`axr eval run jsonl` over every file of the folder, plus a torn last line; its records by sample id."""
     rows = [{"sample_id": p.stem, "image_path": p.name, "gt_label": 0} for p in sorted(folder.iterdir())]
     (folder / "samples.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + '\n{"sample_id": "torn", "ima')
-    run = tmp_path / "run"
-    run_axr(
-        "eval",
-        "run",
-        "jsonl",
-        "--data-dir",
-        str(folder),
-        *TINY,
-        "--set",
-        "pipeline.max_tokens=48",
-        "--output",
-        str(run),
-    )
-    records = {r["sample_id"]: r for r in _lines(run / "predictions.jsonl")}
+    dataset = ["--data-dir", str(folder), "--set", "pipeline.max_tokens=32", "--output", str(run)]
+    run_axr("eval", "run", "jsonl", *TINY, *dataset)
+    return {r["sample_id"]: r for r in _lines(run / "predictions.jsonl")}
+
+
+def test_a_400_to_1_image_in_a_dataset_is_an_error_record_and_the_run_goes_on(tmp_path, tiny_vlm):
+    folder = _folder(tmp_path)
+    records = _run_as_dataset(folder, tmp_path / "run")
     assert records["strip"]["status"] == "error" and "strip.png" in records["strip"]["error"]
     assert all(records[k]["status"] == "ok" for k in ("good", "other", "moving"))
-    torn = records[f"samples.jsonl:{len(rows) + 1}"]  # a broken line is recorded; the good ones still ran
+    torn = records["samples.jsonl:5"]  # a broken line is recorded; the good ones still ran
     assert torn["status"] == "error" and "not JSON" in torn["error"]
 
 
@@ -216,22 +210,7 @@ def test_the_bad_input_battery_through_every_image_entry_point(tmp_path, tiny_vl
     lines = {r["sample_id"]: r for r in _lines(verdicts)}
     clear["detect"] = sum(why in lines[stem].get("error", "") for stem, why in bad.items())
     assert clear["detect"] == len(bad) and all("verdict" in lines[s] for s in readable)
-    rows = [{"sample_id": p.stem, "image_path": p.name, "gt_label": 0} for p in sorted(folder.iterdir())]
-    (folder / "samples.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + '\n{"sample_id": "torn", "ima')
-    run = tmp_path / "run"
-    run_axr(
-        "eval",
-        "run",
-        "jsonl",
-        "--data-dir",
-        str(folder),
-        *TINY,
-        "--set",
-        "pipeline.max_tokens=32",
-        "--output",
-        str(run),
-    )
-    predicted = {r["sample_id"]: r for r in _lines(run / "predictions.jsonl")}
+    predicted = _run_as_dataset(folder, tmp_path / "run")
     clear["eval run"] = sum(why in predicted[stem].get("error", "") for stem, why in bad.items())
     assert clear["eval run"] == len(bad) and all(predicted[s]["status"] == "ok" for s in readable)
     clear["chat"] = 0
