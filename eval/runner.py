@@ -150,6 +150,7 @@ def _metrics(records: list[dict], task: TaskConfig, book) -> dict[str, Any]:
         "tokens_in": sum(c.get("tokens_in", 0) for c in costs),
         "tokens_out": sum(c.get("tokens_out", 0) for c in costs),
         "seconds": round(sum(r.get("seconds", 0.0) for r in records), 2),
+        "request_errors": sum(r.get("error_kind") == "request" for r in records),  # the server gave no answer
     }
     return {"errors": len(records) - len(ok), "cost": cost, **PIPELINES[task.mode].metrics(ok, task, book)}
 

@@ -353,6 +353,7 @@ def test_a_server_that_is_down_is_recorded_per_sample_and_the_run_finishes(tmp_p
     records = _lines(tmp_path / "run" / "predictions.jsonl")
     assert metrics["errors"] == 3 and all(r["status"] == "error" and "127.0.0.1" in r["error"] for r in records)
     assert metrics["cost"]["tokens_out"] == 0 and {r["error_kind"] for r in records} == {"request"}
+    assert metrics["cost"]["request_errors"] == 3  # counted apart from unparsed answers
     counts = []
     run_task(task, tmp_path / "run", backend, on_progress=lambda *c: counts.append(c))
     assert counts[0] == (0, 3)  # a request that got no answer is asked again by any rerun

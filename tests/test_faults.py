@@ -221,3 +221,33 @@ def test_the_bad_input_battery_through_every_image_entry_point(tmp_path, tiny_vl
         clear["chat"] += result.returncode == 2 and len(said) == 1 and why in said[0]
     assert clear["chat"] == len(bad)
     print(f"battery: clear/total per entry point {clear} of {len(bad)} bad files, {len(readable)} odd-but-valid read")
+
+
+def test_bad_task_rule_book_and_caption_files_are_one_line_each(tmp_path):
+    """A task YAML carrying a Python object tag, a rule book without anomaly rules, an empty caption file:
+    refused in one line naming the file, whichever command reads them."""
+    evil = tmp_path / "evil.yaml"
+    evil.write_text('task: x\ninclude: !!python/object/apply:os.system ["echo pwned"]\n')
+    for command, code in ((("eval", "validate"), 1), (("eval", "run"), 2)):
+        result = run_axr(*command, str(evil), check=False)
+        assert result.returncode == code and "evil.yaml: not valid YAML (line 2, column 10" in result.stderr
+        assert "pwned" not in result.stdout + result.stderr
+    captions, empty = tmp_path / "c.txt", tmp_path / "empty.txt"
+    captions.write_text("a person walks\n")
+    empty.write_text("")
+    normal_only = tmp_path / "normal_only.yaml"
+    normal_only.write_text(
+        yaml.safe_dump({"name": "n", "sections": [{"name": "a", "normal": [{"id": "n1", "text": "walking"}]}]})
+    )
+    book = tmp_path / "book.yaml"
+    book.write_text(
+        yaml.safe_dump({"name": "b", "sections": [{"name": "a", "anomaly": [{"id": "a1", "text": "riding"}]}]})
+    )
+    for args, message in (
+        (("detect", str(captions), "--rules", str(normal_only)), "rule book 'n' has no enabled anomaly rules"),
+        (("detect", str(empty), "--rules", str(book)), "empty.txt: empty caption file"),
+        (("induce", str(empty)), "empty.txt: empty caption file"),
+    ):
+        result = run_axr(*args, check=False)
+        said = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert result.returncode == 2 and len(said) == 1 and message in said[0], result.stderr
