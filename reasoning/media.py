@@ -22,6 +22,9 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".g
 # VLM processors refuse longer strips (Qwen2.5-VL: "absolute aspect ratio must be smaller than 200"), and
 # would stop a whole batch: refused here instead, with the file named, so a batch skips and records it.
 MAX_ASPECT_RATIO = 200
+# Frames are kept decoded in memory: a long video read at its full rate would take it all. Past this many
+# kept frames a video is refused, naming the file and the way out (a lower fps or a stride).
+MAX_VIDEO_FRAMES = 20_000
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
 
 # Qwen2.5-VL: 14 px patches merged 2x2, so sides are multiples of 28; pixel budget as its processor defaults.
@@ -237,9 +240,16 @@ def _video_frames(path: Path, fps: float | None, stride: int | None) -> list[Fra
             step = stride or (max(1, round(rate / fps)) if fps else 1)
             frames = []
             for i, frame in enumerate(container.decode(stream)):
-                if i % step == 0:
-                    stamp = float(frame.time) if frame.time is not None else i / rate
-                    frames.append(Frame(i, stamp, frame.to_image().convert("RGB")))
+                if i % step:
+                    continue
+                if frame.width * frame.height > MAX_IMAGE_PIXELS:
+                    raise MediaError(f"{path}: frames of {frame.width}x{frame.height} are too large")
+                if len(frames) == MAX_VIDEO_FRAMES:
+                    raise MediaError(
+                        f"{path}: more than {MAX_VIDEO_FRAMES:,} frames at this rate; take fewer with fps or stride"
+                    )
+                stamp = float(frame.time) if frame.time is not None else i / rate
+                frames.append(Frame(i, stamp, frame.to_image().convert("RGB")))
             return frames
     except (av.error.FFmpegError, IndexError) as err:
         raise MediaError(f"{path}: cannot decode video ({err})") from None

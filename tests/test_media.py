@@ -112,3 +112,13 @@ def test_frame_folder_and_empty_video(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(MediaError, match="video has no frames"):
         sample_frames(tmp_path / "empty")
+
+
+def test_a_video_with_too_many_frames_is_refused_naming_it(tmp_path, monkeypatch):
+    from axr.reasoning import media
+
+    path = write_mp4(tmp_path / "long.mp4", 30)
+    monkeypatch.setattr(media, "MAX_VIDEO_FRAMES", 10)  # the real limit (20,000) by a shorter clip
+    with pytest.raises(MediaError, match=r"long.mp4: more than 10 frames at this rate; take fewer with fps"):
+        sample_frames(path)
+    assert len(sample_frames(path, stride=3)) == 10  # a stride brings it under the limit
