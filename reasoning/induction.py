@@ -189,7 +189,7 @@ def derive_keywords(book: RuleBook, backend: Backend, sampling: Sampling, normal
 
 def _ask(backend: Backend, sampling: Sampling, prompts: list[str]) -> list[InducedRules]:
     completions = _answered(backend.generate([[user(p)] for p in prompts], sampling, InducedRules))
-    return [c.parsed if c.parsed is not None else InducedRules(sections=[]) for c in completions]
+    return [c.parsed if c.parsed is not None else InducedRules.model_construct(sections=[]) for c in completions]
 
 
 def _answered(completions: list) -> list:

@@ -337,7 +337,7 @@ class InducedRule(BaseModel):
 
 class InducedSection(BaseModel):
     name: str = Field(max_length=60)
-    rules: list[InducedRule] = Field(max_length=8)
+    rules: list[InducedRule] = Field(min_length=1, max_length=8)  # constrained decoding must propose one
 
 
 class InducedRules(BaseModel):
@@ -345,7 +345,7 @@ class InducedRules(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    sections: list[InducedSection] = Field(max_length=4)
+    sections: list[InducedSection] = Field(min_length=1, max_length=4)
 
 
 class RuleKeywords(BaseModel):

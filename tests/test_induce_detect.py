@@ -90,6 +90,18 @@ def test_aggregation_merges_paraphrases_and_counts_support():
 
 
 @pytest.mark.server
+def test_induce_with_smollm2_through_hf_writes_a_book_with_anomaly_rules(tmp_path, smollm2):
+    """The in-process hf path, constrained by xgrammar as vLLM is: a section must propose at least one rule
+    (without that the small model answered `"rules": []` every time and induction ended with nothing)."""
+    refs = tmp_path / "normal.txt"
+    refs.write_text("\n".join(NORMAL * 3) + "\n")
+    out = tmp_path / "rules.yaml"
+    args = ["--backend", "hf", "--model", "smollm2", "--batches", "3", "--per-batch", "2", "--out", str(out)]
+    run_axr("induce", str(refs), *args)
+    book = RuleBook.load(out)
+    assert book.rules("normal") and book.rules("anomaly") and book.provenance.backend == "hf"
+
+
 def test_induce_with_smollm2_writes_a_valid_rule_book(tmp_path, vllm_server):
     refs = tmp_path / "normal.txt"
     refs.write_text("\n".join(NORMAL * 3) + "\n")
