@@ -201,6 +201,7 @@ def detect(
         if not path.exists():
             fail(f"{path}: no such file or folder")
     book = load_rules(rules) if rules else None
+    skipped: list[dict] = []  # unreadable inputs, recorded beside the verdicts
     if direct:
         visual = {"gate": gate, "hint": hint, "retrieve": retrieve, "gate_model": gate_model or model, "draw": draw}
         backend = make_backend(backend_name, model, base_url)
@@ -209,9 +210,8 @@ def detect(
         if book is None:
             fail("--rules is required (a RuleBook YAML or AnomalyRuler rule file), or use --direct")
         settings = DetectorSettings(novelty=novelty, window=window, threshold=threshold, policy=recheck, band=band)
-        verdicts, skipped = (
-            _detect_observations(inputs, references, book, settings, backend_name, model, base_url, subject, out),
-            [],
+        verdicts = _detect_observations(
+            inputs, references, book, settings, backend_name, model, base_url, subject, out
         )
     with out.open("w", encoding="utf-8") as sink:
         for verdict in verdicts:

@@ -94,7 +94,7 @@ def _describe(error: ValidationError) -> str:
     if len(loc) > 1 and loc[0] == "pipeline" and loc[1] in MODES:
         loc.pop(1)
     message = first["msg"]
-    if first["type"] == "union_tag_invalid" or first["type"] == "union_tag_not_found":
+    if first["type"] in ("union_tag_invalid", "union_tag_not_found"):
         message = f"pipeline.mode must be one of {', '.join(MODES)}"
     more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
     return f"{'.'.join(loc) or '(top level)'}: {message}{more}"
