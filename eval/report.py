@@ -2,6 +2,9 @@
 confusion matrices, score timelines for video, and per-sample cards with the image, the verdict, the
 rationale, the matched rules and the judge scores. Plots are inline SVG and images are embedded, so the
 file opens anywhere with no network and no JavaScript.
+
+A card shows a sample's image only when it lies inside the dataset folder the run's task.json names (links
+resolved): a run folder from elsewhere cannot make the report read, and embed, any other file on this disk.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from PIL import Image
 from sklearn.metrics import precision_recall_curve, roc_curve
 
 from axr.eval.records import upgraded
+from axr.eval.samples import dataset_root
+from axr.eval.task_config import TaskConfig
 from axr.eval.verify import location_box
 from axr.reasoning.journal import Journal
 from axr.reasoning.media import draw_box
@@ -35,6 +40,7 @@ class Run:
     metrics: dict[str, Any]
     records: list[dict[str, Any]]
     judgements: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    media_root: Path | None = None  # the only folder whose images the cards may show
 
     @classmethod
     def load(cls, path: Path) -> Run:
@@ -48,7 +54,7 @@ class Run:
             for entry in Journal(path / "judgements.jsonl", key="key").records.values():
                 judgements.setdefault(entry["sample_id"], []).append(entry)
         records = [upgraded(r) for r in Journal(predictions).records.values()]
-        return cls(path.name, path, metrics, records, judgements)
+        return cls(path.name, path, metrics, records, judgements, _media_root(path / "task.json"))
 
     def scored(self) -> list[tuple[int, float, int]]:
         """(truth, score, predicted label) of every labelled, scored record (records of one shape, any mode)."""
@@ -57,6 +63,18 @@ class Run:
             for r in self.records
             if r.get("gt_label") is not None and r.get("status") != "error" and r.get("pred_score") is not None
         ]
+
+
+def _media_root(task_file: Path) -> Path | None:
+    """The run's dataset folder (a JSONL dataset file's folder), resolved; None when the run does not say."""
+    try:
+        root = dataset_root(TaskConfig.model_validate_json(task_file.read_text()).dataset)
+    except (OSError, ValueError):
+        return None
+    if root is None:
+        return None
+    root = root.resolve()
+    return root.parent if root.is_file() else root
 
 
 def build_report(runs: list[Run]) -> str:
@@ -200,9 +218,11 @@ def _timeline(name: str, rows: list[dict[str, Any]], threshold: float | None) ->
     )
 
 
-def _thumbnail(record: dict[str, Any]) -> str:
+def _thumbnail(record: dict[str, Any], media_root: Path | None) -> str:
     media = record.get("media")
-    if not media or not Path(media).is_file() or Path(media).suffix.lower() in (".mp4", ".avi", ".mkv", ".webm"):
+    if not media or media_root is None or not Path(media).resolve().is_relative_to(media_root):
+        return ""
+    if not Path(media).is_file() or Path(media).suffix.lower() in (".mp4", ".avi", ".mkv", ".webm"):
         return ""
     try:
         image = Image.open(media).convert("RGB")
@@ -240,7 +260,7 @@ def _verdict_html(record: dict[str, Any]) -> str:
     return "".join(parts)
 
 
-def _card(record: dict[str, Any], judgements: list[dict[str, Any]]) -> str:
+def _card(record: dict[str, Any], judgements: list[dict[str, Any]], media_root: Path | None) -> str:
     truth = record.get("gt_label")
     gt = f"truth: {'anomalous' if truth == 1 else 'normal' if truth == 0 else '?'}"
     if record.get("gt_type"):
@@ -252,7 +272,8 @@ def _card(record: dict[str, Any], judgements: list[dict[str, Any]]) -> str:
         for j in judgements
     )
     return (
-        f"<div class='card {_correctness(record)}' data-sample='{_e(record['sample_id'])}'>{_thumbnail(record)}"
+        f"<div class='card {_correctness(record)}' data-sample='{_e(record['sample_id'])}'>"
+        f"{_thumbnail(record, media_root)}"
         "<div class='body'>"
         f"<div class='id'>{_e(record['sample_id'])}</div><div class='gt'>{gt}</div>{_verdict_html(record)}"
         f"{judged}</div></div>"
@@ -285,7 +306,7 @@ def _interesting_first(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _cards(run: Run) -> str:
     chosen = _interesting_first(run.records)[:CARD_LIMIT]
-    cards = "".join(_card(r, run.judgements.get(r["sample_id"], [])) for r in chosen)
+    cards = "".join(_card(r, run.judgements.get(r["sample_id"], []), run.media_root) for r in chosen)
     note = (
         f" (the first {CARD_LIMIT} of {len(run.records)}: errors and wrong verdicts first)"
         if len(run.records) > CARD_LIMIT
@@ -299,8 +320,8 @@ def _compare(runs: list[Run]) -> str:
     shared = sorted(set(first) & set(second))
     differing = [s for s in shared if _label_of(first[s]) != _label_of(second[s])][:CARD_LIMIT]
     rows = "".join(
-        f"<div class='pair'>{_card(first[s], runs[0].judgements.get(s, []))}"
-        f"{_card(second[s], runs[1].judgements.get(s, []))}</div>"
+        f"<div class='pair'>{_card(first[s], runs[0].judgements.get(s, []), runs[0].media_root)}"
+        f"{_card(second[s], runs[1].judgements.get(s, []), runs[1].media_root)}</div>"
         for s in differing
     )
     return (

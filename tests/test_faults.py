@@ -251,3 +251,31 @@ def test_bad_task_rule_book_and_caption_files_are_one_line_each(tmp_path):
         result = run_axr(*args, check=False)
         said = [line for line in result.stderr.splitlines() if line.startswith("error:")]
         assert result.returncode == 2 and len(said) == 1 and message in said[0], result.stderr
+
+
+def test_a_report_shows_only_images_inside_the_runs_dataset_folder(tmp_path):
+    """A run folder's records name their media; a `../` path or a link leading out of the dataset folder
+    the run's task.json names is not read into the report (a shared run folder cannot make the report embed
+    any image on the reader's disk)."""
+    from axr.eval.report import write_report
+    from axr.eval.tasks import load_task
+
+    data, run = tmp_path / "data", tmp_path / "run"
+    data.mkdir()
+    run.mkdir()
+    Image.new("RGB", (32, 32), "gray").save(data / "inside.png")
+    Image.new("RGB", (32, 32), "red").save(tmp_path / "private.png")
+    (data / "link.png").symlink_to(tmp_path / "private.png")
+    (run / "task.json").write_text(load_task("jsonl", overrides={"dataset.data_dir": str(data)}).public_json())
+    media = {"inside": data / "inside.png", "dotdot": data / ".." / "private.png", "link": data / "link.png"}
+    with (run / "predictions.jsonl").open("w") as sink:
+        for sample_id, path in media.items():
+            verdict = {"verdict": "normal", "score": 0.1}
+            record = {"sample_id": sample_id, "media": str(path), "status": "ok", "gt_label": 0, "verdict": verdict}
+            sink.write(json.dumps(record) + "\n")
+    page = write_report([run], run / "report.html").read_text()
+    cards = {c.split("'", 1)[0]: c for c in page.split("data-sample='")[1:]}
+    assert set(cards) == set(media) and "data:image/jpeg" in cards["inside"]
+    assert "data:image" not in cards["dotdot"] and "data:image" not in cards["link"]
+    (run / "task.json").unlink()  # a folder that does not say where its data is shows no image at all
+    assert "data:image" not in write_report([run], run / "report.html").read_text()
