@@ -356,3 +356,39 @@ def test_the_ui_uses_only_the_models_it_was_started_with():
     assert len(made) == 1
     loaded.close()
     assert first.closed
+
+
+def test_the_ui_reads_and_writes_only_inside_its_upload_folder(tmp_path, tiny_vlm):
+    """Uploads named `../..` land inside the upload folder; the page can neither fetch nor submit a file
+    outside it, whether named directly, through `..`, or through a link placed inside it."""
+    import io
+
+    import httpx
+
+    private = tmp_path / "private.png"
+    Image.new("RGB", (32, 32), "red").save(private)
+    process, url = _start_ui([], tmp_path)
+    try:
+        uploads = Path((tmp_path / "ui.log").read_text().split("uploads in ", 1)[1].split(" (removed", 1)[0])
+        buffer = io.BytesIO()
+        Image.new("RGB", (32, 32), "gray").save(buffer, format="PNG")
+        answer = httpx.post(f"{url}/gradio_api/upload", files={"files": ("../../escape.png", buffer.getvalue())})
+        [stored] = answer.json()
+        assert Path(stored).resolve().is_relative_to(uploads.resolve()) and Path(stored).name == "escape.png"
+        assert not (uploads.parent / "escape.png").exists() and not (uploads.parent.parent / "escape.png").exists()
+        (uploads / "link.png").symlink_to(private)
+        outside = [str(private), str(uploads / "link.png"), f"{uploads}/{os.path.relpath(private, uploads)}"]
+        for path in outside:
+            assert httpx.get(f"{url}/gradio_api/file={path}").status_code == 403
+
+        def submit(path: str) -> str:
+            data = [{"path": path, "meta": {"_type": "gradio.FileData"}}, [], "(none)"]
+            event = httpx.post(f"{url}/gradio_api/call/set_inputs", json={"data": data}).json()["event_id"]
+            return httpx.get(f"{url}/gradio_api/call/set_inputs/{event}", timeout=60).text
+
+        assert all(submit(path).startswith("event: error") for path in outside)
+        assert submit(stored).startswith("event: complete")  # the same call with an upload of its own works
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    assert not uploads.exists()
