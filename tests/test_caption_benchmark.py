@@ -70,6 +70,18 @@ def test_cli_bad_input_one_line(extra, message, caption_set, tmp_path):
     assert result.returncode != 0 and message in result.stderr and "Traceback" not in result.stderr
 
 
+def test_a_video_whose_labels_do_not_match_its_captions_is_skipped_and_named(caption_set, tmp_path):
+    data_dir, rules = caption_set
+    (data_dir / "test_frame" / "test_05.csv").write_text("image_path,label\nx,0\n")  # 12 captions, 1 label
+    args = ["eval", "run", "captions", "--data-dir", str(data_dir), "--rules", str(rules)]
+    result = run_axr(*args, "--set", "pipeline.trigger.novelty=false", "--output", str(tmp_path / "out"))
+    assert "skipped a video:" in result.stderr and "test_05.txt: 12 caption lines but 1 labels" in result.stderr
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    [skipped] = metrics["split"]["skipped_videos"]
+    assert "test_05.txt: 12 caption lines but 1 labels in test_05.csv" in skipped
+    assert metrics["split"]["evaluated_videos"] == 3 and metrics["frames"] == 36  # the five good videos ran
+
+
 @pytest.mark.server
 def test_recheck_with_smollm2_through_the_server_and_its_report(caption_set, tmp_path, vllm_server, chromium):
     data_dir, rules = caption_set

@@ -73,13 +73,28 @@ def test_smoothing_and_spans():
         smooth([1.0], "median")
 
 
-def test_adapter_errors_name_the_problem(tmp_path):
-    root = write_caption_set(tmp_path / "set", {"v1": [("a man walks", 0), ("a man walks", 0)]})
+def test_a_bad_video_is_skipped_with_its_problem_and_the_others_load(tmp_path):
+    walks = [("a man walks", 0), ("a man walks", 0)]
+    root = write_caption_set(tmp_path / "set", {"v1": walks, "v2": walks, "v3": walks, "v4": walks, "v5": walks})
     (root / "test_frame" / "v1.csv").write_text("image_path,label\nx,0\n")
-    with pytest.raises(LayoutError, match="v1.txt: 2 caption lines but 1 labels in v1.csv"):
-        load_caption_set(root)
-    (root / "test_frame_description" / "v1.txt").write_text("")
-    with pytest.raises(LayoutError, match="empty video"):
+    (root / "test_frame_description" / "v2.txt").write_text("")
+    (root / "test_frame" / "v3.csv").unlink()
+    (root / "test_frame" / "v4.csv").write_text("image_path,label\nx,0\ny,maybe\n")
+    videos, problems = load_caption_set(root)
+    assert [v.video for v in videos] == ["v5"] and len(problems) == 4
+    for problem, expected in zip(
+        problems,
+        (
+            "v1.txt: 2 caption lines but 1 labels in v1.csv",
+            "v2.txt: empty video",
+            "v3.csv: label file missing",
+            "v4.csv: labels must be 0 or 1",
+        ),
+        strict=True,
+    ):
+        assert expected in problem
+    (root / "test_frame_description" / "v5.txt").unlink()
+    with pytest.raises(LayoutError, match="no readable video .first problem: .*v1.txt: 2 caption lines"):
         load_caption_set(root)
     with pytest.raises(LayoutError, match="missing folder test_frame_description/"):
         load_caption_set(tmp_path)
@@ -87,7 +102,7 @@ def test_adapter_errors_name_the_problem(tmp_path):
 
 def test_split_is_every_third_video(tmp_path):
     root = write_caption_set(tmp_path, {f"v{i}": [("a man walks", 0)] for i in range(7)})
-    reference, held_out = split_videos(load_caption_set(root), 3)
+    reference, held_out = split_videos(load_caption_set(root)[0], 3)
     assert [v.video for v in reference] == ["v0", "v3", "v6"]
     assert len(held_out) == 4
 

@@ -14,7 +14,9 @@ from axr.eval.datasets.layout import LayoutError
 from axr.reasoning.caption_detector import CaptionVideo
 
 
-def load_caption_set(data_dir: str | Path) -> list[CaptionVideo]:
+def load_caption_set(data_dir: str | Path) -> tuple[list[CaptionVideo], list[str]]:
+    """(videos, problems): a video whose files cannot be read (labels missing or unreadable, a caption/label
+    count mismatch, no captions) is left out and its problem returned, so one bad video costs only itself."""
     root = Path(data_dir)
     captions_dir, labels_dir = root / "test_frame_description", root / "test_frame"
     for folder in (captions_dir, labels_dir):
@@ -23,7 +25,15 @@ def load_caption_set(data_dir: str | Path) -> list[CaptionVideo]:
     caption_files = sorted(captions_dir.glob("*.txt"))
     if not caption_files:
         raise LayoutError(f"{captions_dir}: no <video>.txt caption files")
-    return [_load_video(path, labels_dir / f"{path.stem}.csv") for path in caption_files]
+    videos, problems = [], []
+    for path in caption_files:
+        try:
+            videos.append(_load_video(path, labels_dir / f"{path.stem}.csv"))
+        except (LayoutError, OSError, UnicodeDecodeError) as error:
+            problems.append(str(error) if isinstance(error, LayoutError) else f"{path}: {error}")
+    if not videos:
+        raise LayoutError(f"{captions_dir}: no readable video (first problem: {problems[0]})")
+    return videos, problems
 
 
 def _load_video(caption_path: Path, label_path: Path) -> CaptionVideo:

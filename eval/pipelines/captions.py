@@ -59,7 +59,9 @@ def run(
         raise SchemaError("task: dataset.data_dir is required (or --data-dir)")
     if pipeline.rules is None:
         raise SchemaError("task: pipeline.rules is required (or --rules): a rule book file, or 'induce'")
-    videos = load_caption_set(data_dir)
+    videos, skipped = load_caption_set(data_dir)
+    for problem in skipped:
+        on_message(f"skipped a video: {problem}")
     reference, held_out = split_videos(videos, task.split.reference_every)
     settings = DetectorSettings.from_config(pipeline, task.split)
     embedder = None
@@ -93,6 +95,7 @@ def run(
             "reference_videos": [v.video for v in reference],
             "evaluated_videos": len(held_out),
             "reference_normal_frames": n_references,
+            "skipped_videos": skipped,
         },
         keywords={k: sorted(w) for k, w in stage.keywords.items()},
         dropped_keywords=sorted(stage.dropped),
