@@ -58,6 +58,12 @@ def import_anomalyruler(path: str | Path, name: str | None = None) -> RuleBook:
 
 
 def load_rules(path: str | Path) -> RuleBook:
-    """A RuleBook YAML, or an AnomalyRuler Markdown rule file (any other suffix); a path or a `data:` reference."""
+    """A RuleBook YAML, or an AnomalyRuler Markdown rule file (any other suffix); a path or a `data:` reference.
+
+    A book with no enabled anomaly rules is refused here, for every command: nothing could ever be judged
+    against it (an induction's `.partial.yaml`, normal rules only, is for a person to read, not to detect)."""
     path = resolve(path)
-    return RuleBook.load(path) if path.suffix in (".yaml", ".yml") else import_anomalyruler(path)
+    book = RuleBook.load(path) if path.suffix in (".yaml", ".yml") else import_anomalyruler(path)
+    if not book.rules("anomaly", enabled_only=True):
+        raise SchemaError(f"{path}: rule book {book.name!r} has no enabled anomaly rules (nothing to detect)")
+    return book

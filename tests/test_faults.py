@@ -223,9 +223,9 @@ def test_the_bad_input_battery_through_every_image_entry_point(tmp_path, tiny_vl
     print(f"battery: clear/total per entry point {clear} of {len(bad)} bad files, {len(readable)} odd-but-valid read")
 
 
-def test_bad_task_rule_book_and_caption_files_are_one_line_each(tmp_path):
-    """A task YAML carrying a Python object tag, a rule book without anomaly rules, an empty caption file:
-    refused in one line naming the file, whichever command reads them."""
+def test_bad_task_rule_book_and_caption_files_are_one_line_each(tmp_path, tiny_vlm):
+    """A task YAML carrying a Python object tag, a rule book without anomaly rules or with a YAML error, an
+    empty caption file: refused in one line naming the file, whichever command reads them."""
     evil = tmp_path / "evil.yaml"
     evil.write_text('task: x\ninclude: !!python/object/apply:os.system ["echo pwned"]\n')
     for command, code in ((("eval", "validate"), 1), (("eval", "run"), 2)):
@@ -243,8 +243,20 @@ def test_bad_task_rule_book_and_caption_files_are_one_line_each(tmp_path):
     book.write_text(
         yaml.safe_dump({"name": "b", "sections": [{"name": "a", "anomaly": [{"id": "a1", "text": "riding"}]}]})
     )
+    image = tmp_path / "part.png"
+    Image.new("RGB", (32, 32), "gray").save(image)
+    (tmp_path / "samples.jsonl").write_text(json.dumps({"sample_id": "p", "image_path": "part.png"}) + "\n")
+    torn = tmp_path / "torn.yaml"
+    torn.write_text('name: x\nsections:\n  - name: a\n    normal: [ {id: n1, text: "walk"\n')
+    jsonl_run = ("eval", "run", "jsonl", "--data-dir", str(tmp_path), *TINY, "--output", str(tmp_path / "r"))
+    no_anomaly, not_yaml = "rule book 'n' has no enabled anomaly rules", "torn.yaml: not valid YAML (line 5"
     for args, message in (
-        (("detect", str(captions), "--rules", str(normal_only)), "rule book 'n' has no enabled anomaly rules"),
+        (("detect", str(captions), "--rules", str(normal_only)), no_anomaly),
+        (("detect", str(image), "--direct", *TINY, "--rules", str(normal_only)), no_anomaly),
+        (("chat", str(image), "--rules", str(normal_only)), no_anomaly),
+        (("chat", str(image), "--rules", str(torn)), not_yaml),
+        ((*jsonl_run, "--rules", str(normal_only)), no_anomaly),
+        ((*jsonl_run, "--rules", str(torn)), not_yaml),
         (("detect", str(empty), "--rules", str(book)), "empty.txt: empty caption file"),
         (("induce", str(empty)), "empty.txt: empty caption file"),
     ):
