@@ -77,15 +77,19 @@ def run(
         fail(str(error))
     output = output or Path("runs") / config.task
     with progress_bar() as bar:
-        captions = config.mode == "captions"  # its bar follows the re-check, shown once there is one
-        job = bar.add_task("re-check" if captions else config.task, total=None, visible=not captions)
+        captions = config.mode == "captions"  # its bar follows induction and re-check, shown once there is one
+        job = bar.add_task(config.task, total=None, visible=not captions)
+
+        def show(done: int, total: int, phase: str | None = None) -> None:
+            bar.update(job, completed=done, total=total, visible=True, **({"description": phase} if phase else {}))
+
         try:
             metrics = evaluate(
                 config,
                 output,
                 backend_for,
                 options,
-                on_progress=lambda done, total: bar.update(job, completed=done, total=total, visible=True),
+                on_progress=show,
                 on_message=lambda text: bar.console.print(text, highlight=False),
             )
         except (LayoutError, SchemaError, BackendError, ValueError) as error:

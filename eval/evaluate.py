@@ -20,12 +20,12 @@ def evaluate(
     output: Path,
     backend_for: Callable[..., Backend],
     options: RunOptions | None = None,
-    on_progress: Callable[[int, int], None] | None = None,
+    on_progress: Callable[..., None] | None = None,
     on_message: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Run a task of any mode on the options' engine; `backend_for(settings, text_only=False)` makes the
     backend its settings name (only when one is needed); `on_progress(done, total)` counts samples (caption
-    tasks: re-checked frames)."""
+    tasks add a third argument, the phase: induction answers, then re-checked frames)."""
     options = options or RunOptions()
     if options.engine not in ENGINES:
         raise ValueError(f"--engine {options.engine!r}: choose one of {', '.join(ENGINES)}")

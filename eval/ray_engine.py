@@ -160,7 +160,8 @@ class PooledBackend(Backend):
         actor = ray.remote(**options)(BackendActor)
         self.actors = [actor.remote(fields, text_only) for _ in range(max(1, workers))]
 
-    def generate(self, requests, sampling: Sampling | None = None, schema=None) -> list[Completion]:
+    def generate(self, requests, sampling: Sampling | None = None, schema=None, on_answer=None) -> list[Completion]:
+        """Each actor validates and repairs its own share; `on_answer` hears of them when all shares are back."""
         import ray
 
         requests = list(requests)
@@ -171,7 +172,8 @@ class PooledBackend(Backend):
             for a, shard in zip(self.actors, shards, strict=False)
         ]
         completions = [c for shard in ray.get(futures) for c in shard]
-        self._tally(completions)
+        for i, completion in enumerate(completions):
+            self._finished(i, completion, on_answer)
         return completions
 
     def close(self) -> None:

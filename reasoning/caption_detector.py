@@ -23,7 +23,7 @@ from axr.reasoning.schema import RuleBook, Verdict
 from axr.reasoning.smoothing import smooth
 from axr.reasoning.triggers import TriggerResult, TriggerStage
 
-CHUNK = 64  # frames per re-check call: each chunk is journaled as soon as it returns
+CHUNK = 64  # frames per re-check call (each answer is journaled as it arrives)
 MIN_SCENE_REFERENCES = 50  # fewer normal frames than this cannot tell a scene's normal vocabulary
 
 
@@ -218,19 +218,25 @@ class CaptionDetector:
         if on_progress:
             on_progress(cost["resumed"], len(chosen))
         backend = backend_factory() if todo else None
+        done = cost["resumed"]
+
+        def arrived(verdict: Verdict) -> None:
+            nonlocal done
+            # journaled as each answer arrives, so stopping a slow model loses only the answers in flight;
+            # a request that got no answer is not journaled: it is no verdict, and the next run asks again
+            if "request_error" not in verdict.meta:
+                journal.append([verdict.model_dump(mode="json", exclude_none=True)])
+            spent = verdict.cost()
+            cost["tokens_in"] += spent["tokens_in"]
+            cost["tokens_out"] += spent["tokens_out"]
+            cost["model_calls"] += spent["calls"]
+            done += 1
+            if on_progress:
+                on_progress(done, len(chosen))
+
         for start in range(0, len(todo), CHUNK):
             chunk = todo[start : start + CHUNK]
-            found = recheck(backend, self.rulebook, [(v.frame_id(i), v.captions[i]) for v, i in chunk])
-            # a request that got no answer is not journaled: it is no verdict, and the next run asks again
-            answered = [r for r in found if "request_error" not in r.meta]
-            journal.append([r.model_dump(mode="json", exclude_none=True) for r in answered])
-            for verdict in found:
-                spent = verdict.cost()
-                cost["tokens_in"] += spent["tokens_in"]
-                cost["tokens_out"] += spent["tokens_out"]
-                cost["model_calls"] += spent["calls"]
-            if on_progress:
-                on_progress(cost["resumed"] + start + len(chunk), len(chosen))
+            recheck(backend, self.rulebook, [(v.frame_id(i), v.captions[i]) for v, i in chunk], on_verdict=arrived)
         answered = [(v, i) for v, i in chosen if v.frame_id(i) in journal]
         detection.rechecks = {
             (v.video, i): Verdict.model_validate(journal.records[v.frame_id(i)]) for v, i in answered

@@ -142,15 +142,19 @@ def induce(
         per_batch=per_batch,
         seed=seed,
     )
+    embedder = Embedder()
     try:
-        book = run_induction(
-            backend,
-            [(r.sample_id, r.text) for r in rows],
-            config,
-            Embedder(),
-            name,
-            on_message=_say,
-        )
+        with progress_bar() as bar:
+            job = bar.add_task("model answers", total=None)
+            book = run_induction(
+                backend,
+                [(r.sample_id, r.text) for r in rows],
+                config,
+                embedder,
+                name,
+                on_message=lambda text: bar.console.print(text, highlight=False),
+                on_progress=lambda done, total: bar.update(job, completed=done, total=total),
+            )
     except InductionError as error:
         partial = out.with_name(out.stem + ".partial.yaml")
         error.partial.save(partial)

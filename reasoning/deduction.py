@@ -10,6 +10,7 @@ rule-book system message, so vLLM's prefix cache computes it once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,16 +37,20 @@ def select_for_recheck(policy: str, smoothed, threshold: float, band: float) -> 
 
 
 def recheck(
-    backend: Backend, rulebook: RuleBook, observations: list[tuple[str, str]], sampling: Sampling | None = None
+    backend: Backend,
+    rulebook: RuleBook,
+    observations: list[tuple[str, str]],
+    sampling: Sampling | None = None,
+    on_verdict: Callable[[Verdict], None] | None = None,
 ) -> list[Verdict]:
-    """Verdicts for (sample_id, observation text) pairs; an answer that fails validation is `unparsed`."""
+    """Verdicts for (sample_id, observation text) pairs; an answer that fails validation is `unparsed`.
+    `on_verdict` gets each verdict as its answer arrives (a slow model's answers can be journaled one by one)."""
     sampling = sampling or Sampling(max_tokens=400, repetition_penalty=1.1)
     prefix = system(render("deduce_system", rulebook=rulebook, schema=VerdictAnswer))
     requests = [[prefix, user(render("deduce_user", observation=text, sample_id=sid))] for sid, text in observations]
-    completions = backend.generate(requests, sampling, VerdictAnswer)
     known = rulebook.rule_ids()
-    verdicts = []
-    for (sample_id, _), completion in zip(observations, completions, strict=True):
+
+    def verdict_of(i: int, completion) -> Verdict:
         meta = {
             **backend.describe(),
             "prompt_version": template_version("deduce_system"),
@@ -56,8 +61,13 @@ def recheck(
         }
         if completion.error:  # no answer at all (server down, timeout): not the model's verdict
             meta["request_error"] = completion.error
-        verdicts.append(to_verdict(sample_id, completion, known, meta))
-    return verdicts
+        return to_verdict(observations[i][0], completion, known, meta)
+
+    def arrived(i: int, completion) -> None:
+        on_verdict(verdict_of(i, completion))
+
+    completions = backend.generate(requests, sampling, VerdictAnswer, arrived if on_verdict else None)
+    return [verdict_of(i, completion) for i, completion in enumerate(completions)]
 
 
 def to_verdict(sample_id: str, completion, known_rules: set[str], meta: dict) -> Verdict:

@@ -78,12 +78,24 @@ def induce(
     embedder,
     name: str = "induced",
     on_message=lambda message: None,
+    on_progress=None,
 ) -> RuleBook:
-    """references: (id, observation text) pairs of NORMAL samples."""
+    """references: (id, observation text) pairs of NORMAL samples. `on_progress(done, total)` counts the
+    model's answers as they arrive (n normal batches, n contrasts, one keyword call)."""
     if not references:
         raise ValueError("induction needs at least one normal reference")
     sections = config.section_names()
     batches = seeded_batches(len(references), config)
+    answers, total = 0, 2 * len(batches) + 1
+
+    def answered(_index, _completion) -> None:
+        nonlocal answers
+        answers += 1
+        if on_progress:
+            on_progress(answers, total)
+
+    if on_progress:
+        on_progress(0, total)
     sampling = Sampling(max_tokens=config.max_tokens, seed=config.seed, repetition_penalty=1.1)
     on_message(f"inducing normal rules: {len(batches)} batches x {len(batches[0])} references")
     normal_answers = _ask(
@@ -99,6 +111,7 @@ def induce(
             )
             for batch in batches
         ],
+        answered,
     )
     on_message("inducing anomaly rules by contrast")
     anomaly_answers = _ask(
@@ -114,6 +127,7 @@ def induce(
             )
             for answer in normal_answers
         ],
+        answered,
     )
     book_sections = []
     for index, section in enumerate(sections):
@@ -152,7 +166,7 @@ def induce(
             book,
         )
     on_message("proposing and checking trigger keywords")
-    book = derive_keywords(book, backend, sampling, [text for _, text in references], config)
+    book = derive_keywords(book, backend, sampling, [text for _, text in references], config, answered)
     book.provenance.cost = dict(getattr(backend, "usage", {}))  # calls and tokens the induction took
     return book
 
@@ -165,7 +179,9 @@ class InductionError(ValueError):
         self.partial = partial
 
 
-def derive_keywords(book: RuleBook, backend: Backend, sampling: Sampling, normal_texts: list[str], config) -> RuleBook:
+def derive_keywords(
+    book: RuleBook, backend: Backend, sampling: Sampling, normal_texts: list[str], config, on_answer=None
+) -> RuleBook:
     """Keywords per anomaly rule: the model's proposal plus the rule's own, minus words common in normal texts."""
     anomaly = book.rules("anomaly")
     prompt = render(
@@ -175,7 +191,7 @@ def derive_keywords(book: RuleBook, backend: Backend, sampling: Sampling, normal
         schema=KeywordProposal,
         rules=[{"id": r.id, "text": r.text, "examples": r.examples} for r in anomaly],
     )
-    [completion] = _answered(backend.generate([[user(prompt)]], sampling, KeywordProposal))
+    [completion] = _answered(backend.generate([[user(prompt)]], sampling, KeywordProposal, on_answer))
     proposed = {r.id: r.keywords for r in completion.parsed.rules} if completion.parsed else {}
     share = Counter(w for text in normal_texts for w in set(lemmas(text)))
     n = max(len(normal_texts), 1)
@@ -187,8 +203,8 @@ def derive_keywords(book: RuleBook, backend: Backend, sampling: Sampling, normal
     return book
 
 
-def _ask(backend: Backend, sampling: Sampling, prompts: list[str]) -> list[InducedRules]:
-    completions = _answered(backend.generate([[user(p)] for p in prompts], sampling, InducedRules))
+def _ask(backend: Backend, sampling: Sampling, prompts: list[str], on_answer=None) -> list[InducedRules]:
+    completions = _answered(backend.generate([[user(p)] for p in prompts], sampling, InducedRules, on_answer))
     return [c.parsed if c.parsed is not None else InducedRules.model_construct(sections=[]) for c in completions]
 
 

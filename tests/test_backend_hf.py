@@ -28,6 +28,10 @@ def test_vlm_batched_equals_one_by_one(hf_tiny):
         [user("Is anything wrong here? Look closely at every part.", [noise(3)])],
     ]
     sampling = Sampling(max_tokens=12)
+    hf_tiny.batch_size = 2
+    arrived = []
+    in_pairs = hf_tiny.generate(requests, sampling, on_answer=lambda i, c: arrived.append((i, c)))
+    assert [i for i, _ in arrived] == [0, 1, 2] and [c for _, c in arrived] == in_pairs  # each batch as it ends
     hf_tiny.batch_size = 3
     batched = hf_tiny.generate(requests, sampling)
     hf_tiny.batch_size = 1
@@ -58,8 +62,10 @@ def test_structured_caption_from_smollm2(hf_smollm2):
 def test_repair_then_unparsed_without_constraints(smollm2):
     """Without constrained decoding, a failed parse gets one repair turn and then stays unparsed, raw kept."""
     backend = load_backend("hf", str(smollm2), constrained=False)
-    [completion] = backend.generate([[user("Say hello in one word.")]], Sampling(max_tokens=8), VerdictAnswer)
-    assert completion.repaired
+    final = []  # on_answer hears of an answer once, when it is final: after its repair turn
+    request = [[user("Say hello in one word.")]]
+    [completion] = backend.generate(request, Sampling(max_tokens=8), VerdictAnswer, lambda i, c: final.append(c))
+    assert final == [completion] and final[0].repaired
     assert completion.parsed is None and completion.parse_error
     assert completion.text  # the raw answer is kept for the record
     assert completion.tokens_out > 8  # both turns are counted

@@ -122,8 +122,10 @@ def test_retries_through_a_faulty_proxy_answer_every_request_once(tmp_path, vllm
             "smollm2", proxy.base_url, timeout_s=3, max_retries=4, backoff_s=0.05, supports_images=False
         )
         requests = [[user(f"Say the number {i}.")] for i in range(200)]
-        completions = backend.generate(requests, Sampling(max_tokens=4))
+        arrived = []
+        completions = backend.generate(requests, Sampling(max_tokens=4), on_answer=lambda i, c: arrived.append(i))
     assert all(c.error is None and c.text for c in completions)
+    assert sorted(arrived) == list(range(200)) and arrived != sorted(arrived)  # each once, as it came back
     assert proxy.forwarded == 200  # each request reached the server once and its answer got through once
     schedules = [len(s) + 1 for s in proxy.schedules.values()]
     assert sorted(c.tries for c in completions) == sorted(schedules) and max(schedules) > 1

@@ -47,10 +47,15 @@ def run(
     output: Path,
     backend_for: Callable,
     on_message: Callable[[str], None] = print,
-    on_progress: Callable[[int, int], None] | None = None,
+    on_progress: Callable[..., None] | None = None,
 ) -> dict:
     """Run one caption task; returns and writes the metrics. `backend_for(task.pipeline.recheck)` is called
-    only when a model is needed; `on_progress(done, total)` follows the re-check frame by frame."""
+    only when a model is needed; `on_progress(done, total, phase)` follows the induction answer by answer
+    and the re-check frame by frame."""
+
+    def phase(name: str):
+        return (lambda done, total: on_progress(done, total, name)) if on_progress else None
+
     started = time.perf_counter()
     pipeline = task.pipeline
     induced = pipeline.rules == "induce"
@@ -71,7 +76,7 @@ def run(
         embedder = Embedder()
     if induced:
         normal_frames = [(v.frame_id(i), c) for v in reference for i, c in enumerate(v.captions) if v.labels[i] == 0]
-        rulebook = _induce(task, normal_frames, embedder, backend_for, on_message)
+        rulebook = _induce(task, normal_frames, embedder, backend_for, on_message, phase("induction"))
     else:
         rulebook = load_rules(task_file_path(pipeline.rules))
     n_references = sum(len(v.normal_captions()) for v in reference)
@@ -85,7 +90,9 @@ def run(
     detection = detector.score(held_out)
     output.mkdir(parents=True, exist_ok=True)
     recheck = pipeline.recheck
-    detector.recheck(held_out, detection, lambda: backend_for(recheck), output, recheck.model, on_progress, on_message)
+    detector.recheck(
+        held_out, detection, lambda: backend_for(recheck), output, recheck.model, phase("re-check"), on_message
+    )
     metrics = frame_metrics({v.video: v.labels for v in held_out}, detection.scores, detection.threshold)
     stage = detector.stages["all"]
     metrics.update(
@@ -118,13 +125,14 @@ def run(
     return metrics
 
 
-def _induce(task: TaskConfig, normal_frames, embedder, backend_for, on_message) -> RuleBook:
+def _induce(task: TaskConfig, normal_frames, embedder, backend_for, on_message, on_progress) -> RuleBook:
     """Rules induced from the reference videos' normal frames by the re-check model."""
     from axr.reasoning.induction import InductionConfig, induce
 
     config = InductionConfig(**task.pipeline.induction.model_dump())
     backend = backend_for(task.pipeline.recheck)
-    return induce(backend, normal_frames, config, embedder, name=f"{task.task}-induced", on_message=on_message)
+    name = f"{task.task}-induced"
+    return induce(backend, normal_frames, config, embedder, name, on_message, on_progress)
 
 
 def _write_predictions(path: Path, videos, detection) -> None:

@@ -7,7 +7,7 @@ their engine's format in a pure function, so the translation is tested without t
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +18,7 @@ from axr.reasoning.parsing import parse, repair_messages
 
 Message = dict[str, Any]
 Request = list[Message]
+Arrived = Callable[[int, "Completion"], None]  # (request index, its completion) as each one comes back
 
 
 class BackendError(RuntimeError):
@@ -132,29 +133,48 @@ class Backend:
     supports_images: bool = False
 
     def generate(
-        self, requests: Sequence[Request], sampling: Sampling | None = None, schema: type[BaseModel] | None = None
+        self,
+        requests: Sequence[Request],
+        sampling: Sampling | None = None,
+        schema: type[BaseModel] | None = None,
+        on_answer: Arrived | None = None,
     ) -> list[Completion]:
+        """Completions in request order. `on_answer(i, completion)` is called once per request as soon as its
+        final completion is known (validated, repaired when needed), so a caller can journal or count each
+        answer as it arrives rather than when the whole batch is done."""
         sampling = sampling or Sampling()
         requests = list(requests)
         if not requests:
             return []
-        completions = self._complete(requests, sampling, schema)
-        if schema is not None:
-            self._validate(requests, completions, sampling, schema)
-        self._tally(completions)
+        reported: set[int] = set()
+        to_repair: list[int] = []
+
+        def arrived(i: int, completion: Completion) -> None:
+            reported.add(i)
+            if schema is not None and _apply_parse(completion, schema).parse_error and not completion.error:
+                to_repair.append(i)  # one repair turn, below, before it is final
+                return
+            self._finished(i, completion, on_answer)
+
+        completions = self._complete(requests, sampling, schema, arrived)
+        for i, completion in enumerate(completions):
+            if i not in reported:  # a backend that cannot tell them apart reports the batch when it returns
+                arrived(i, completion)
+        if to_repair:
+            to_repair.sort()
+            repair_requests = [
+                repair_messages(requests[i], completions[i].text, completions[i].parse_error, schema)
+                for i in to_repair
+            ]
+            for i, repaired in zip(to_repair, self._complete(repair_requests, sampling, schema), strict=True):
+                completions[i] = _apply_parse(completions[i].absorb_repair(repaired), schema)
+                self._finished(i, completions[i], on_answer)
         return completions
 
-    def _validate(self, requests, completions: list[Completion], sampling: Sampling, schema) -> None:
-        """Parse each answer against the schema; failures get one repair turn (in place)."""
-        for completion in completions:
-            _apply_parse(completion, schema)
-        retry = [i for i, c in enumerate(completions) if c.parse_error and not c.error]
-        if retry:
-            repair_requests = [
-                repair_messages(requests[i], completions[i].text, completions[i].parse_error, schema) for i in retry
-            ]
-            for i, repaired in zip(retry, self._complete(repair_requests, sampling, schema), strict=True):
-                completions[i] = _apply_parse(completions[i].absorb_repair(repaired), schema)
+    def _finished(self, i: int, completion: Completion, on_answer: Arrived | None) -> None:
+        self._tally([completion])
+        if on_answer:
+            on_answer(i, completion)
 
     def _tally(self, completions: list[Completion]) -> None:
         """Running cost of this backend (`usage`): model calls (repair turns included) and tokens."""
@@ -165,8 +185,14 @@ class Backend:
             usage["tokens_out"] += completion.tokens_out
 
     def _complete(
-        self, requests: list[Request], sampling: Sampling, schema: type[BaseModel] | None
+        self,
+        requests: list[Request],
+        sampling: Sampling,
+        schema: type[BaseModel] | None,
+        arrived: Arrived | None = None,
     ) -> list[Completion]:
+        """Raw completions in request order; a backend that finishes requests at different times calls
+        `arrived(i, completion)` for each as it comes back (at most once each)."""
         raise NotImplementedError
 
     def stream(self, request: Request, sampling: Sampling) -> Iterator[str]:

@@ -105,10 +105,12 @@ class HFBackend(Backend):
     def describe(self) -> dict:
         return {"backend": self.name, "model": self.model, "adapter": self.adapter, "device": self.device}
 
-    def _complete(self, requests: list[Request], sampling: Sampling, schema: type[BaseModel] | None):
+    def _complete(self, requests: list[Request], sampling: Sampling, schema: type[BaseModel] | None, arrived=None):
         out: list[Completion] = []
         for start in range(0, len(requests), self.batch_size):
             out.extend(self._complete_batch(requests[start : start + self.batch_size], sampling, schema))
+            for i in range(start, len(out)) if arrived else ():
+                arrived(i, out[i])
         return out
 
     def _complete_batch(

@@ -108,9 +108,9 @@ class OpenAIBackend(Backend):
     def describe(self) -> dict:
         return {"backend": self.name, "model": self.model, "base_urls": [public_url(u) for u in self.base_urls]}
 
-    def _complete(self, requests: list[Request], sampling: Sampling, schema: type[BaseModel] | None):
+    def _complete(self, requests: list[Request], sampling: Sampling, schema: type[BaseModel] | None, arrived=None):
         payloads = [build_payload(self.model, r, sampling, schema, self.supports_images) for r in requests]
-        return asyncio.run(self._run_all(payloads))
+        return asyncio.run(self._run_all(payloads, arrived))
 
     def stream(self, request: Request, sampling: Sampling) -> Iterator[str]:
         """Pieces of the answer as the server sends them (`stream: true`); one try, no retries mid-answer."""
@@ -129,18 +129,21 @@ class OpenAIBackend(Backend):
         except httpx.TransportError as err:
             raise RequestFailed(f"{public_url(url)}: cannot connect ({type(err).__name__})") from None
 
-    async def _run_all(self, payloads: list[dict]) -> list[Completion]:
+    async def _run_all(self, payloads: list[dict], arrived=None) -> list[Completion]:
         headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
         limit = asyncio.Semaphore(self.concurrency)
         urls = itertools.cycle(self.base_urls)
         limits = httpx.Limits(max_connections=self.concurrency * len(self.base_urls))
         async with httpx.AsyncClient(headers=headers, timeout=self.timeout_s, limits=limits) as client:
 
-            async def one(payload: dict, url: str) -> Completion:
+            async def one(i: int, payload: dict, url: str) -> Completion:
                 async with limit:
-                    return await self._post(client, url, payload)
+                    completion = await self._post(client, url, payload)
+                if arrived:
+                    arrived(i, completion)
+                return completion
 
-            return await asyncio.gather(*(one(p, next(urls)) for p in payloads))
+            return await asyncio.gather(*(one(i, p, next(urls)) for i, p in enumerate(payloads)))
 
     async def _post(self, client: httpx.AsyncClient, base_url: str, payload: dict) -> Completion:
         """One request under the retry policy: a dropped connection, a timeout (`timeout_s` per try), 408, 429

@@ -87,7 +87,8 @@ class VLLMBackend(Backend):
     def describe(self) -> dict:
         return {"backend": self.name, "model": self.model, "adapter": self.adapter}
 
-    def _complete(self, requests: list[Request], sampling: Sampling, schema: type[BaseModel] | None):
+    def _complete(self, requests: list[Request], sampling: Sampling, schema: type[BaseModel] | None, arrived=None):
+        """One batched call: the whole batch arrives at once (the base class reports it)."""
         from vllm import SamplingParams
         from vllm.sampling_params import StructuredOutputsParams
 
