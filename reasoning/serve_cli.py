@@ -3,6 +3,8 @@ terminal or the browser. Mounted on the root command beside the reasoning comman
 
 from __future__ import annotations
 
+import signal
+import sys
 from pathlib import Path
 
 import typer
@@ -84,6 +86,8 @@ def serve(
         env={**CPU_SERVER_ENV, "HF_HUB_OFFLINE": "1"} if cpu else None,
     )
     err.print(f"starting vLLM on {'CPU' if cpu else 'GPU'} (log: {log}) ...", highlight=False)
+    for sig in (signal.SIGTERM, signal.SIGHUP):  # a plain `kill` or a closed terminal stops vLLM too
+        signal.signal(sig, lambda *_: sys.exit(0))
     try:
         with server:
             err.print(

@@ -78,6 +78,13 @@ class VLLMServer:
         self.process = subprocess.Popen(
             self.command, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
         )
+        try:
+            return self._wait_ready()
+        except BaseException:  # not ready in time, exited, or stopped (Ctrl-C, SIGTERM) while loading
+            self.stop()
+            raise
+
+    def _wait_ready(self) -> VLLMServer:
         deadline = time.monotonic() + self.ready_timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -88,7 +95,6 @@ class VLLMServer:
             except httpx.TransportError:
                 pass
             time.sleep(1)
-        self.stop()
         raise RuntimeError(f"vllm server not ready after {self.ready_timeout_s:g} s; log: {self.log_path}")
 
     def stop(self) -> None:

@@ -64,9 +64,10 @@ def test_dead_server_is_a_clear_error():
     assert "cannot connect" in completion.error
 
 
-def test_axr_serve_answers_then_stops_on_ctrl_c(vllm_python, smollm2, tmp_path):
-    """`axr serve` prints the --base-url to use and answers there; Ctrl-C stops vLLM with it, and a client's
-    next batch records connection errors instead of hanging."""
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_axr_serve_answers_then_stops_with_vllm(stop, vllm_python, smollm2, tmp_path):
+    """`axr serve` prints the --base-url to use and answers there; Ctrl-C or a plain `kill` stops vLLM with it
+    (no server left behind), and a client's next batch records connection errors instead of hanging."""
     port = free_port()
     command = [
         sys.executable,
@@ -98,7 +99,7 @@ def test_axr_serve_answers_then_stops_on_ctrl_c(vllm_python, smollm2, tmp_path):
         backoff_s=0.01,
     )
     assert "Paris" in client.generate([[user("What is the capital of France?")]], Sampling(max_tokens=8))[0].text
-    process.send_signal(signal.SIGINT)
+    process.send_signal(stop)
     assert process.wait(timeout=60) == 0
     completions = client.generate([[user("Say hi.")]] * 2, Sampling(max_tokens=4))
     assert all("cannot connect" in c.error for c in completions)

@@ -195,9 +195,9 @@ def _jpeg_bytes(image) -> bytes:
 
 
 def test_the_bad_input_battery_through_every_image_entry_point(tmp_path, tiny_vlm):
-    """caption, detect --direct and eval run take a folder with every kind of bad file: each bad one is
-    recorded with its name and what is wrong, every readable one is done; chat, given one bad file, exits 2
-    naming it in one line."""
+    """caption, detect --direct, eval run and train data take a folder with every kind of bad file: each bad
+    one is recorded with its name and what is wrong, every readable one is done; chat, given one bad file,
+    exits 2 naming it in one line."""
     folder = tmp_path / "battery"
     bad, readable = _battery(folder)
     clear = {}
@@ -215,6 +215,13 @@ def test_the_bad_input_battery_through_every_image_entry_point(tmp_path, tiny_vl
     predicted = _run_as_dataset(folder, tmp_path / "run")
     clear["eval run"] = sum(why in predicted[stem].get("error", "") for stem, why in bad.items())
     assert clear["eval run"] == len(bad) and all(predicted[s]["status"] == "ok" for s in readable)
+    sft = tmp_path / "sft"
+    result = run_axr("train", "data", "jsonl", "--data-dir", str(folder), "--out", str(sft))
+    said = {line.split(":", 1)[0].removeprefix("skipped "): line for line in result.stderr.splitlines()}
+    clear["train data"] = sum(why in said.get(stem, "") for stem, why in bad.items())
+    card = (sft / "README.md").read_text()
+    assert clear["train data"] == len(bad) and all(f"  - {stem}: " in card for stem in bad)
+    assert f"wrote {len(readable)} sft rows" in result.stderr  # every readable image became a row
     clear["chat"] = 0
     for stem, why in bad.items():
         path = next(folder.glob(f"{stem}.*"))

@@ -75,6 +75,9 @@ def data(
         save_dataset(rows, out, card)
     except (LayoutError, SchemaError, ValueError) as error:
         fail(str(error))
+    skipped = stats.pop("skipped", {})
+    for sample_id, error in skipped.items():
+        err.print(f"skipped {sample_id}: {error}", highlight=False, soft_wrap=True)
     err.print(f"wrote {len(rows)} {kind} rows to {out} ({json.dumps(stats)})", highlight=False)
 
 

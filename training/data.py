@@ -106,7 +106,8 @@ def build_rows(
     limit: int | None = None,
     on_row=None,
 ) -> tuple[list[dict], dict[str, Any]]:
-    """(rows, stats) for a task's split. Samples whose media cannot be read are skipped and counted."""
+    """(rows, stats) for a task's split. Samples whose media cannot be read are skipped, counted, and named
+    with their problem in `stats["skipped"]` ({sample_id: error})."""
     if kind not in ("sft", "grpo"):
         raise ValueError(f"unknown dataset kind {kind!r}; choose sft or grpo")
     if rationale not in RATIONALE_SOURCES:
@@ -118,13 +119,13 @@ def build_rows(
     loader, book = MediaLoader(task), load_rulebook(task)
     domain = task.pipeline.domain
     kinds = {r.id: k for k in ("normal", "anomaly") for r in book.rules(k)} if book else {}
-    rows, stats = [], Counter()
+    rows, stats, skipped = [], Counter(), {}
     for sample in samples:
         try:
             images, references = loader.query(sample), loader.references(sample)
         except (MediaError, OSError) as error:
             stats["skipped_unreadable"] += 1
-            stats.setdefault("first_error", str(error))
+            skipped[sample.sample_id] = str(error)
             continue
         row = {
             "sample_id": sample.sample_id,
@@ -147,7 +148,7 @@ def build_rows(
         stats[f"label_{sample.gt_label}"] += 1
         if on_row:
             on_row(1)
-    return rows, dict(stats)
+    return rows, {**stats, **({"skipped": skipped} if skipped else {})}
 
 
 def _answer(sample, domain, rationale, teacher, references, images, book, stats) -> dict[str, Any]:
@@ -175,7 +176,9 @@ def save_dataset(rows: list[dict], out: Path, card: dict[str, Any]) -> Path:
     if not rows:
         raise ValueError("no rows to save: every sample was skipped or the split is empty")
     Dataset.from_list(rows).save_to_disk(str(out))
-    lines = [f"- {k}: {v}" for k, v in card.items()]
+    lines = [f"- {k}: {v}" for k, v in card.items() if not isinstance(v, dict)]
+    for name, entries in ((k, v) for k, v in card.items() if isinstance(v, dict)):
+        lines += [f"- {name}:", *(f"  - {key}: {value}" for key, value in entries.items())]
     (out / "README.md").write_text(
         "---\npretty_name: AXR training data\n---\n\n# AXR training data\n\nBuilt by `axr train data` from an eval "
         "task; the prompt is direct mode's (`direct_system`, version "
