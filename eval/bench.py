@@ -178,3 +178,64 @@ def bench_gate(config: dict, model: str, references: int, limit: int | None, ban
         "at_recall": [calls_saved_at_recall(labels, scores, r) for r in (0.8, 0.95, 1.0)],
     }
     return row
+
+
+JUDGE_KINDS = ("reference", "paraphrase", "unrelated")
+
+
+def judge_cases(limit: int | None = None) -> list[dict]:
+    """The shipped judge-ordering cases (`eval/bench_data/judge_ordering.yaml`)."""
+    import yaml
+
+    from axr.reasoning.resources import package_dir
+
+    cases = yaml.safe_load((package_dir("axr.eval") / "bench_data" / "judge_ordering.yaml").read_text())["cases"]
+    return cases[:limit] if limit else cases
+
+
+def bench_judge(name: str, backend: Backend, cases: list[dict], journal_dir) -> dict:
+    """One judge on every case's reference, paraphrase and unrelated text (each graded against the reference):
+    mean total score (0-30) per kind, and the share of cases the judge orders right, pairwise."""
+    from pathlib import Path
+
+    from axr.eval.judge import judge_records
+    from axr.reasoning.journal import Journal
+
+    records = [
+        {
+            "sample_id": f"{case['id']}:{kind}",
+            "status": "ok",
+            "gt_rationale": case["reference"],
+            "verdict": {"verdict": "anomalous", "rationale": case[kind]},
+        }
+        for case in cases
+        for kind in JUDGE_KINDS
+    ]
+    journal = Journal(Path(journal_dir) / f"judge-ordering-{name}.jsonl", key="key")
+    started = time.perf_counter()
+    request_errors = judge_records(records, backend, name, journal)
+    seconds = time.perf_counter() - started
+    totals: dict[tuple[str, str], int] = {}
+    for entry in journal.records.values():
+        if not entry.get("unparsed"):
+            case, kind = entry["sample_id"].rsplit(":", 1)
+            totals[case, kind] = sum(entry["scores"].values())
+    complete = [c["id"] for c in cases if all((c["id"], k) in totals for k in JUDGE_KINDS)]
+
+    def share(better: str, worse: str) -> float | None:
+        wins = [totals[c, better] > totals[c, worse] for c in complete]
+        return round(float(np.mean(wins)), 3) if wins else None
+
+    means = {k: round(float(np.mean([totals[c, k] for c in complete])), 2) if complete else None for k in JUDGE_KINDS}
+    return {
+        "judge": name,
+        "cases": len(cases),
+        "graded": len(complete),
+        **{f"mean_{k}": v for k, v in means.items()},
+        "paraphrase_over_unrelated": share("paraphrase", "unrelated"),
+        "reference_over_unrelated": share("reference", "unrelated"),
+        "reference_over_paraphrase": share("reference", "paraphrase"),
+        "request_errors": request_errors,
+        "seconds": round(seconds, 1),
+        "tokens_out": int(sum(e.get("meta", {}).get("tokens_out", 0) for e in journal.records.values())),
+    }

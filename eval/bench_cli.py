@@ -186,3 +186,55 @@ def bench_gate_command(
     )
     if out:
         out.write_text(json.dumps(row, indent=2))
+
+
+@app.command(
+    "judge",
+    epilog="Examples:\n\n  axr eval bench judge --judge hf:smollm2\n\n"
+    "  axr eval bench judge --judge hf:smollm2 --judge openai:qwen2.5-coder-1.5b@http://127.0.0.1:8011/v1",
+)
+def bench_judge_command(
+    judges: list[str] = typer.Option(..., "--judge", help="BACKEND:MODEL[@BASE_URL]; repeat to compare judges"),
+    limit: int = typer.Option(None, help="at most this many of the 8 shipped cases"),
+    timeout_s: float = typer.Option(120.0, help="openai: per try of one request (raise it for a slow CPU model)"),
+    out: Path = typer.Option(None, help="also write the rows as JSON"),
+):
+    """Does a judge order explanations right? Each case's reference explanation, a paraphrase of it and an
+    unrelated one are graded against the reference: a useful judge scores them in that order."""
+    import tempfile
+
+    from axr.eval.bench import bench_judge, judge_cases
+    from axr.eval.judge import parse_judge
+
+    try:
+        specs = [parse_judge(text) for text in judges]
+    except ValueError as error:
+        fail(str(error))
+    cases, rows = judge_cases(limit), []
+    with tempfile.TemporaryDirectory(prefix="axr-bench-") as workdir:
+        for spec in specs:
+            name = f"{spec['backend']}:{Path(spec['model']).name}"
+            err.print(f"{name}: grading {len(cases)} cases x 3 explanations", highlight=False)
+            made = make_backend(spec["backend"], spec["model"], spec["base_url"], text_only=True, timeout_s=timeout_s)
+            with made as backend:
+                rows.append(bench_judge(name, backend, cases, workdir))
+    columns = {  # JSON key: column heading
+        "judge": "judge",
+        "graded": "graded",
+        "mean_reference": "reference",
+        "mean_paraphrase": "paraphrase",
+        "mean_unrelated": "unrelated",
+        "paraphrase_over_unrelated": "para>unrel",
+        "reference_over_unrelated": "ref>unrel",
+        "reference_over_paraphrase": "ref>para",
+        "seconds": "seconds",
+        "tokens_out": "tokens out",
+    }
+    title = f"judge ordering: {len(cases)} cases; mean total score (0-30) against the reference; shares of cases"
+    table = Table(*columns.values(), title=title)
+    for row in rows:
+        table.add_row(*(str(row[key]) for key in columns))
+    wide.print(table)
+    Console().print("a useful judge: reference >= paraphrase > unrelated, and shares near 1.0")
+    if out:
+        out.write_text(json.dumps(rows, indent=2))

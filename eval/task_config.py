@@ -22,6 +22,7 @@ class Endpoint(Strict):
     """Settings that name a model server; written out (task.json, metrics) without credentials in the URL."""
 
     base_url: str | None = None
+    timeout_s: float = Field(120.0, gt=0)  # openai: per try of one request; raise it for a slow model on a CPU
 
     @field_serializer("base_url")
     def _public(self, url: str | None, info: SerializationInfo) -> str | None:

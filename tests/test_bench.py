@@ -85,3 +85,23 @@ def test_bench_task_compares_settings_on_the_same_samples(tmp_path, tiny_vlm):
     assert "the samples/s of batch=1" in result.stdout
     bad = run_axr("eval", "bench", "task", "textile", "--setting", "batch", check=False)
     assert bad.returncode == 2 and "expected key=value" in bad.stderr
+
+
+def test_judge_cases_ship_three_explanations_each():
+    from axr.eval.bench import JUDGE_KINDS, judge_cases
+
+    cases = judge_cases()
+    assert len(cases) == 8 and len({c["id"] for c in cases}) == 8
+    assert all(set(c[k]) == {"what", "why", "how"} for c in cases for k in JUDGE_KINDS)
+
+
+def test_bench_judge_grades_each_kind_with_smollm2(tmp_path, smollm2):
+    """`axr eval bench judge` grades a case's reference, paraphrase and unrelated explanation with a real
+    judge and says what it compared (SmolLM2 is too small to order them; the figures are its own)."""
+    out = tmp_path / "judge.json"
+    result = run_axr("eval", "bench", "judge", "--judge", "hf:smollm2", "--limit", "1", "--out", str(out))
+    [row] = json.loads(out.read_text())
+    assert row["judge"] == "hf:smollm2" and row["cases"] == 1 and row["tokens_out"] > 0
+    if row["graded"]:  # every kind of the case parsed: totals on the rubric's 0-30 scale
+        assert all(0 <= row[f"mean_{k}"] <= 30 for k in ("reference", "paraphrase", "unrelated"))
+    assert "judge ordering: 1 cases" in result.stdout and "a useful judge" in result.stdout

@@ -62,13 +62,14 @@ def parse_model_spec(text: str, flag: str) -> tuple[str, str, str | None]:
 
 def settings_backend(settings, text_only: bool = False) -> Backend:
     """The backend a task's settings name (a sample pipeline, a re-check or a judge: backend, model,
-    base_url, and batch or concurrency where they have them)."""
+    base_url, and batch, concurrency or a per-try timeout where they have them)."""
     return open_backend(
         settings.backend,
         settings.model,
         settings.base_url,
         batch_size=getattr(settings, "batch", None),
         concurrency=getattr(settings, "concurrency", None),
+        timeout_s=getattr(settings, "timeout_s", None),
         text_only=text_only,
     )
 
