@@ -41,7 +41,7 @@ def caption(
     out: Path = typer.Option(Path("captions.jsonl"), help="JSONL output, one record per image or frame"),
     subject: str = typer.Option("scene", help="scene (people and objects) or object (a product's surface)"),
     batch_size: int = typer.Option(8, help="images per model call (hf) or per dispatch (others)"),
-    max_tokens: int = typer.Option(512, help="token budget per caption (captions are capped at 800 characters)"),
+    max_tokens: int = typer.Option(1024, help="token budget per caption (captions are capped at 800 characters)"),
     repetition_penalty: float = typer.Option(1.1, help="above 1 discourages small models from looping"),
     cache: Path = typer.Option(None, help="SQLite caption cache (default $AXR_CACHE/captions.sqlite)"),
     no_cache: bool = typer.Option(False, help="neither read nor write the cache"),

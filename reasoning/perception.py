@@ -99,6 +99,11 @@ def collect_media(inputs: Iterable[str | Path], fps: float | None = None, stride
             yield (str(path), f"{path}: no such file or folder")
 
 
+# Room for the 800-character cap on a caption even at one character a token, so constrained decoding always
+# closes the JSON (a random test model otherwise runs out of tokens mid-string); real captions stop far sooner.
+CAPTION_TOKENS = 1024
+
+
 class Captioner:
     def __init__(
         self,
@@ -109,7 +114,7 @@ class Captioner:
         sampling: Sampling | None = None,
     ):
         self.backend, self.cache, self.subject, self.batch_size = backend, cache, subject, batch_size
-        self.sampling = sampling or Sampling(max_tokens=256)
+        self.sampling = sampling or Sampling(max_tokens=CAPTION_TOKENS)
         self.prompt_version = template_version("caption")
         self.mode = "image" if backend.supports_images else "image-stats"
 

@@ -195,9 +195,9 @@ def _jpeg_bytes(image) -> bytes:
 
 
 def test_the_bad_input_battery_through_every_image_entry_point(tmp_path, tiny_vlm):
-    """caption, detect --direct, eval run and train data take a folder with every kind of bad file: each bad
-    one is recorded with its name and what is wrong, every readable one is done; chat, given one bad file,
-    exits 2 naming it in one line."""
+    """caption, detect --direct, eval run, induce and train data take a folder with every kind of bad file:
+    each bad one is recorded (induce: named) with what is wrong, every readable one is done; chat, given one
+    bad file, exits 2 naming it in one line."""
     folder = tmp_path / "battery"
     bad, readable = _battery(folder)
     clear = {}
@@ -215,6 +215,13 @@ def test_the_bad_input_battery_through_every_image_entry_point(tmp_path, tiny_vl
     predicted = _run_as_dataset(folder, tmp_path / "run")
     clear["eval run"] = sum(why in predicted[stem].get("error", "") for stem, why in bad.items())
     assert clear["eval run"] == len(bad) and all(predicted[s]["status"] == "ok" for s in readable)
+    book = tmp_path / "induced.yaml"
+    result = run_axr(
+        "induce", str(folder), *TINY, "--batches", "2", "--per-batch", "2", "--out", str(book), check=False
+    )
+    said = [line for line in result.stderr.splitlines() if line.startswith("skipped ")]
+    clear["induce"] = sum(any(why in line for line in said) for why in bad.values())
+    assert clear["induce"] == len(bad) and len(said) == len(bad)  # the readable images were captioned and used
     sft = tmp_path / "sft"
     result = run_axr("train", "data", "jsonl", "--data-dir", str(folder), "--out", str(sft))
     said = {line.split(":", 1)[0].removeprefix("skipped "): line for line in result.stderr.splitlines()}
