@@ -46,8 +46,7 @@ def recheck(
     """Verdicts for (sample_id, observation text) pairs; an answer that fails validation is `unparsed`.
     `on_verdict` gets each verdict as its answer arrives (a slow model's answers can be journaled one by one)."""
     sampling = sampling or Sampling(max_tokens=400, repetition_penalty=1.1)
-    prefix = system(render("deduce_system", rulebook=rulebook, schema=VerdictAnswer))
-    requests = [[prefix, user(render("deduce_user", observation=text, sample_id=sid))] for sid, text in observations]
+    requests = recheck_requests(rulebook, observations)
     known = rulebook.rule_ids()
 
     def verdict_of(i: int, completion) -> Verdict:
@@ -68,6 +67,13 @@ def recheck(
 
     completions = backend.generate(requests, sampling, VerdictAnswer, arrived if on_verdict else None)
     return [verdict_of(i, completion) for i, completion in enumerate(completions)]
+
+
+def recheck_requests(rulebook: RuleBook, observations: list[tuple[str, str]]) -> list[list[dict]]:
+    """The re-check's requests: one shared system prompt with the rule book (a cached prefix on a server),
+    then each observation; training rows for a caption reasoner use exactly these."""
+    prefix = system(render("deduce_system", rulebook=rulebook, schema=VerdictAnswer))
+    return [[prefix, user(render("deduce_user", observation=text, sample_id=sid))] for sid, text in observations]
 
 
 def to_verdict(sample_id: str, completion, known_rules: set[str], meta: dict) -> Verdict:

@@ -360,3 +360,44 @@ def test_resume_continues_from_the_checkpoints_weights(tmp_path, trained, lora):
     assert len(later_losses(whole)) == 5 and later_losses(resumed) == pytest.approx(later_losses(whole), rel=1e-4)
     with pytest.raises(SchemaError, match="no checkpoint-"):
         run_sft(recipe("never"), resume=True)
+
+
+def test_caption_reasoner_rows_come_from_reference_videos_and_sft_trains_smollm2(tmp_path, smollm2):
+    """`axr train data` on a caption task builds the re-check's own prompts from the reference videos only
+    (anomalous frames whose caption names no rule left out), and SFT trains the text model SmolLM2 on them."""
+    from datasets import load_from_disk
+
+    from axr.eval.tasks import load_task
+    from tests.captions_layout import ANOMALOUS, NORMAL, write_caption_set
+
+    frames = [(NORMAL[i % 3], 0) for i in range(6)] + [(ANOMALOUS[0], 1), ("A man stands still.", 1)]
+    data_dir = write_caption_set(tmp_path / "set", {f"v{i}": frames for i in range(4)})  # v0, v3: references
+    rules = tmp_path / "rules.yaml"
+    book = {
+        "name": "walkway",
+        "sections": [{"name": "human activity", "anomaly": [{"id": "a1", "text": "Riding a bicycle"}]}],
+    }
+    rules.write_text(yaml.safe_dump(book))
+    out = tmp_path / "rows"
+    data = ("train", "data", "captions", "--data-dir", str(data_dir), "--out", str(out))
+    result = run_axr(*data, "--kind", "sft", "--rationale", "template", check=False)
+    assert result.returncode == 2 and "rule book file" in result.stderr  # the task names no rules yet
+    task = tmp_path / "task.yaml"
+    task.write_text(yaml.safe_dump(load_task("captions", {"pipeline.rules": str(rules)}).model_dump(mode="json")))
+    run_axr("train", "data", str(task), "--data-dir", str(data_dir), "--out", str(out), "--kind", "sft")
+    rows = load_from_disk(str(out))
+    assert {r["sample_id"].split("/")[0] for r in rows} == {"v0", "v3"}  # evaluated videos never used
+    answers = [VerdictAnswer.model_validate_json(r["completion"][0]["content"]) for r in rows]
+    anomalous = [a for a in answers if a.verdict == "anomalous"]
+    assert len(anomalous) == 2 and all(a.rules_matched == ["a1"] for a in anomalous)  # the silent one left out
+    assert rows[0]["prompt"][0]["role"] == "system" and "a1" in rows[0]["prompt"][0]["content"]
+    assert "anomalous_without_matching_rule: 2" in (out / "README.md").read_text()
+    recipe = _recipe(
+        tmp_path,
+        "smollm2-caption-sft",
+        dataset=str(out),
+        trainer={"max_steps": 2, "logging_steps": 1, "save_strategy": "no"},
+    )
+    run_axr("train", "sft", "--config", str(recipe), "--output-dir", str(tmp_path / "reasoner"))
+    trained = json.loads((tmp_path / "reasoner" / "axr_training.json").read_text())
+    assert (tmp_path / "reasoner" / "model.safetensors").is_file() and trained["global_step"] == 2

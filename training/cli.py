@@ -61,6 +61,7 @@ def data(
         teacher = make_backend(backend, model, base_url)
     try:
         rows, stats = build_rows(config, kind, rationale, think, teacher, limit)
+        captions = config.mode == "captions"
         card = {
             "source task": config.task,
             "adapter": config.dataset.adapter,
@@ -68,7 +69,8 @@ def data(
             "kind": kind,
             "rationale": rationale,
             "think": think,
-            "references per prompt": config.pipeline.references.count,
+            "prompt": "deduce_system + deduce_user (the caption re-check's)" if captions else "direct_system",
+            **({} if captions else {"references per prompt": config.pipeline.references.count}),
             "rows": len(rows),
             **stats,
         }

@@ -114,6 +114,12 @@ def build_rows(
         raise ValueError(f"unknown rationale source {rationale!r}; choose one of {', '.join(RATIONALE_SOURCES)}")
     if rationale == "teacher" and teacher is None:
         raise ValueError("rationale 'teacher' needs a teacher backend")
+    if task.mode == "captions":
+        if rationale not in ("gt", "template") or think:
+            raise ValueError("caption tasks: rows come from templates (--rationale template, no --think)")
+        from axr.training.caption_data import caption_rows
+
+        return caption_rows(task, kind, limit)
     labelled = [s for s in load_task_samples(task) if s.gt_label is not None]
     samples = select_samples(labelled, limit, (0, 1))  # a fixed, mixed subset (as `axr eval run --limit`)
     loader, book = MediaLoader(task), load_rulebook(task)
@@ -181,7 +187,7 @@ def save_dataset(rows: list[dict], out: Path, card: dict[str, Any]) -> Path:
         lines += [f"- {name}:", *(f"  - {key}: {value}" for key, value in entries.items())]
     (out / "README.md").write_text(
         "---\npretty_name: AXR training data\n---\n\n# AXR training data\n\nBuilt by `axr train data` from an eval "
-        "task; the prompt is direct mode's (`direct_system`, version "
-        f"{template_version('direct_system')}).\n\n" + "\n".join(lines) + "\n"
+        f"task (prompt versions: direct_system {template_version('direct_system')}, deduce_system "
+        f"{template_version('deduce_system')}).\n\n" + "\n".join(lines) + "\n"
     )
     return out

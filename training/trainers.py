@@ -47,17 +47,12 @@ def load_dataset_checked(recipe: Recipe):
     if not (path / "dataset_info.json").is_file():
         raise SchemaError(f"{recipe.path}: dataset {path} is not a dataset folder (build one with `axr train data`)")
     dataset = load_from_disk(str(path))
-    needed = {"prompt", "images"} | ({"completion"} if recipe.kind == "sft" else set())
+    needed = {"prompt"} | ({"completion"} if recipe.kind == "sft" else set())
     missing = needed - set(dataset.column_names)
     if missing:
         raise SchemaError(f"{recipe.path}: dataset {path} lacks column(s) {', '.join(sorted(missing))}")
-    for index, (prompt, images) in enumerate(zip(dataset["prompt"], dataset["images"], strict=True)):
-        slots = sum(part["type"] == "image" for message in prompt for part in message["content"])
-        if slots != len(images or []) or any(image is None for image in images or []):
-            raise SchemaError(
-                f"{recipe.path}: dataset row {index} has {len(images or [])} image(s) for {slots} "
-                "image slot(s) in its prompt (an image is missing)"
-            )
+    if "images" in dataset.column_names:  # a VLM's rows (a caption reasoner's are text prompts only)
+        _check_image_slots(recipe, dataset)
     if recipe.kind == "grpo":
         try:
             get_rewards(recipe.rewards, dataset.column_names)
@@ -66,20 +61,39 @@ def load_dataset_checked(recipe: Recipe):
     return dataset
 
 
+def _check_image_slots(recipe: Recipe, dataset) -> None:
+    for index, (prompt, images) in enumerate(zip(dataset["prompt"], dataset["images"], strict=True)):
+        slots = sum(part["type"] == "image" for message in prompt for part in message["content"])
+        if slots != len(images or []) or any(image is None for image in images or []):
+            raise SchemaError(
+                f"{recipe.path}: dataset row {index} has {len(images or [])} image(s) for {slots} "
+                "image slot(s) in its prompt (an image is missing)"
+            )
+
+
 def load_model(recipe: Recipe, checkpoint: str | None = None):
     """(model, processor) on the recipe's terms: dtype by device, vision tower frozen if asked, LoRA if asked;
     with `checkpoint`, the weights saved there (a full model, or the LoRA adapter on the recipe's base)."""
     import torch
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from transformers import (
+        AutoConfig,
+        AutoModelForCausalLM,
+        AutoModelForImageTextToText,
+        AutoProcessor,
+        AutoTokenizer,
+    )
 
     from axr.reasoning.local_models import resolve_model
 
     name = resolve_model(recipe.model)
     dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
     kwargs = {"trust_remote_code": recipe.trust_remote_code}
-    processor = AutoProcessor.from_pretrained(name, **kwargs)
+    # a VLM (image + text rows) or a text model (caption reasoners: rule book + caption -> verdict)
+    vision = hasattr(AutoConfig.from_pretrained(name, **kwargs), "vision_config")
+    processor = (AutoProcessor if vision else AutoTokenizer).from_pretrained(name, **kwargs)
     full_checkpoint = checkpoint if recipe.lora is None else None
-    model = AutoModelForImageTextToText.from_pretrained(full_checkpoint or name, dtype=dtype, **kwargs)
+    loader = AutoModelForImageTextToText if vision else AutoModelForCausalLM
+    model = loader.from_pretrained(full_checkpoint or name, dtype=dtype, **kwargs)
     if recipe.freeze_vision:
         for param in vision_parameters(model):
             param.requires_grad_(False)
