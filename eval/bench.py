@@ -239,3 +239,36 @@ def bench_judge(name: str, backend: Backend, cases: list[dict], journal_dir) -> 
         "seconds": round(seconds, 1),
         "tokens_out": int(sum(e.get("meta", {}).get("tokens_out", 0) for e in journal.records.values())),
     }
+
+
+def bench_reasoner(configs: list, names: list[str], workdir, backend_for) -> list[dict]:
+    """A caption task under several re-check settings (trigger alone, then each re-check model), each in a
+    fresh run folder on the same frames: pooled AUC, its change from the first setting, and the re-check's
+    cost per re-checked frame."""
+    from pathlib import Path
+
+    from axr.eval.pipelines import captions
+
+    rows = []
+    for number, (config, name) in enumerate(zip(configs, names, strict=True)):
+        started = time.perf_counter()
+        metrics = captions.run(config, Path(workdir) / f"setting-{number}", backend_for, on_message=lambda text: None)
+        cost, seconds = metrics["cost"], time.perf_counter() - started
+        checked = cost.get("frames_rechecked", 0)
+        rows.append(
+            {
+                "setting": name,
+                "frame_auc_pooled": round(100 * metrics["frame_auc_pooled"], 2),
+                "frames_rechecked": checked,
+                "share_rechecked": round(cost.get("share_rechecked", 0.0), 4),
+                "unparsed": cost.get("unparsed", 0),
+                "request_errors": cost.get("request_errors", 0),
+                "tokens_in_per_frame": round(cost["tokens_in"] / checked, 1) if checked else 0.0,
+                "tokens_out_per_frame": round(cost["tokens_out"] / checked, 1) if checked else 0.0,
+                "seconds_per_frame": round(cost.get("recheck_seconds", 0.0) / checked, 3) if checked else 0.0,
+                "seconds": round(seconds, 1),
+            }
+        )
+    for row in rows:
+        row["auc_change"] = round(row["frame_auc_pooled"] - rows[0]["frame_auc_pooled"], 2)
+    return rows

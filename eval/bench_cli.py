@@ -238,3 +238,62 @@ def bench_judge_command(
     Console().print("a useful judge: reference >= paraphrase > unrelated, and shares near 1.0")
     if out:
         out.write_text(json.dumps(rows, indent=2))
+
+
+@app.command(
+    "reasoner",
+    epilog="Examples:\n\n  axr eval bench reasoner ped2 --setting recheck.policy=none "
+    "--setting recheck.policy=uncertain,recheck.model=smollm2,recheck.base_url=http://127.0.0.1:8000/v1\n\n"
+    "  axr eval bench reasoner shtech --setting recheck.policy=none "
+    "--setting recheck.policy=uncertain,recheck.model=runs/smollm2-caption-sft,recheck.base_url=http://127.0.0.1:8012/v1",
+)
+def bench_reasoner_command(
+    task: str = typer.Argument(..., help="a caption task (ped2, shtech, or a YAML path)"),
+    settings: list[str] = typer.Option(
+        ..., "--setting", help="pipeline fields as key=value[,key=value] (e.g. recheck.policy=none); repeat"
+    ),
+    data_dir: Path = typer.Option(None, help="override dataset.data_dir"),
+    out: Path = typer.Option(None, help="also write the rows as JSON"),
+):
+    """Caption re-checkers side by side on the same frames: the trigger stage alone, then each re-check model;
+    pooled AUC, its change from the first setting, and each model's tokens and seconds per re-checked frame."""
+    import tempfile
+
+    from axr.eval.bench import bench_reasoner, parse_setting
+    from axr.eval.datasets import LayoutError
+    from axr.eval.tasks import load_task
+    from axr.reasoning.schema import SchemaError
+
+    base = {"dataset.data_dir": str(data_dir.resolve())} if data_dir else {}
+    try:
+        parsed = [parse_setting(text) for text in settings]
+        if any(run for _, run in parsed):
+            raise ValueError("--setting: caption re-checks run locally (no engine, workers or ray_address)")
+        configs = [load_task(task, {**base, **overrides}) for overrides, _ in parsed]
+        if configs[0].mode != "captions":
+            raise ValueError(f"{task}: not a caption task (use `axr eval bench task` for sample tasks)")
+    except (SchemaError, ValueError) as error:
+        fail(str(error))
+    text_backend = lambda s: backend_for(s, text_only=s.backend == "openai")  # noqa: E731
+    with tempfile.TemporaryDirectory(prefix="axr-bench-") as workdir:
+        try:
+            rows = bench_reasoner(configs, settings, workdir, text_backend)
+        except (LayoutError, SchemaError, ValueError) as error:
+            fail(str(error))
+    columns = {
+        "setting": "setting",
+        "frame_auc_pooled": "pooled AUC",
+        "auc_change": "change",
+        "frames_rechecked": "re-checked",
+        "unparsed": "unparsed",
+        "request_errors": "no answer",
+        "tokens_in_per_frame": "tokens in/frame",
+        "tokens_out_per_frame": "tokens out/frame",
+        "seconds_per_frame": "s/frame",
+    }
+    table = Table(*columns.values(), title=f"{configs[0].task}: re-check settings on the same held-out frames")
+    for row in rows:
+        table.add_row(*(str(row[key]) for key in columns))
+    wide.print(table)
+    if out:
+        out.write_text(json.dumps(rows, indent=2))

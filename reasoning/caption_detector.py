@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -234,9 +235,11 @@ class CaptionDetector:
             if on_progress:
                 on_progress(done, len(chosen))
 
+        started = time.perf_counter()
         for start in range(0, len(todo), CHUNK):
             chunk = todo[start : start + CHUNK]
             recheck(backend, self.rulebook, [(v.frame_id(i), v.captions[i]) for v, i in chunk], on_verdict=arrived)
+        cost["recheck_seconds"] = round(time.perf_counter() - started, 2)  # this run's requests (not resumed ones)
         answered = [(v, i) for v, i in chosen if v.frame_id(i) in journal]
         detection.rechecks = {
             (v.video, i): Verdict.model_validate(journal.records[v.frame_id(i)]) for v, i in answered

@@ -105,3 +105,29 @@ def test_bench_judge_grades_each_kind_with_smollm2(tmp_path, smollm2):
     if row["graded"]:  # every kind of the case parsed: totals on the rubric's 0-30 scale
         assert all(0 <= row[f"mean_{k}"] <= 30 for k in ("reference", "paraphrase", "unrelated"))
     assert "judge ordering: 1 cases" in result.stdout and "a useful judge" in result.stdout
+
+
+def test_bench_reasoner_compares_recheck_settings_on_the_same_frames(tmp_path, smollm2):
+    """The trigger stage alone beside a re-check by a real model (SmolLM2 through hf) on a caption set."""
+    import yaml
+
+    from tests.captions_layout import synthetic_videos, write_caption_set
+
+    data_dir = write_caption_set(tmp_path / "set", synthetic_videos(3, 6))  # v0 a reference, v1 and v2 held out
+    rules = tmp_path / "rules.yaml"
+    book = {"name": "walkway", "sections": [{"name": "a", "anomaly": [{"id": "a1", "text": "Riding a bicycle"}]}]}
+    rules.write_text(yaml.safe_dump(book))
+    common = f"rules={rules},trigger.novelty=false,smoothing.window=3"
+    model = "recheck.backend=hf,recheck.model=smollm2,recheck.max_tokens=32"
+    out = tmp_path / "rows.json"
+    settings = ["--setting", f"{common},recheck.policy=none", "--setting", f"{common},recheck.policy=all,{model}"]
+    result = run_axr(
+        "eval", "bench", "reasoner", "captions", "--data-dir", str(data_dir), *settings, "--out", str(out)
+    )
+    alone, checked = json.loads(out.read_text())
+    assert alone["frames_rechecked"] == 0 and alone["auc_change"] == 0.0
+    assert checked["frames_rechecked"] == 12 and checked["tokens_out_per_frame"] > 0  # every held-out frame
+    assert checked["auc_change"] == round(checked["frame_auc_pooled"] - alone["frame_auc_pooled"], 2)
+    assert "re-check settings on the same held-out frames" in result.stdout
+    bad = run_axr("eval", "bench", "reasoner", "textile", "--setting", "batch=1", check=False)
+    assert bad.returncode == 2 and "not a caption task" in bad.stderr
