@@ -107,8 +107,8 @@ def test_bench_judge_grades_each_kind_with_smollm2(tmp_path, smollm2):
     assert "judge ordering: 1 cases" in result.stdout and "a useful judge" in result.stdout
 
 
-def test_bench_reasoner_compares_recheck_settings_on_the_same_frames(tmp_path, smollm2):
-    """The trigger stage alone beside a re-check by a real model (SmolLM2 through hf) on a caption set."""
+def test_bench_reasoner_compares_recheck_settings_on_the_same_frames(tmp_path, tiny_vlm):
+    """The trigger stage alone beside a re-check by a real (random, tiny) model through hf on a caption set."""
     import yaml
 
     from tests.captions_layout import synthetic_videos, write_caption_set
@@ -118,7 +118,7 @@ def test_bench_reasoner_compares_recheck_settings_on_the_same_frames(tmp_path, s
     book = {"name": "walkway", "sections": [{"name": "a", "anomaly": [{"id": "a1", "text": "Riding a bicycle"}]}]}
     rules.write_text(yaml.safe_dump(book))
     common = f"rules={rules},trigger.novelty=false,smoothing.window=3"
-    model = "recheck.backend=hf,recheck.model=smollm2,recheck.max_tokens=32"
+    model = "recheck.backend=hf,recheck.model=tiny-qwen2.5-vl,recheck.max_tokens=32"
     out = tmp_path / "rows.json"
     settings = ["--setting", f"{common},recheck.policy=none", "--setting", f"{common},recheck.policy=all,{model}"]
     result = run_axr(
