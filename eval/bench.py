@@ -247,12 +247,12 @@ def bench_reasoner(configs: list, names: list[str], workdir, backend_for) -> lis
     cost per re-checked frame."""
     from pathlib import Path
 
-    from axr.eval.pipelines import captions
+    from axr.eval.evaluate import evaluate
 
     rows = []
     for number, (config, name) in enumerate(zip(configs, names, strict=True)):
         started = time.perf_counter()
-        metrics = captions.run(config, Path(workdir) / f"setting-{number}", backend_for, on_message=lambda text: None)
+        metrics = evaluate(config, Path(workdir) / f"setting-{number}", backend_for, on_message=lambda text: None)
         cost, seconds = metrics["cost"], time.perf_counter() - started
         checked = cost.get("frames_rechecked", 0)
         rows.append(

@@ -231,11 +231,16 @@ def bench_judge_command(
         "tokens_out": "tokens out",
     }
     title = f"judge ordering: {len(cases)} cases; mean total score (0-30) against the reference; shares of cases"
+    _print_rows(rows, columns, title, out)
+    Console().print("a useful judge: reference >= paraphrase > unrelated, and shares near 1.0")
+
+
+def _print_rows(rows: list[dict], columns: dict[str, str], title: str, out: Path | None) -> None:
+    """The rows as a table (`columns`: row key -> heading), and as JSON in `out` when given."""
     table = Table(*columns.values(), title=title)
     for row in rows:
         table.add_row(*(str(row[key]) for key in columns))
     wide.print(table)
-    Console().print("a useful judge: reference >= paraphrase > unrelated, and shares near 1.0")
     if out:
         out.write_text(json.dumps(rows, indent=2))
 
@@ -274,10 +279,9 @@ def bench_reasoner_command(
             raise ValueError(f"{task}: not a caption task (use `axr eval bench task` for sample tasks)")
     except (SchemaError, ValueError) as error:
         fail(str(error))
-    text_backend = lambda s: backend_for(s, text_only=s.backend == "openai")  # noqa: E731
     with tempfile.TemporaryDirectory(prefix="axr-bench-") as workdir:
         try:
-            rows = bench_reasoner(configs, settings, workdir, text_backend)
+            rows = bench_reasoner(configs, settings, workdir, backend_for)
         except (LayoutError, SchemaError, ValueError) as error:
             fail(str(error))
     columns = {
@@ -291,9 +295,4 @@ def bench_reasoner_command(
         "tokens_out_per_frame": "tokens out/frame",
         "seconds_per_frame": "s/frame",
     }
-    table = Table(*columns.values(), title=f"{configs[0].task}: re-check settings on the same held-out frames")
-    for row in rows:
-        table.add_row(*(str(row[key]) for key in columns))
-    wide.print(table)
-    if out:
-        out.write_text(json.dumps(rows, indent=2))
+    _print_rows(rows, columns, f"{configs[0].task}: re-check settings on the same held-out frames", out)
