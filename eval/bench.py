@@ -242,9 +242,10 @@ def bench_judge(name: str, backend: Backend, cases: list[dict], journal_dir) -> 
 
 
 def bench_reasoner(configs: list, names: list[str], workdir, backend_for) -> list[dict]:
-    """A caption task under several re-check settings (trigger alone, then each re-check model), each in a
-    fresh run folder on the same frames: pooled AUC, its change from the first setting, and the re-check's
-    cost per re-checked frame."""
+    """A caption task under several re-check settings (trigger alone, then each re-check model), each in its
+    own run folder under `workdir` (a rerun resumes its re-checks) on the same frames: pooled AUC, its change
+    from the first setting, how often the re-check agreed with the labels and the AUC a perfect re-checker of
+    the same frames would reach, and the re-check's cost per re-checked frame."""
     from pathlib import Path
 
     from axr.eval.evaluate import evaluate
@@ -255,12 +256,16 @@ def bench_reasoner(configs: list, names: list[str], workdir, backend_for) -> lis
         metrics = evaluate(config, Path(workdir) / f"setting-{number}", backend_for, on_message=lambda text: None)
         cost, seconds = metrics["cost"], time.perf_counter() - started
         checked = cost.get("frames_rechecked", 0)
+        quality = metrics.get("recheck_quality", {})
+        ceiling = quality.get("ceiling_frame_auc_pooled")
         rows.append(
             {
                 "setting": name,
                 "frame_auc_pooled": round(100 * metrics["frame_auc_pooled"], 2),
                 "frames_rechecked": checked,
                 "share_rechecked": round(cost.get("share_rechecked", 0.0), 4),
+                "agreement_with_labels": quality.get("agreement_with_labels"),
+                "ceiling_frame_auc_pooled": None if ceiling is None else round(100 * ceiling, 2),
                 "unparsed": cost.get("unparsed", 0),
                 "request_errors": cost.get("request_errors", 0),
                 "tokens_in_per_frame": round(cost["tokens_in"] / checked, 1) if checked else 0.0,

@@ -239,7 +239,7 @@ def _print_rows(rows: list[dict], columns: dict[str, str], title: str, out: Path
     """The rows as a table (`columns`: row key -> heading), and as JSON in `out` when given."""
     table = Table(*columns.values(), title=title)
     for row in rows:
-        table.add_row(*(str(row[key]) for key in columns))
+        table.add_row(*("-" if row[key] is None else str(row[key]) for key in columns))
     wide.print(table)
     if out:
         out.write_text(json.dumps(rows, indent=2))
@@ -259,9 +259,14 @@ def bench_reasoner_command(
     ),
     data_dir: Path = typer.Option(None, help="override dataset.data_dir"),
     out: Path = typer.Option(None, help="also write the rows as JSON"),
+    workdir: Path = typer.Option(
+        None, help="keep each setting's run folder here, so a stopped bench resumes its re-checks (default: temporary)"
+    ),
 ):
     """Caption re-checkers side by side on the same frames: the trigger stage alone, then each re-check model;
-    pooled AUC, its change from the first setting, and each model's tokens and seconds per re-checked frame."""
+    pooled AUC, its change from the first setting, how often each model agreed with the labels, the AUC a
+    perfect re-checker of the same frames would reach, and tokens and seconds per re-checked frame."""
+    import contextlib
     import tempfile
 
     from axr.eval.bench import bench_reasoner, parse_setting
@@ -279,9 +284,10 @@ def bench_reasoner_command(
             raise ValueError(f"{task}: not a caption task (use `axr eval bench task` for sample tasks)")
     except (SchemaError, ValueError) as error:
         fail(str(error))
-    with tempfile.TemporaryDirectory(prefix="axr-bench-") as workdir:
+    folder = contextlib.nullcontext(workdir) if workdir else tempfile.TemporaryDirectory(prefix="axr-bench-")
+    with folder as runs:
         try:
-            rows = bench_reasoner(configs, settings, workdir, backend_for)
+            rows = bench_reasoner(configs, settings, runs, backend_for)
         except (LayoutError, SchemaError, ValueError) as error:
             fail(str(error))
     columns = {
@@ -289,6 +295,8 @@ def bench_reasoner_command(
         "frame_auc_pooled": "pooled AUC",
         "auc_change": "change",
         "frames_rechecked": "re-checked",
+        "agreement_with_labels": "agrees",
+        "ceiling_frame_auc_pooled": "ceiling",
         "unparsed": "unparsed",
         "request_errors": "no answer",
         "tokens_in_per_frame": "tokens in/frame",

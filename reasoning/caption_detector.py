@@ -245,7 +245,7 @@ class CaptionDetector:
             (v.video, i): Verdict.model_validate(journal.records[v.frame_id(i)]) for v, i in answered
         }
         cost["request_errors"] = len(chosen) - len(answered)  # frames keep their trigger score; rerun to retry
-        self._merge(detection)
+        self._merge(detection.scores, detection.threshold, detection.rechecks)
         cost["unparsed"] = sum(v.verdict == "unparsed" for v in detection.rechecks.values())
         cost["frames_rechecked"] = len(chosen)
         return detection
@@ -260,20 +260,28 @@ class CaptionDetector:
         ]
         return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:12]
 
-    def _merge(self, detection: Detection) -> None:
-        keys = list(detection.rechecks)
-        pooled = np.array([detection.scores[video][i] for video, i in keys])
+    def _merge(self, scores: dict[str, np.ndarray], threshold: float, rechecks: dict) -> None:
+        """Merge re-check verdicts ((video, frame) -> Verdict) into `scores`, in place, pooled over videos."""
+        keys = list(rechecks)
+        pooled = np.array([scores[video][i] for video, i in keys])
         s = self.settings
         merged = merge_recheck(
-            pooled,
-            np.arange(len(keys)),
-            list(detection.rechecks.values()),
-            detection.threshold,
-            s.band,
-            s.min_confidence,
+            pooled, np.arange(len(keys)), list(rechecks.values()), threshold, s.band, s.min_confidence
         )
         for (video, i), value in zip(keys, merged, strict=True):
-            detection.scores[video][i] = value
+            scores[video][i] = value
+
+    def ceiling_scores(self, videos: list[CaptionVideo], detection: Detection) -> dict[str, np.ndarray]:
+        """The scores a perfect re-checker would leave: every frame the policy chooses answered by its label.
+        Evaluation only (it reads the labels): how much this policy's re-check can add at best. Call it before
+        `recheck`, which merges into the detection's scores."""
+        scores = {video: values.copy() for video, values in detection.scores.items()}
+        answers = {
+            (v.video, i): Verdict(verdict="anomalous" if v.labels[i] else "normal", confidence=1.0)
+            for v, i in self._chosen_for_recheck(videos, detection)
+        }
+        self._merge(scores, detection.threshold, answers)
+        return scores
 
     def verdicts(self, videos: list[CaptionVideo], detection: Detection) -> list[Verdict]:
         """A Verdict per frame: label and score from the (merged) smoothed score, the rules whose keywords

@@ -119,15 +119,23 @@ def test_bench_reasoner_compares_recheck_settings_on_the_same_frames(tmp_path, t
     rules.write_text(yaml.safe_dump(book))
     common = f"rules={rules},trigger.novelty=false,smoothing.window=3"
     model = "recheck.backend=hf,recheck.model=tiny-qwen2.5-vl,recheck.max_tokens=32"
-    out = tmp_path / "rows.json"
+    out, runs = tmp_path / "rows.json", tmp_path / "runs"
     settings = ["--setting", f"{common},recheck.policy=none", "--setting", f"{common},recheck.policy=all,{model}"]
-    result = run_axr(
-        "eval", "bench", "reasoner", "captions", "--data-dir", str(data_dir), *settings, "--out", str(out)
-    )
+    command = ["eval", "bench", "reasoner", "captions", "--data-dir", str(data_dir), *settings, "--out", str(out)]
+    result = run_axr(*command, "--workdir", str(runs))
     alone, checked = json.loads(out.read_text())
     assert alone["frames_rechecked"] == 0 and alone["auc_change"] == 0.0
+    assert alone["agreement_with_labels"] is None and alone["ceiling_frame_auc_pooled"] is None
     assert checked["frames_rechecked"] == 12 and checked["tokens_out_per_frame"] > 0  # every held-out frame
     assert checked["auc_change"] == round(checked["frame_auc_pooled"] - alone["frame_auc_pooled"], 2)
+    # every frame re-checked: a re-checker that always gave the label would separate the classes exactly
+    assert checked["ceiling_frame_auc_pooled"] == 100.0
+    answered = 12 - checked["unparsed"] - checked["request_errors"]
+    agreement = json.loads((runs / "setting-1" / "metrics.json").read_text())["recheck_quality"]
+    assert agreement["answered"] == answered and checked["agreement_with_labels"] == agreement["agreement_with_labels"]
     assert "re-check settings on the same held-out frames" in result.stdout
+    run_axr(*command, "--workdir", str(runs))  # a rerun resumes the journaled answers: no new tokens
+    again = json.loads(out.read_text())[1]
+    assert again["tokens_out_per_frame"] == 0 and again["frame_auc_pooled"] == checked["frame_auc_pooled"]
     bad = run_axr("eval", "bench", "reasoner", "textile", "--setting", "batch=1", check=False)
     assert bad.returncode == 2 and "not a caption task" in bad.stderr

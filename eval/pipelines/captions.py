@@ -90,10 +90,14 @@ def run(
     detection = detector.score(held_out)
     output.mkdir(parents=True, exist_ok=True)
     recheck = pipeline.recheck
+    labels = {v.video: v.labels for v in held_out}
+    ceiling = detector.ceiling_scores(held_out, detection)
     detector.recheck(
         held_out, detection, lambda: backend_for(recheck), output, recheck.model, phase("re-check"), on_message
     )
-    metrics = frame_metrics({v.video: v.labels for v in held_out}, detection.scores, detection.threshold)
+    metrics = frame_metrics(labels, detection.scores, detection.threshold)
+    if recheck.policy != "none":
+        metrics["recheck_quality"] = _recheck_quality(labels, detection, ceiling)
     stage = detector.stages["all"]
     metrics.update(
         task=task.task,
@@ -133,6 +137,19 @@ def _induce(task: TaskConfig, normal_frames, embedder, backend_for, on_message, 
     backend = backend_for(task.pipeline.recheck)
     name = f"{task.task}-induced"
     return induce(backend, normal_frames, config, embedder, name, on_message, on_progress)
+
+
+def _recheck_quality(labels: dict[str, list[int]], detection, ceiling: dict) -> dict:
+    """The re-check against the labels: the share of its answers that give the frame's label, and the pooled
+    AUC if every re-checked frame had been answered right (what this policy can add at best)."""
+    answered = [(key, v.verdict) for key, v in detection.rechecks.items() if v.verdict != "unparsed"]
+    right = sum((verdict == "anomalous") == bool(labels[video][i]) for (video, i), verdict in answered)
+    ceiling_auc = frame_metrics(labels, ceiling, detection.threshold)["frame_auc_pooled"]
+    return {
+        "agreement_with_labels": round(right / len(answered), 4) if answered else None,
+        "answered": len(answered),
+        "ceiling_frame_auc_pooled": ceiling_auc,
+    }
 
 
 def _write_predictions(path: Path, videos, detection) -> None:
