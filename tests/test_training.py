@@ -362,9 +362,9 @@ def test_resume_continues_from_the_checkpoints_weights(tmp_path, trained, lora):
         run_sft(recipe("never"), resume=True)
 
 
-def test_caption_reasoner_rows_come_from_reference_videos_and_sft_trains_smollm2(tmp_path, smollm2):
+def test_caption_reasoner_rows_come_from_reference_videos_and_sft_then_grpo_train_smollm2(tmp_path, smollm2):
     """`axr train data` on a caption task builds the re-check's own prompts from the reference videos only
-    (anomalous frames whose caption names no rule left out), and SFT trains the text model SmolLM2 on them."""
+    (anomalous frames whose caption names no rule left out); SFT, then GRPO, train the text model SmolLM2."""
     from datasets import load_from_disk
 
     from axr.eval.tasks import load_task
@@ -401,3 +401,17 @@ def test_caption_reasoner_rows_come_from_reference_videos_and_sft_trains_smollm2
     run_axr("train", "sft", "--config", str(recipe), "--output-dir", str(tmp_path / "reasoner"))
     trained = json.loads((tmp_path / "reasoner" / "axr_training.json").read_text())
     assert (tmp_path / "reasoner" / "model.safetensors").is_file() and trained["global_step"] == 2
+    # then GRPO of the SFT result with the verdict, format and rules rewards (labels from the same split)
+    grpo_rows = tmp_path / "grpo-rows"
+    run_axr("train", "data", str(task), "--data-dir", str(data_dir), "--out", str(grpo_rows), "--kind", "grpo")
+    assert sorted(load_from_disk(str(grpo_rows))["label"]) == [0, 0, 1, 1]
+    grpo = _recipe(
+        tmp_path,
+        "smollm2-caption-grpo",
+        model=str(tmp_path / "reasoner"),
+        dataset=str(grpo_rows),
+        trainer={"max_steps": 1, "per_device_train_batch_size": 4, "max_completion_length": 32, "save_strategy": "no"},
+    )
+    run_axr("train", "grpo", "--config", str(grpo), "--output-dir", str(tmp_path / "grpo"))
+    rewarded = json.loads((tmp_path / "grpo" / "axr_training.json").read_text())
+    assert rewarded["global_step"] == 1 and any("rewards/verdict_reward/mean" in e for e in rewarded["log_history"])
