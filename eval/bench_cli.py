@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from axr.reasoning.console import backend_for, err, fail, make_backend, wide
 
@@ -237,7 +237,8 @@ def bench_judge_command(
 
 def _print_rows(rows: list[dict], columns: dict[str, str], title: str, out: Path | None) -> None:
     """The rows as a table (`columns`: row key -> heading), and as JSON in `out` when given."""
-    table = Table(*columns.values(), title=title)
+    first, *rest = columns.values()
+    table = Table(Column(first, overflow="fold"), *rest, title=title)  # a long setting folds, whole
     for row in rows:
         table.add_row(*("-" if row[key] is None else str(row[key]) for key in columns))
     wide.print(table)
