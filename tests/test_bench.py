@@ -130,9 +130,12 @@ def test_bench_reasoner_compares_recheck_settings_on_the_same_frames(tmp_path, t
     assert checked["auc_change"] == round(checked["frame_auc_pooled"] - alone["frame_auc_pooled"], 2)
     # every frame re-checked: a re-checker that always gave the label would separate the classes exactly
     assert checked["ceiling_frame_auc_pooled"] == 100.0
-    answered = 12 - checked["unparsed"] - checked["request_errors"]
-    agreement = json.loads((runs / "setting-1" / "metrics.json").read_text())["recheck_quality"]
-    assert agreement["answered"] == answered and checked["agreement_with_labels"] == agreement["agreement_with_labels"]
+    records = [json.loads(line) for line in (runs / "setting-1" / "predictions.jsonl").read_text().splitlines()]
+    answers = [(r["verdict"]["verdict"], r["gt_label"]) for r in records if r["verdict"]]
+    answers = [(verdict, label) for verdict, label in answers if verdict != "unparsed"]
+    assert len(answers) == 12 - checked["unparsed"] - checked["request_errors"]
+    right = sum((verdict == "anomalous") == bool(label) for verdict, label in answers)
+    assert checked["agreement_with_labels"] == (round(right / len(answers), 4) if answers else None)
     assert "re-check settings on the same held-out frames" in result.stdout
     run_axr(*command, "--workdir", str(runs))  # a rerun resumes the journaled answers: no new tokens
     again = json.loads(out.read_text())[1]

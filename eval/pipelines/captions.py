@@ -91,12 +91,12 @@ def run(
     output.mkdir(parents=True, exist_ok=True)
     recheck = pipeline.recheck
     labels = {v.video: v.labels for v in held_out}
-    ceiling = detector.ceiling_scores(held_out, detection)
+    ceiling = detector.ceiling_scores(held_out, detection) if recheck.policy != "none" else None
     detector.recheck(
         held_out, detection, lambda: backend_for(recheck), output, recheck.model, phase("re-check"), on_message
     )
     metrics = frame_metrics(labels, detection.scores, detection.threshold)
-    if recheck.policy != "none":
+    if ceiling is not None:
         metrics["recheck_quality"] = _recheck_quality(labels, detection, ceiling)
     stage = detector.stages["all"]
     metrics.update(
