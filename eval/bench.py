@@ -8,7 +8,7 @@ pair, so the ratio is the effect of batching or concurrency alone.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 from PIL import Image
@@ -277,3 +277,61 @@ def bench_reasoner(configs: list, names: list[str], workdir, backend_for) -> lis
     for row in rows:
         row["auc_change"] = round(row["frame_auc_pooled"] - rows[0]["frame_auc_pooled"], 2)
     return rows
+
+
+def bench_probe(config, train_config, bands: list[float], embedder=None) -> list[dict]:
+    """What the caption re-check can add at best under `uncertain` bands, with three label sources on the
+    same chosen frames of `config`'s held-out videos: the rule keywords (anomalous when the caption matches an
+    anomaly rule: what template SFT targets teach), a probe that learned from labels (logistic regression on
+    MiniLM caption embeddings of `train_config`'s REFERENCE videos, all their labelled frames), and the labels
+    themselves (the ceiling). Each is merged as a model's verdicts are. Evaluation only: the probe reads anomaly
+    labels, which the few-shot-normal protocol never does; the evaluated videos are never trained on."""
+    from sklearn.linear_model import LogisticRegression
+
+    from axr.eval.datasets.captions import task_rulebook, task_videos
+    from axr.reasoning.caption_detector import CaptionDetector, DetectorSettings
+    from axr.reasoning.embedding import Embedder
+
+    embedder = embedder or Embedder()
+    train_refs, _, _ = task_videos(train_config)
+    captions = [c for v in train_refs for c in v.captions]
+    labels = [y for v in train_refs for y in v.labels]
+    if len(set(labels)) < 2:
+        raise ValueError(f"{train_config.task}: the reference videos need normal and anomalous frames for the probe")
+    probe = LogisticRegression(class_weight="balanced", max_iter=3000).fit(embedder.encode(captions), labels)
+    book, (reference, held_out, _) = task_rulebook(config), task_videos(config)
+    settings = DetectorSettings.from_config(config.pipeline, config.split)
+    rows = []
+    for band in bands:
+        detector = CaptionDetector(book, replace(settings, policy="uncertain", band=band), embedder)
+        rows.append({"band": band, **_probe_row(detector.fit(reference, held_out), held_out, probe, embedder)})
+    return rows
+
+
+def _probe_row(detector, held_out, probe, embedder) -> dict:
+    """One band of `bench_probe`: pooled AUC of the trigger stage, then with each label source merged."""
+    from axr.eval.metrics import frame_metrics
+    from axr.reasoning.schema import Verdict
+
+    detection = detector.score(held_out)
+    truth = {v.video: v.labels for v in held_out}
+    chosen = detector.chosen_for_recheck(held_out, detection)
+    frames, texts = [(v.video, i) for v, i in chosen], [v.captions[i] for v, i in chosen]
+    labels = [v.labels[i] == 1 for v, i in chosen]
+    said = {
+        "keywords": [bool(detection.results[v.video][i].keyword_hits) for v, i in chosen],
+        "probe": [bool(p) for p in probe.predict(embedder.encode(texts))] if texts else [],
+        "ceiling": labels,
+    }
+
+    def pooled_auc(scores) -> float:
+        return round(100 * frame_metrics(truth, scores, detection.threshold)["frame_auc_pooled"], 2)
+
+    row = {"frames_rechecked": len(chosen), "trigger": pooled_auc(detection.scores)}
+    for name, answers in said.items():
+        verdicts = [Verdict(verdict="anomalous" if a else "normal", confidence=1.0) for a in answers]
+        row[name] = pooled_auc(detector.merged_copy(detection, dict(zip(frames, verdicts, strict=True))))
+        row[f"{name}_change"] = round(row[name] - row["trigger"], 2)
+    for name in ("keywords", "probe"):
+        row[f"{name}_agrees"] = round(float(np.mean(np.equal(said[name], labels))), 3) if chosen else None
+    return row

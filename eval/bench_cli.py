@@ -305,3 +305,49 @@ def bench_reasoner_command(
         "seconds_per_frame": "s/frame",
     }
     _print_rows(rows, columns, f"{configs[0].task}: re-check settings on the same held-out frames", out)
+
+
+@app.command(
+    "probe",
+    epilog="Examples:\n\n  axr eval bench probe ped2 --train-task shtech --band 0.1 --band 0.2 --band 0.3\n\n"
+    "  axr eval bench probe shtech --band 0.1 --band 0.2 --out probe-shtech.json",
+)
+def bench_probe_command(
+    task: str = typer.Argument(..., help="a caption task (ped2, shtech, or a YAML path): its held-out videos"),
+    train_task: str = typer.Option(
+        None, help="the caption task whose reference videos' labels train the probe (default: TASK itself)"
+    ),
+    bands: list[float] = typer.Option([0.1, 0.2, 0.3], "--band", help="uncertain band(s) to compare; repeat"),
+    data_dir: str = typer.Option(None, help="override TASK's dataset.data_dir: a folder or data:SET/PATH"),
+    rules: str = typer.Option(None, help="override TASK's pipeline.rules: a rule book file"),
+    assignments: list[str] = typer.Option(None, "--set", help="any field of TASK: dotted.key=value (YAML value)"),
+    out: Path = typer.Option(None, help="also write the rows as JSON"),
+):
+    """How much any caption re-checker could add under each `uncertain` band, before spending hours on a
+    model: on the frames the band chooses, the pooled AUC when they are answered by the rule keywords (what
+    template SFT targets teach), by a probe trained on labelled reference captions (logistic regression on
+    MiniLM embeddings: roughly what label-supervised training can learn from captions), and by the labels
+    themselves (the ceiling). Needs no model server; reads anomaly labels, so it is analysis, not detection."""
+    from axr.eval.bench import bench_probe
+    from axr.eval.cli import task_overrides
+    from axr.eval.datasets import LayoutError
+    from axr.eval.tasks import load_task
+    from axr.reasoning.schema import SchemaError
+
+    try:
+        overrides = task_overrides(assignments, **{"dataset.data_dir": data_dir, "pipeline.rules": rules})
+        config = load_task(task, overrides)
+        train = load_task(train_task) if train_task else config
+        for each in (config, train):
+            if each.mode != "captions":
+                raise ValueError(f"{each.task}: not a caption task")
+        rows = bench_probe(config, train, bands)
+    except (LayoutError, SchemaError, ValueError) as error:
+        fail(str(error))
+    columns = {"band": "band", "frames_rechecked": "re-checked", "trigger": "trigger"}
+    for name, heading in (("keywords", "keywords"), ("probe", "probe"), ("ceiling", "labels (ceiling)")):
+        columns.update({name: heading, f"{name}_change": "change"})
+        if name != "ceiling":
+            columns[f"{name}_agrees"] = "agrees"
+    title = f"{config.task}: pooled AUC, uncertain frames answered by each source (probe trained on {train.task})"
+    _print_rows(rows, columns, title, out)

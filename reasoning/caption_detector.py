@@ -173,7 +173,8 @@ class CaptionDetector:
         scores = {v.video: self._smoothed(results[v.video]) for v in videos}
         return Detection(self.threshold, results, scores)
 
-    def _chosen_for_recheck(self, videos: list[CaptionVideo], detection: Detection) -> list[tuple[CaptionVideo, int]]:
+    def chosen_for_recheck(self, videos: list[CaptionVideo], detection: Detection) -> list[tuple[CaptionVideo, int]]:
+        """The (video, frame index) pairs the re-check policy chooses."""
         s = self.settings
         return [
             (v, int(i))
@@ -206,7 +207,7 @@ class CaptionDetector:
         cost = detection.cost = dict.fromkeys(counters, 0)
         if self.settings.policy == "none":
             return detection
-        chosen = self._chosen_for_recheck(videos, detection)
+        chosen = self.chosen_for_recheck(videos, detection)
         total = sum(len(v.captions) for v in videos)
         cost["share_rechecked"] = len(chosen) / total
         if on_message:
@@ -271,17 +272,21 @@ class CaptionDetector:
         for (video, i), value in zip(keys, merged, strict=True):
             scores[video][i] = value
 
+    def merged_copy(self, detection: Detection, answers: dict) -> dict[str, np.ndarray]:
+        """The detection's scores with `answers` ((video, frame) -> Verdict) merged, leaving the detection as it is."""
+        scores = {video: values.copy() for video, values in detection.scores.items()}
+        self._merge(scores, detection.threshold, answers)
+        return scores
+
     def ceiling_scores(self, videos: list[CaptionVideo], detection: Detection) -> dict[str, np.ndarray]:
         """The scores a perfect re-checker would leave: every frame the policy chooses answered by its label.
         Evaluation only (it reads the labels): how much this policy's re-check can add at best. Call it before
         `recheck`, which merges into the detection's scores."""
-        scores = {video: values.copy() for video, values in detection.scores.items()}
         answers = {
             (v.video, i): Verdict(verdict="anomalous" if v.labels[i] else "normal", confidence=1.0)
-            for v, i in self._chosen_for_recheck(videos, detection)
+            for v, i in self.chosen_for_recheck(videos, detection)
         }
-        self._merge(scores, detection.threshold, answers)
-        return scores
+        return self.merged_copy(detection, answers)
 
     def verdicts(self, videos: list[CaptionVideo], detection: Detection) -> list[Verdict]:
         """A Verdict per frame: label and score from the (merged) smoothed score, the rules whose keywords

@@ -142,3 +142,34 @@ def test_bench_reasoner_compares_recheck_settings_on_the_same_frames(tmp_path, t
     assert again["tokens_out_per_frame"] == 0 and again["frame_auc_pooled"] == checked["frame_auc_pooled"]
     bad = run_axr("eval", "bench", "reasoner", "textile", "--setting", "batch=1", check=False)
     assert bad.returncode == 2 and "not a caption task" in bad.stderr
+
+
+def test_bench_probe_answers_the_uncertain_frames_by_keywords_probe_and_labels(tmp_path):
+    """Captions that say plainly what is wrong: rule keywords and a probe trained on the reference videos'
+    labels both answer every frame right, so each reaches the ceiling; a band that chooses nothing changes
+    nothing; reference videos without anomalies cannot train a probe (a clear error, exit 2)."""
+    import yaml
+
+    from tests.captions_layout import ANOMALOUS, NORMAL, synthetic_videos, write_caption_set
+
+    def frame(i: int) -> tuple[str, int]:
+        return (ANOMALOUS[i % 2], 1) if 6 <= i < 12 else (NORMAL[i % 3], 0)
+
+    data_dir = write_caption_set(tmp_path / "set", {f"test_{v:02d}": [frame(i) for i in range(18)] for v in range(6)})
+    rules = tmp_path / "rules.yaml"
+    anomaly = [{"id": "a1", "text": "Riding a bicycle or a skateboard"}]
+    rules.write_text(yaml.safe_dump({"name": "walkway", "sections": [{"name": "a", "anomaly": anomaly}]}))
+    out = tmp_path / "rows.json"
+    common = ["--data-dir", str(data_dir), "--rules", str(rules), "--set", "pipeline.smoothing.window=3"]
+    result = run_axr("eval", "bench", "probe", "captions", "--band", "1000", "--band", "0", *common, "--out", str(out))
+    everything, nothing = json.loads(out.read_text())
+    assert everything["frames_rechecked"] == 4 * 18  # the held-out videos test_01, 02, 04, 05, every frame
+    assert everything["ceiling"] == everything["keywords"] == everything["probe"] == 100.0
+    assert everything["keywords_agrees"] == everything["probe_agrees"] == 1.0
+    assert everything["probe_change"] == round(100.0 - everything["trigger"], 2)
+    assert nothing["frames_rechecked"] == 0 and nothing["probe_agrees"] is None
+    assert nothing["ceiling"] == nothing["probe"] == nothing["trigger"] == everything["trigger"]
+    assert "probe trained on captions" in result.stdout
+    plain = write_caption_set(tmp_path / "plain", synthetic_videos(3, 18))  # its reference video is all normal
+    bad = run_axr("eval", "bench", "probe", "captions", "--data-dir", str(plain), "--rules", str(rules), check=False)
+    assert bad.returncode == 2 and "need normal and anomalous frames for the probe" in bad.stderr

@@ -17,12 +17,10 @@ import random
 from collections import Counter
 from typing import Any
 
-from axr.eval.datasets.captions import load_caption_set, split_videos
+from axr.eval.datasets.captions import task_rulebook, task_videos
 from axr.eval.task_config import TaskConfig
-from axr.eval.tasks import task_file_path
 from axr.reasoning.backends.base import flatten_text
 from axr.reasoning.deduction import recheck_requests
-from axr.reasoning.rulebook_import import load_rules
 from axr.reasoning.schema import RuleBook, VerdictAnswer
 from axr.reasoning.triggers import TriggerStage
 
@@ -31,12 +29,8 @@ def caption_rows(
     task: TaskConfig, kind: str, limit: int | None = None, seed: int = 0, normal_per_anomaly: float = 1.0
 ) -> tuple[list[dict], dict[str, Any]]:
     """(rows, stats) from the reference videos of a caption task (`kind`: sft or grpo)."""
-    rules = task.pipeline.rules
-    if not rules or rules == "induce":
-        raise ValueError("caption training rows need a rule book file (pipeline.rules / --rules), not 'induce'")
-    book = load_rules(task_file_path(rules))
-    videos, skipped = load_caption_set(task_file_path(task.dataset.data_dir))
-    reference, held_out = split_videos(videos, task.split.reference_every)
+    book = task_rulebook(task)
+    reference, held_out, skipped = task_videos(task)
     normal_texts = [c for v in reference for c in v.normal_captions()]
     trigger = TriggerStage(book, normal_texts, max_normal_share=task.pipeline.trigger.max_normal_share)
     anomalous, normal, stats = [], [], Counter()

@@ -63,3 +63,27 @@ def split_videos(videos: list[CaptionVideo], every: int = 3) -> tuple[list[Capti
     reference = videos[::every]
     names = {v.video for v in reference}
     return reference, [v for v in videos if v.video not in names]
+
+
+def task_videos(task) -> tuple[list[CaptionVideo], list[CaptionVideo], list[str]]:
+    """(reference, held-out, problems) of a caption task's data folder, split as the task says."""
+    from axr.eval.tasks import task_file_path
+    from axr.reasoning.schema import SchemaError
+
+    data_dir = task_file_path(task.dataset.data_dir)
+    if data_dir is None:
+        raise SchemaError("task: dataset.data_dir is required (or --data-dir)")
+    videos, problems = load_caption_set(data_dir)
+    reference, held_out = split_videos(videos, task.split.reference_every)
+    return reference, held_out, problems
+
+
+def task_rulebook(task):
+    """The rule book a caption task names (a file, not 'induce')."""
+    from axr.eval.tasks import task_file_path
+    from axr.reasoning.rulebook_import import load_rules
+
+    rules = task.pipeline.rules
+    if not rules or rules == "induce":
+        raise ValueError(f"{task.task}: this needs a rule book file (pipeline.rules / --rules), not 'induce'")
+    return load_rules(task_file_path(rules))

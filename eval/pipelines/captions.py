@@ -14,12 +14,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from axr.eval.datasets.captions import load_caption_set, split_videos
+from axr.eval.datasets.captions import task_rulebook, task_videos
 from axr.eval.metrics import frame_metrics
 from axr.eval.task_config import TaskConfig
 from axr.eval.tasks import task_file_path
 from axr.reasoning.caption_detector import CaptionDetector, DetectorSettings
-from axr.reasoning.rulebook_import import load_rules
 from axr.reasoning.schema import RuleBook, SchemaError
 
 ADAPTER = "anomalyruler_captions"
@@ -59,15 +58,11 @@ def run(
     started = time.perf_counter()
     pipeline = task.pipeline
     induced = pipeline.rules == "induce"
-    data_dir = task_file_path(task.dataset.data_dir)
-    if data_dir is None:
-        raise SchemaError("task: dataset.data_dir is required (or --data-dir)")
     if pipeline.rules is None:
         raise SchemaError("task: pipeline.rules is required (or --rules): a rule book file, or 'induce'")
-    videos, skipped = load_caption_set(data_dir)
+    reference, held_out, skipped = task_videos(task)
     for problem in skipped:
         on_message(f"skipped a video: {problem}")
-    reference, held_out = split_videos(videos, task.split.reference_every)
     settings = DetectorSettings.from_config(pipeline, task.split)
     embedder = None
     if settings.novelty or induced:
@@ -78,10 +73,10 @@ def run(
         normal_frames = [(v.frame_id(i), c) for v in reference for i, c in enumerate(v.captions) if v.labels[i] == 0]
         rulebook = _induce(task, normal_frames, embedder, backend_for, on_message, phase("induction"))
     else:
-        rulebook = load_rules(task_file_path(pipeline.rules))
+        rulebook = task_rulebook(task)
     n_references = sum(len(v.normal_captions()) for v in reference)
     on_message(
-        f"{len(videos)} videos: {len(reference)} reference ({n_references} normal frames), "
+        f"{len(reference) + len(held_out)} videos: {len(reference)} reference ({n_references} normal frames), "
         f"{len(held_out)} evaluated; rule book {rulebook.name} ({len(rulebook.rules('anomaly'))} anomaly rules)"
     )
     detector = CaptionDetector(rulebook, settings, embedder).fit(reference, held_out)
