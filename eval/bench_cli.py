@@ -1,5 +1,5 @@
-"""`axr eval bench backends | task | gate | judge | reasoner | probe`: throughput and cost benchmarks whose output says what was
-compared. The measuring is in `axr.eval.bench`; this module parses, delegates and prints."""
+"""`axr eval bench backends | task | gate | judge | reasoner | probe`: throughput and cost benchmarks whose
+output says what was compared. The measuring is in `axr.eval.bench`; this module parses, delegates and prints."""
 
 from __future__ import annotations
 
