@@ -300,20 +300,22 @@ def bench_probe(config, train_config, bands: list[float], embedder=None) -> list
         raise ValueError(f"{train_config.task}: the reference videos need normal and anomalous frames for the probe")
     probe = LogisticRegression(class_weight="balanced", max_iter=3000).fit(embedder.encode(captions), labels)
     book, (reference, held_out, _) = task_rulebook(config), task_videos(config)
-    settings = DetectorSettings.from_config(config.pipeline, config.split)
+    settings = replace(DetectorSettings.from_config(config.pipeline, config.split), policy="uncertain")
+    # fitted and scored once: the band only chooses frames and bounds the merge, not the scores or threshold
+    detector = CaptionDetector(book, settings, embedder).fit(reference, held_out)
+    detection = detector.score(held_out)
     rows = []
     for band in bands:
-        detector = CaptionDetector(book, replace(settings, policy="uncertain", band=band), embedder)
-        rows.append({"band": band, **_probe_row(detector.fit(reference, held_out), held_out, probe, embedder)})
+        detector.settings = replace(settings, band=band)
+        rows.append({"band": band, **_probe_row(detector, detection, held_out, probe, embedder)})
     return rows
 
 
-def _probe_row(detector, held_out, probe, embedder) -> dict:
+def _probe_row(detector, detection, held_out, probe, embedder) -> dict:
     """One band of `bench_probe`: pooled AUC of the trigger stage, then with each label source merged."""
     from axr.eval.metrics import frame_metrics
     from axr.reasoning.schema import Verdict
 
-    detection = detector.score(held_out)
     truth = {v.video: v.labels for v in held_out}
     chosen = detector.chosen_for_recheck(held_out, detection)
     frames, texts = [(v.video, i) for v, i in chosen], [v.captions[i] for v, i in chosen]
@@ -321,17 +323,18 @@ def _probe_row(detector, held_out, probe, embedder) -> dict:
     said = {
         "keywords": [bool(detection.results[v.video][i].keyword_hits) for v, i in chosen],
         "probe": [bool(p) for p in probe.predict(embedder.encode(texts))] if texts else [],
-        "ceiling": labels,
     }
 
     def pooled_auc(scores) -> float:
         return round(100 * frame_metrics(truth, scores, detection.threshold)["frame_auc_pooled"], 2)
 
     row = {"frames_rechecked": len(chosen), "trigger": pooled_auc(detection.scores)}
+    merged = {"ceiling": detector.ceiling_scores(held_out, detection)}
     for name, answers in said.items():
         verdicts = [Verdict(verdict="anomalous" if a else "normal", confidence=1.0) for a in answers]
-        row[name] = pooled_auc(detector.merged_copy(detection, dict(zip(frames, verdicts, strict=True))))
+        merged[name] = detector.merged_copy(detection, dict(zip(frames, verdicts, strict=True)))
+        row[f"{name}_agrees"] = round(float(np.mean(np.equal(answers, labels))), 3) if chosen else None
+    for name in ("keywords", "probe", "ceiling"):
+        row[name] = pooled_auc(merged[name])
         row[f"{name}_change"] = round(row[name] - row["trigger"], 2)
-    for name in ("keywords", "probe"):
-        row[f"{name}_agrees"] = round(float(np.mean(np.equal(said[name], labels))), 3) if chosen else None
     return row
