@@ -8,7 +8,8 @@ pair, so the ratio is the effect of batching or concurrency alone.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
+from functools import partial
 
 import numpy as np
 from PIL import Image
@@ -108,21 +109,24 @@ def bench_task(configs: list, names: list[str], runs: list[dict], limit: int, wo
     time loading the model; Ray runs time their actors loading it (not the cluster's start)."""
     from pathlib import Path
 
-    from axr.eval.runner import RunOptions, run_samples, run_task
+    from axr.eval.runner import LazyBackend, RunOptions, run
 
+    quiet = {"on_message": lambda text: None}
     rows = []
-    for number, (config, name, run) in enumerate(zip(configs, names, runs, strict=True)):
-        folder, options = Path(workdir) / f"setting-{number}", RunOptions(limit=limit, **run)
+    for number, (config, name, settings) in enumerate(zip(configs, names, runs, strict=True)):
+        folder, options = Path(workdir) / f"setting-{number}", RunOptions(limit=limit, **settings)
         if options.engine == "ray":
-            from axr.eval.ray_engine import ray_cluster, ray_predictions
+            from axr.eval.ray_engine import PooledBackend, ray_cluster, ray_predictions
 
-            with ray_cluster(options.ray_address, on_message=lambda text: None):
+            with ray_cluster(options.ray_address, **quiet):
                 started = time.perf_counter()
-                metrics = run_samples(config, folder, ray_predictions(options.workers), {}, options)
+                pooled = LazyBackend(partial(PooledBackend, config.pipeline, options.workers))
+                metrics = run(config, folder, pooled, options, ray_predictions(options.workers), {}, **quiet)
+                pooled.close()
         else:
-            with backend_for(config.pipeline) as backend:
+            with backend_for(config.pipeline) as loaded:  # before the clock starts
                 started = time.perf_counter()
-                metrics = run_task(config, folder, backend, options)
+                metrics = run(config, folder, partial(_same, loaded), options, **quiet)
         seconds = time.perf_counter() - started
         cost = metrics["cost"]
         rows.append(
@@ -193,21 +197,25 @@ def judge_cases(limit: int | None = None) -> list[dict]:
     return cases[:limit] if limit else cases
 
 
+def _same(backend: Backend) -> Backend:
+    return backend
+
+
 def bench_judge(name: str, backend: Backend, cases: list[dict], journal_dir) -> dict:
     """One judge on every case's reference, paraphrase and unrelated text (each graded against the reference):
     mean total score (0-30) per kind, and the share of cases the judge orders right, pairwise."""
     from pathlib import Path
 
     from axr.eval.judge import judge_records
+    from axr.eval.records import PredictionRecord
     from axr.reasoning.journal import Journal
 
     records = [
-        {
-            "sample_id": f"{case['id']}:{kind}",
-            "status": "ok",
-            "gt_rationale": case["reference"],
-            "verdict": {"verdict": "anomalous", "rationale": case[kind]},
-        }
+        PredictionRecord(
+            sample_id=f"{case['id']}:{kind}",
+            gt_rationale=case["reference"],
+            verdict={"verdict": "anomalous", "rationale": case[kind]},
+        )
         for case in cases
         for kind in JUDGE_KINDS
     ]
@@ -289,7 +297,7 @@ def bench_probe(config, train_config, bands: list[float], embedder=None) -> list
     from sklearn.linear_model import LogisticRegression
 
     from axr.eval.datasets.captions import task_rulebook, task_videos
-    from axr.reasoning.caption_detector import CaptionDetector, DetectorSettings
+    from axr.reasoning.caption_detector import CaptionDetector
     from axr.reasoning.embedding import Embedder
 
     embedder = embedder or Embedder()
@@ -300,13 +308,14 @@ def bench_probe(config, train_config, bands: list[float], embedder=None) -> list
         raise ValueError(f"{train_config.task}: the reference videos need normal and anomalous frames for the probe")
     probe = LogisticRegression(class_weight="balanced", max_iter=3000).fit(embedder.encode(captions), labels)
     book, (reference, held_out, _) = task_rulebook(config), task_videos(config)
-    settings = replace(DetectorSettings.from_config(config.pipeline, config.split), policy="uncertain")
+    settings = config.pipeline.model_copy(deep=True)
+    settings.recheck.policy = "uncertain"
     # fitted and scored once: the band only chooses frames and bounds the merge, not the scores or threshold
-    detector = CaptionDetector(book, settings, embedder).fit(reference, held_out)
+    detector = CaptionDetector(book, settings, config.split.scene_pattern, embedder).fit(reference, held_out)
     detection = detector.score(held_out)
     rows = []
     for band in bands:
-        detector.settings = replace(settings, band=band)
+        settings.recheck.band = band
         rows.append({"band": band, **_probe_row(detector, detection, held_out, probe, embedder)})
     return rows
 

@@ -1,5 +1,5 @@
-"""One entry for every task and engine: `evaluate(task, output, ...)` runs a caption task or a sample task,
-in this process (`axr.eval.runner`) or on a Ray cluster (`axr.eval.ray_engine`)."""
+"""One entry for every task and engine: `evaluate(task, output, ...)` runs a task of any mode through the one
+runner (`axr.eval.runner`), in this process or on a Ray cluster (`axr.eval.ray_engine`)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from axr.eval.pipelines import captions, endpoint
-from axr.eval.runner import RunOptions, run_task
+from axr.eval.pipelines import pipeline_for
+from axr.eval.runner import LazyBackend, RunOptions, run
 from axr.eval.task_config import TaskConfig
 from axr.reasoning.backends.base import Backend
 
@@ -23,9 +23,9 @@ def evaluate(
     on_progress: Callable[..., None] | None = None,
     on_message: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Run a task of any mode on the options' engine; `backend_for(settings, text_only=False)` makes the
-    backend its settings name (only when one is needed); `on_progress(done, total)` counts samples (caption
-    tasks add a third argument, the phase: induction answers, then re-checked frames)."""
+    """Run a task on the options' engine; `backend_for(settings, text_only=False)` makes the backend its
+    settings name (only when one is needed); `on_progress(done, total)` counts samples (a mode's named phase,
+    such as a caption task's induction or re-check, adds a third argument, the phase)."""
     options = options or RunOptions()
     if options.engine not in ENGINES:
         raise ValueError(f"--engine {options.engine!r}: choose one of {', '.join(ENGINES)}")
@@ -33,8 +33,11 @@ def evaluate(
         from axr.eval.ray_engine import evaluate_on_ray
 
         return evaluate_on_ray(task, output, options, on_progress, on_message)
-    if task.mode == "captions":  # captions are text: an openai server is sent no image parts
-        text_backend = lambda settings: backend_for(settings, text_only=settings.backend == "openai")  # noqa: E731
-        return captions.run(task, output, text_backend, on_message, on_progress)
-    with backend_for(endpoint(task)) as backend:
-        return run_task(task, output, backend, options, on_progress, on_message)
+    pipeline = pipeline_for(task)
+    settings = pipeline.endpoint
+    text_only = pipeline.text_only and settings.backend == "openai"
+    backend = LazyBackend(lambda: backend_for(settings, text_only=text_only))
+    try:
+        return run(task, output, backend, options, on_progress=on_progress, on_message=on_message)
+    finally:
+        backend.close()

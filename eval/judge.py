@@ -18,6 +18,7 @@ import numpy as np
 from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import cohen_kappa_score
 
+from axr.eval.records import PredictionRecord, RecordJournal
 from axr.eval.text_metrics import bleu, embedding_similarity, rouge_l
 from axr.reasoning.backends import parse_model_spec
 from axr.reasoning.backends.base import Backend, Sampling, system, user
@@ -29,9 +30,9 @@ DIMENSIONS = tuple(CRITERIA)
 JUDGE_SAMPLING = Sampling(max_tokens=300)
 
 
-def judgeable(record: dict[str, Any]) -> bool:
-    reference = record.get("gt_rationale") or {}
-    return record.get("status") == "ok" and bool(record.get("verdict")) and any(reference.get(d) for d in DIMENSIONS)
+def judgeable(record: PredictionRecord) -> bool:
+    reference = record.gt_rationale or {}
+    return record.ok and bool(record.verdict) and any(reference.get(d) for d in DIMENSIONS)
 
 
 def _zero(sample_id: str, judge: str, why: str) -> Judgement:
@@ -40,7 +41,7 @@ def _zero(sample_id: str, judge: str, why: str) -> Judgement:
 
 
 def judge_records(
-    records: list[dict[str, Any]],
+    records: list[PredictionRecord],
     backend: Backend,
     name: str,
     journal: Journal,
@@ -51,18 +52,18 @@ def judge_records(
     A request that got no answer (server down, timeout) is not a judgement: it is left out of the journal,
     so a rerun asks again; returns how many there were."""
     request_errors = 0
-    todo = [r for r in records if judgeable(r) and f"{r['sample_id']}|{name}" not in journal]
+    todo = [r for r in records if judgeable(r) and f"{r.sample_id}|{name}" not in journal]
     for start in range(0, len(todo), batch):
         chunk = todo[start : start + batch]
-        asked = [r for r in chunk if _has_explanation(r["verdict"])]
-        entries = [_entry(_zero(r["sample_id"], name, "no explanation to judge")) for r in chunk if r not in asked]
+        asked = [r for r in chunk if _has_explanation(r.verdict)]
+        entries = [_entry(_zero(r.sample_id, name, "no explanation to judge")) for r in chunk if r not in asked]
         requests = [
             [
                 system(
                     render(
                         "judge",
-                        reference=r["gt_rationale"],
-                        candidate=r["verdict"]["rationale"],
+                        reference=r.gt_rationale,
+                        candidate=r.verdict["rationale"],
                         rubric=CRITERIA,
                         schema=JudgeAnswer,
                     )
@@ -77,7 +78,7 @@ def judge_records(
                 request_errors += 1
                 continue
             meta = {"model_call": True, "tokens_in": completion.tokens_in, "tokens_out": completion.tokens_out}
-            sample_id = record["sample_id"]
+            sample_id = record.sample_id
             if completion.parsed is None:  # recorded, and left out of the scores
                 meta.update(error=completion.parse_error or "no answer", raw=completion.text)
                 entries.append(
@@ -107,15 +108,15 @@ def _entry(judgement: Judgement) -> dict[str, Any]:
     return {"key": f"{judgement.sample_id}|{judgement.judge}", **judgement.model_dump(), "scores": judgement.scores()}
 
 
-def text_metrics(records: list[dict[str, Any]], embedder=None) -> dict[str, dict[str, float]]:
+def text_metrics(records: list[PredictionRecord], embedder=None) -> dict[str, dict[str, float]]:
     """Mean ROUGE-L, BLEU and (with an embedder) MiniLM similarity per dimension over judgeable records."""
     out = {}
     judged = [r for r in records if judgeable(r)]
     for dimension in DIMENSIONS:
         pairs = [
-            ((r["verdict"].get("rationale") or {}).get(dimension, ""), r["gt_rationale"].get(dimension, ""))
+            ((r.verdict.get("rationale") or {}).get(dimension, ""), r.gt_rationale.get(dimension, ""))
             for r in judged
-            if r["gt_rationale"].get(dimension)
+            if r.gt_rationale.get(dimension)
         ]
         if not pairs:
             continue
@@ -188,7 +189,7 @@ def task_judges(run: Path) -> list[dict[str, Any]]:
 
 def judge_run(run: Path, judges: list[tuple[str, Backend]], embedder=None, on_judged=None) -> dict[str, Any]:
     """Judge a run folder's predictions with each (name, backend); returns what judge.json holds."""
-    predictions = Journal(run / "predictions.jsonl").records
+    predictions = RecordJournal(run / "predictions.jsonl").records
     records = list(predictions.values())
     journal = Journal(run / "judgements.jsonl", key="key")
     request_errors = sum(judge_records(records, b, name, journal, on_judged=on_judged) for name, b in judges)

@@ -4,10 +4,11 @@ local runner, on a Ray cluster of one machine or many.
 Sample tasks: the pending samples become a Ray Dataset; an actor pool (`--workers` actors, each holding one
 backend, one GPU each where the cluster has GPUs) loads each chunk's media and predicts it with the task's
 pipeline mode (`ChunkPredictor`, as the local runner does); records stream back to the driver, which
-journals them as they arrive, so resume, `--retry-errors` and metrics are the local runner's. Ray Data
-schedules the chunks, applies backpressure, and restarts an actor that dies (its chunk is retried; the
-journal keeps one record per sample whatever is delivered twice). Caption tasks: the model re-check's
-requests are spread over the same kind of actor pool (`PooledBackend`).
+journals them as they arrive: the runner is the local one (`axr.eval.runner.run`), so resume, `--limit`,
+`--shard`, `--retry-errors` and metrics are the same. Ray Data schedules the chunks, applies backpressure,
+and restarts an actor that dies (its chunk is retried; the journal keeps one record per sample whatever is
+delivered twice). A mode whose samples need no model (a caption task's trigger stage) predicts them in the
+driver; its model work (induction, the re-check) is spread over an actor pool (`PooledBackend`).
 
 Paths in samples must be readable where the actors run (shared storage on a cluster). Environment variables
 that tell AXR where its models and data are (AXR_*, HF_*) travel to the workers.
@@ -15,7 +16,6 @@ that tell AXR where its models and data are (AXR_*, HF_*) travel to the workers.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -24,9 +24,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from axr.eval.pipelines import captions, endpoint
-from axr.eval.runner import ChunkPredictor, Predictions, RunOptions, run_samples
-from axr.eval.samples import load_rulebook
+from axr.eval.pipelines import pipeline_for
+from axr.eval.pipelines.base import Pipeline
+from axr.eval.records import PredictionRecord
+from axr.eval.runner import LazyBackend, Predictions, RunOptions, local_predictions, run, timed
 from axr.eval.task_config import TaskConfig
 from axr.reasoning.backends import Backend, BackendError, settings_backend
 from axr.reasoning.backends.base import Completion, Sampling
@@ -36,13 +37,17 @@ RESTARTS = 3  # PooledBackend: a dead actor is restarted, and its call retried, 
 
 
 def evaluate_on_ray(task: TaskConfig, output: Path, options: RunOptions, on_progress=None, on_message=print) -> dict:
+    pipeline = pipeline_for(task)
+    settings = pipeline.endpoint
+    described = {**settings.model_dump(include={"backend", "model"}), "engine": "ray", "workers": options.workers}
+    predictions = ray_predictions(options.workers) if pipeline.model_per_sample else local_predictions
+    text_only = pipeline.text_only and settings.backend == "openai"
+    pooled = LazyBackend(lambda: PooledBackend(settings, options.workers, text_only))
     with ray_cluster(options.ray_address, on_message):
-        if task.mode == "captions":
-            pooled = lambda settings: PooledBackend(settings, options.workers, settings.backend == "openai")  # noqa: E731
-            return captions.run(task, output, pooled, on_message, on_progress)
-        described = {**endpoint(task).model_dump(include={"backend", "model"}), "engine": "ray"}
-        described["workers"] = options.workers
-        return run_samples(task, output, ray_predictions(options.workers), described, options, on_progress, on_message)
+        try:
+            return run(task, output, pooled, options, predictions, described, on_progress, on_message)
+        finally:
+            pooled.close()
 
 
 @contextmanager
@@ -89,10 +94,11 @@ def _has_auth_token() -> bool:
 def ray_predictions(workers: int) -> Predictions:
     """The pending samples as a Ray Dataset through an actor pool of `workers` ChunkPredictors."""
 
-    def predict(task: TaskConfig, pending: list[Sample], book) -> Iterator[list[dict[str, Any]]]:
+    def predict(pipeline: Pipeline, pending: list[Sample], backend) -> Iterator[list[PredictionRecord]]:
         import ray
 
-        if endpoint(task).backend == "vllm":  # vLLM replicas scheduled by ray.data.llm (GPU clusters)
+        task = pipeline.task
+        if pipeline.endpoint.backend == "vllm":  # vLLM replicas scheduled by ray.data.llm (GPU clusters)
             from axr.eval.ray_llm import llm_records
 
             yield from llm_records(task, pending, workers)
@@ -105,10 +111,10 @@ def ray_predictions(workers: int) -> Predictions:
             fn_constructor_kwargs={"task_json": task.model_dump_json()},
             batch_size=batch,
             compute=ray.data.ActorPoolStrategy(size=workers),
-            **worker_resources(endpoint(task).backend),
+            **worker_resources(pipeline.endpoint.backend),
         )  # Ray Data restarts a dead actor and retries its chunk; an actor that cannot start fails the run
         for chunk in results.iter_batches(batch_size=None, batch_format="numpy"):
-            yield [json.loads(text) for text in chunk["record"]]
+            yield [PredictionRecord.model_validate_json(text) for text in chunk["record"]]
 
     return predict
 
@@ -122,25 +128,24 @@ def worker_resources(backend: str) -> dict[str, float]:
 
 
 class RayChunkPredictor:
-    """One actor of the pool: builds its backend once, then turns batches of samples (JSON) into records
-    (JSON, so any record shape crosses Arrow unchanged)."""
+    """One actor of the pool: sets up the task's pipeline and its backend once, then turns batches of samples
+    (JSON) into records (JSON, so a record crosses Arrow's columns unchanged)."""
 
     def __init__(self, task_json: str):
-        task = TaskConfig.model_validate_json(task_json)
-        self.predict = ChunkPredictor(task, settings_backend(endpoint(task)), load_rulebook(task))
+        self.pipeline = pipeline_for(TaskConfig.model_validate_json(task_json))
+        self.backend = LazyBackend(lambda: settings_backend(self.pipeline.endpoint))
+        self.pipeline.setup(self.backend, lambda message: None, lambda name: None)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[str]]:
         chunk = [Sample.model_validate_json(text) for text in batch["sample"]]
-        return {"record": [json.dumps(record) for record in self.predict(chunk)]}
+        return {"record": [r.model_dump_json() for r in timed(self.pipeline, chunk, self.backend)]}
 
 
 class BackendActor:
     """A backend in a Ray actor, for PooledBackend."""
 
-    def __init__(self, settings: dict[str, Any], text_only: bool):
-        from types import SimpleNamespace
-
-        self.backend = settings_backend(SimpleNamespace(**settings), text_only)
+    def __init__(self, settings, text_only: bool):
+        self.backend = settings_backend(settings, text_only)
 
     def generate(self, requests, sampling, schema) -> list[Completion]:
         return self.backend.generate(requests, sampling, schema)
@@ -155,10 +160,9 @@ class PooledBackend(Backend):
 
         self.name, self.model = f"ray:{settings.backend}", settings.model
         self.supports_images = not text_only and settings.backend != "openai"
-        fields = settings.model_dump(include={"backend", "model", "base_url", "concurrency", "batch"})
         options = {**worker_resources(settings.backend), "max_restarts": RESTARTS, "max_task_retries": RESTARTS}
         actor = ray.remote(**options)(BackendActor)
-        self.actors = [actor.remote(fields, text_only) for _ in range(max(1, workers))]
+        self.actors = [actor.remote(settings, text_only) for _ in range(max(1, workers))]
 
     def generate(self, requests, sampling: Sampling | None = None, schema=None, on_answer=None) -> list[Completion]:
         """Each actor validates and repairs its own share; `on_answer` hears of them when all shares are back."""

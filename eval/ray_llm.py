@@ -4,7 +4,7 @@ image preprocessing, instead of one AXR backend per actor.
 
 Three stages, one stream: `request_row` (a map stage: the sample's media and AXR's direct-mode prompt as an
 OpenAI-format chat with images as data URLs, and the structured-output schema), the vLLM engine processor,
-and `record_row` (the answer parsed into a Verdict and a record of `axr.eval.records`' shape). A sample whose
+and `record_row` (the answer parsed into a Verdict and the sample's PredictionRecord). A sample whose
 media cannot be read still flows through, as a one-token placeholder request, so the stream stays one
 dataset; `record_row` turns it into the sample's error record. There is no repair turn here: an answer that
 fails validation is recorded `unparsed`, as the local runner records one after its repair.
@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from axr.eval.records import error_record, verdict_record
+from axr.eval.records import PredictionRecord
 from axr.eval.samples import MediaLoader, load_rulebook
 from axr.eval.task_config import TaskConfig
 from axr.reasoning.backends.base import Completion, Sampling
@@ -71,7 +71,7 @@ class RecordBuilder:
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
         sample = Sample.model_validate_json(row["sample"])
         if row.get("error"):
-            return {"record": json.dumps(error_record(sample, row["error"]))}
+            return {"record": PredictionRecord.unreadable(sample, row["error"]).model_dump_json()}
         text = row.get("generated_text") or ""
         parsed = parse(text, VerdictAnswer)
         completion = Completion(
@@ -84,7 +84,7 @@ class RecordBuilder:
         )
         references = int(row.get("references") or 0)
         verdict = direct_verdict(sample.sample_id, references, completion, self.known, self.described)
-        return {"record": json.dumps(verdict_record(sample, verdict))}
+        return {"record": PredictionRecord.judged(sample, verdict).model_dump_json()}
 
 
 def processor_config(task: TaskConfig, workers: int, max_model_len: int = 8192):
@@ -121,4 +121,4 @@ def llm_records(task: TaskConfig, pending: list[Sample], workers: int):
     )
     dataset = ray.data.from_items([{"sample": sample.model_dump_json()} for sample in pending])
     for chunk in processor(dataset).iter_batches(batch_size=task.pipeline.batch, batch_format="numpy"):
-        yield [json.loads(text) for text in chunk["record"]]
+        yield [PredictionRecord.model_validate_json(text) for text in chunk["record"]]

@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 from sklearn.metrics import precision_recall_curve, roc_curve
 
-from axr.eval.records import upgraded
+from axr.eval.records import PredictionRecord, load_records
 from axr.eval.samples import dataset_root
 from axr.eval.task_config import TaskConfig
 from axr.eval.verify import location_box
@@ -38,7 +38,7 @@ class Run:
     name: str
     path: Path
     metrics: dict[str, Any]
-    records: list[dict[str, Any]]
+    records: list[PredictionRecord]
     judgements: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     media_root: Path | None = None  # the only folder whose images the cards may show
 
@@ -53,15 +53,15 @@ class Run:
         if (path / "judgements.jsonl").is_file():
             for entry in Journal(path / "judgements.jsonl", key="key").records.values():
                 judgements.setdefault(entry["sample_id"], []).append(entry)
-        records = [upgraded(r) for r in Journal(predictions).records.values()]
+        records = load_records(predictions)
         return cls(path.name, path, metrics, records, judgements, _media_root(path / "task.json"))
 
     def scored(self) -> list[tuple[int, float, int]]:
         """(truth, score, predicted label) of every labelled, scored record (records of one shape, any mode)."""
         return [
-            (r["gt_label"], r["pred_score"], int(r["pred_label"] == 1))
+            (r.gt_label, r.pred_score, int(r.pred_label == 1))
             for r in self.records
-            if r.get("gt_label") is not None and r.get("status") != "error" and r.get("pred_score") is not None
+            if r.gt_label is not None and r.ok and r.pred_score is not None
         ]
 
 
@@ -181,30 +181,30 @@ def _confusions(runs: list[Run]) -> str:
 
 
 def _timelines(run: Run) -> str:
-    videos: dict[str, list[dict[str, Any]]] = {}
+    videos: dict[str, list[PredictionRecord]] = {}
     for record in run.records:
-        if "video" in record and "frame" in record and "pred_score" in record:
-            videos.setdefault(record["video"], []).append(record)
+        if record.video is not None and record.frame is not None and record.pred_score is not None:
+            videos.setdefault(record.video, []).append(record)
     if not videos:
         return ""
     threshold = run.metrics.get("threshold", run.metrics.get("frame_threshold"))
     svgs = [
-        _timeline(name, sorted(rows, key=lambda r: r["frame"]), threshold)
+        _timeline(name, sorted(rows, key=lambda r: r.frame), threshold)
         for name, rows in sorted(videos.items())[:TIMELINE_LIMIT]
     ]
     more = f"<p>{len(videos) - TIMELINE_LIMIT} more videos not drawn.</p>" if len(videos) > TIMELINE_LIMIT else ""
     return f"<section id='timelines'><h2>Score timelines</h2>{''.join(svgs)}{more}</section>"
 
 
-def _timeline(name: str, rows: list[dict[str, Any]], threshold: float | None) -> str:
+def _timeline(name: str, rows: list[PredictionRecord], threshold: float | None) -> str:
     width, height = 640, 90
-    scores = np.array([r["pred_score"] for r in rows], dtype=float)
+    scores = np.array([r.pred_score for r in rows], dtype=float)
     top = max(float(scores.max()), threshold or 0.0, 1e-9)
     step = width / max(len(rows) - 1, 1)
     shades = "".join(
         f"<rect x='{i * step:.1f}' y='0' width='{max(step, 1):.1f}' height='{height}' fill='#fbd'/>"
         for i, r in enumerate(rows)
-        if r["gt_label"] == 1
+        if r.gt_label == 1
     )
     points = " ".join(f"{i * step:.1f},{height - s / top * (height - 4):.1f}" for i, s in enumerate(scores))
     line = ""
@@ -218,8 +218,8 @@ def _timeline(name: str, rows: list[dict[str, Any]], threshold: float | None) ->
     )
 
 
-def _thumbnail(record: dict[str, Any], media_root: Path | None) -> str:
-    media = record.get("media")
+def _thumbnail(record: PredictionRecord, media_root: Path | None) -> str:
+    media = record.media
     if not media or media_root is None or not Path(media).resolve().is_relative_to(media_root):
         return ""
     if not Path(media).is_file() or Path(media).suffix.lower() in (".mp4", ".avi", ".mkv", ".webm"):
@@ -229,23 +229,21 @@ def _thumbnail(record: dict[str, Any], media_root: Path | None) -> str:
     except OSError:
         return ""
     image.thumbnail((224, 224))
-    draw_box(image, record.get("gt_box"), "#00c000")
-    draw_box(image, location_box(record.get("verdict") or {}), "#ff0000")
+    draw_box(image, record.gt_box, "#00c000")
+    draw_box(image, location_box(record.verdict or {}), "#ff0000")
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=80)
     return f"<img alt='sample' src='data:image/jpeg;base64,{base64.b64encode(buffer.getvalue()).decode()}'/>"
 
 
-def _verdict_html(record: dict[str, Any]) -> str:
-    if record.get("status") == "error":
-        return f"<div class='verdict error'>error: {_e(record.get('error'))}</div>"
-    if "answer" in record:
-        return f"<div class='verdict'>answer {_e(record['answer'])} (truth {_e(record.get('gt_answer'))})</div>"
-    verdict = record.get("verdict")
+def _verdict_html(record: PredictionRecord) -> str:
+    if not record.ok:
+        return f"<div class='verdict error'>error: {_e(record.error)}</div>"
+    if _is_question(record):
+        return f"<div class='verdict'>answer {_e(record.answer)} (truth {_e(record.gt_answer)})</div>"
+    verdict = record.verdict
     if verdict is None:
-        return (
-            f"<div class='verdict'>score {_fmt(record.get('pred_score'))}, label {_e(record.get('pred_label'))}</div>"
-        )
+        return f"<div class='verdict'>score {_fmt(record.pred_score)}, label {_e(record.pred_label)}</div>"
     rationale = verdict.get("rationale") or {}
     parts = [
         f"<div class='verdict {_e(verdict['verdict'])}'>{_e(verdict['verdict'])} "
@@ -260,11 +258,11 @@ def _verdict_html(record: dict[str, Any]) -> str:
     return "".join(parts)
 
 
-def _card(record: dict[str, Any], judgements: list[dict[str, Any]], media_root: Path | None) -> str:
-    truth = record.get("gt_label")
+def _card(record: PredictionRecord, judgements: list[dict[str, Any]], media_root: Path | None) -> str:
+    truth = record.gt_label
     gt = f"truth: {'anomalous' if truth == 1 else 'normal' if truth == 0 else '?'}"
-    if record.get("gt_type"):
-        gt += f" ({_e(record['gt_type'])})"
+    if record.gt_type:
+        gt += f" ({_e(record.gt_type)})"
     judged = "".join(
         f"<div class='judge'>{_e(j['judge'])}: "
         + ("unparsed" if j.get("unparsed") else ", ".join(f"{d} {s}/10" for d, s in j["scores"].items()))
@@ -272,41 +270,41 @@ def _card(record: dict[str, Any], judgements: list[dict[str, Any]], media_root: 
         for j in judgements
     )
     return (
-        f"<div class='card {_correctness(record)}' data-sample='{_e(record['sample_id'])}'>"
+        f"<div class='card {_correctness(record)}' data-sample='{_e(record.sample_id)}'>"
         f"{_thumbnail(record, media_root)}"
         "<div class='body'>"
-        f"<div class='id'>{_e(record['sample_id'])}</div><div class='gt'>{gt}</div>{_verdict_html(record)}"
+        f"<div class='id'>{_e(record.sample_id)}</div><div class='gt'>{gt}</div>{_verdict_html(record)}"
         f"{judged}</div></div>"
     )
 
 
-def _correctness(record: dict[str, Any]) -> str:
+def _correctness(record: PredictionRecord) -> str:
     """`right`, `wrong` or `unknown`: the card's colour says whether the verdict matches the truth, not which
     label it gave (a wrong "normal" must not look reassuring)."""
-    if "answer" in record:
-        return "right" if record["answer"] == record.get("gt_answer") else "wrong"
-    if record.get("status") == "error" or record.get("gt_label") is None:
+    if _is_question(record):
+        return "right" if record.answer == record.gt_answer else "wrong"
+    if not record.ok or record.gt_label is None:
         return "unknown"
     predicted = _label_of(record)
     if predicted is None:
         return "unknown"
-    return "right" if predicted == record["gt_label"] else "wrong"
+    return "right" if predicted == record.gt_label else "wrong"
 
 
-def _interesting_first(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _interesting_first(records: list[PredictionRecord]) -> list[PredictionRecord]:
     """Errors, then wrong verdicts, then the rest: what a reader looks for first."""
 
-    def rank(record: dict[str, Any]) -> int:
-        if record.get("status") == "error":
+    def rank(record: PredictionRecord) -> int:
+        if not record.ok:
             return 0
-        return 1 if _label_of(record) != record.get("gt_label") else 2
+        return 1 if _label_of(record) != record.gt_label else 2
 
     return sorted(records, key=rank)
 
 
 def _cards(run: Run) -> str:
     chosen = _interesting_first(run.records)[:CARD_LIMIT]
-    cards = "".join(_card(r, run.judgements.get(r["sample_id"], []), run.media_root) for r in chosen)
+    cards = "".join(_card(r, run.judgements.get(r.sample_id, []), run.media_root) for r in chosen)
     note = (
         f" (the first {CARD_LIMIT} of {len(run.records)}: errors and wrong verdicts first)"
         if len(run.records) > CARD_LIMIT
@@ -316,7 +314,7 @@ def _cards(run: Run) -> str:
 
 
 def _compare(runs: list[Run]) -> str:
-    first, second = ({r["sample_id"]: r for r in run.records} for run in runs)
+    first, second = ({r.sample_id: r for r in run.records} for run in runs)
     shared = sorted(set(first) & set(second))
     differing = [s for s in shared if _label_of(first[s]) != _label_of(second[s])][:CARD_LIMIT]
     rows = "".join(
@@ -330,9 +328,14 @@ def _compare(runs: list[Run]) -> str:
     )
 
 
-def _label_of(record: dict[str, Any]):
+def _label_of(record: PredictionRecord):
     """What the run answered: the option letter of a question, else the predicted label."""
-    return record["answer"] if "answer" in record else record.get("pred_label")
+    return record.answer if _is_question(record) else record.pred_label
+
+
+def _is_question(record: PredictionRecord) -> bool:
+    """A multiple-choice question's record (it has options to choose from)."""
+    return record.options is not None
 
 
 CSS = """

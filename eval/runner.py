@@ -1,10 +1,12 @@
-"""The task runner: task -> predictions.jsonl (append-only, keyed by sample id) -> metrics.json.
+"""The task runner, one for every pipeline mode and engine: task -> predictions.jsonl (append-only, keyed by
+sample id) -> metrics.json.
 
-Resumable: each chunk of predictions is written and fsynced as soon as it returns, and a restarted run
-skips every sample already in the file, so a run killed at any point (SIGKILL included) finishes with no
-sample lost, redone or duplicated. Shardable: `shard=(i, n)` takes every n-th sample of a fixed order and
-writes `predictions.shard-i-of-n.jsonl`; an unsharded run in the same folder first takes in the shards'
-records. What a chunk's prediction is belongs to the task's pipeline mode (`axr.eval.pipelines`).
+Resumable: each chunk of records is written and fsynced as soon as it returns, and a restarted run skips
+every sample already in the file, so a run killed at any point (SIGKILL included) finishes with no sample
+lost, redone or duplicated. Shardable: `shard=(i, n)` takes every n-th sample of a fixed order and writes
+`predictions.shard-i-of-n.jsonl`; an unsharded run in the same folder first takes in the shards' records.
+What a sample's records are belongs to the task's pipeline mode (`axr.eval.pipelines`); where the chunks
+are predicted belongs to the engine (`predictions`: this process, or a Ray actor pool).
 """
 
 from __future__ import annotations
@@ -16,14 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from axr.eval.pipelines import PIPELINES
-from axr.eval.records import error_record, upgraded
-from axr.eval.samples import MediaLoader, load_rulebook, load_task_samples, select_samples
+from axr.eval.pipelines import pipeline_for
+from axr.eval.pipelines.base import BackendMaker, Pipeline
+from axr.eval.records import PredictionRecord, RecordJournal
+from axr.eval.samples import select_samples
 from axr.eval.task_config import TaskConfig
 from axr.reasoning.backends.base import Backend
-from axr.reasoning.journal import Journal
-from axr.reasoning.media import MediaError
-from axr.reasoning.schema import Sample
+from axr.reasoning.schema import Cost, Sample
 
 
 @dataclass
@@ -36,7 +37,8 @@ class RunOptions:
     workers: int = 1  # ray: model replicas (actors), each holding one backend
 
 
-Predictions = Callable[[TaskConfig, list[Sample], Any], Iterator[list[dict[str, Any]]]]
+# (pipeline, pending samples, backend maker) -> lists of records, as chunks finish
+Predictions = Callable[[Pipeline, list[Sample], BackendMaker], Iterator[list[PredictionRecord]]]
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -55,85 +57,82 @@ def predictions_path(output: Path, shard: tuple[int, int]) -> Path:
     return output / ("predictions.jsonl" if count == 1 else f"predictions.shard-{index}-of-{count}.jsonl")
 
 
-def run_task(
+class LazyBackend:
+    """The backend a run needs, made on first use only (a caption task without a re-check never makes one);
+    whoever makes a LazyBackend closes it."""
+
+    def __init__(self, make: Callable[[], Backend]):
+        self.make, self.backend = make, None
+
+    def __call__(self) -> Backend:
+        if self.backend is None:
+            self.backend = self.make()
+        return self.backend
+
+    def close(self) -> None:
+        if self.backend is not None:
+            self.backend.close()
+
+
+def local_predictions(pipeline: Pipeline, pending: list[Sample], backend: BackendMaker):
+    """Chunk after chunk in this process, each record carrying its share of the chunk's time."""
+    batch = getattr(pipeline.task.pipeline, "batch", 1)
+    for start in range(0, len(pending), batch):
+        yield timed(pipeline, pending[start : start + batch], backend)
+
+
+def timed(pipeline: Pipeline, chunk: list[Sample], backend: BackendMaker) -> list[PredictionRecord]:
+    began = time.perf_counter()
+    records = pipeline.predict(chunk, backend)
+    share = round((time.perf_counter() - began) / max(len(records), 1), 4)
+    return [r.model_copy(update={"seconds": share}) for r in records]
+
+
+def run(
     task: TaskConfig,
     output: Path,
-    backend: Backend,
+    backend: BackendMaker,
     options: RunOptions | None = None,
-    on_progress: Callable[[int, int], None] | None = None,
-    on_message: Callable[[str], None] | None = None,
+    predictions: Predictions = local_predictions,
+    described: dict[str, Any] | None = None,
+    on_progress: Callable[..., None] | None = None,
+    on_message: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Run a sample task's pending samples with one backend in this process; returns the metrics."""
-    described = backend.describe()
-    return run_samples(task, output, local_predictions(backend), described, options, on_progress, on_message)
-
-
-def local_predictions(backend: Backend) -> Predictions:
-    """Chunk after chunk in this process, one batched call each."""
-
-    def predict(task: TaskConfig, pending: list[Sample], book) -> Iterator[list[dict[str, Any]]]:
-        predictor = ChunkPredictor(task, backend, book)
-        for start in range(0, len(pending), task.pipeline.batch):
-            yield predictor(pending[start : start + task.pipeline.batch])
-
-    return predict
-
-
-class ChunkPredictor:
-    """Records for chunks of samples with one backend: media loaded here (bad media becomes an error record),
-    the rest sent to the model in one batch by the task's pipeline mode. The Ray engine runs one per actor."""
-
-    def __init__(self, task: TaskConfig, backend: Backend, book):
-        self.task, self.backend, self.book = task, backend, book
-        self.mode, self.loader, self.state = PIPELINES[task.mode], MediaLoader(task), {}
-
-    def __call__(self, chunk: list[Sample]) -> list[dict[str, Any]]:
-        began = time.perf_counter()
-        ready, records = [], {}
-        for sample in chunk:
-            try:
-                ready.append((sample, self.loader.query(sample), self.loader.references(sample)))
-            except (MediaError, OSError) as error:
-                records[sample.sample_id] = error_record(sample, str(error))
-        if ready:
-            records.update(self.mode.predict(ready, self.backend, self.book, self.task, self.state))
-        share = round((time.perf_counter() - began) / max(len(chunk), 1), 4)
-        return [{**records[s.sample_id], "seconds": share} for s in chunk]
-
-
-def run_samples(
-    task: TaskConfig,
-    output: Path,
-    predictions: Predictions,
-    described: dict[str, Any],
-    options: RunOptions | None = None,
-    on_progress: Callable[[int, int], None] | None = None,
-    on_message: Callable[[str], None] | None = None,
-) -> dict[str, Any]:
-    """Journal the records `predictions` yields for the task's pending samples as each list arrives, then
-    write and return the metrics (metrics.json, unsharded). Engines differ only in `predictions`."""
+    """Run a task of any mode: set up, journal the records `predictions` yields for the pending samples as
+    each list arrives, finalize, then write and return the metrics. `backend()` returns the run's backend (a
+    LazyBackend makes it on first use; the caller closes it). `on_progress(done, total)` counts samples; a
+    named phase of the mode (induction, re-check) adds a third argument, its name."""
     options = options or RunOptions()
-    book = load_rulebook(task)
-    chosen = select_samples(load_task_samples(task), options.limit, options.shard)
+    pipeline = pipeline_for(task)
+
+    def on_phase(name: str):
+        return (lambda done, total: on_progress(done, total, name)) if on_progress else None
+
+    pipeline.setup(backend, on_message, on_phase)
+    chosen = select_samples(pipeline.samples(), options.limit, options.shard)
     output.mkdir(parents=True, exist_ok=True)
-    journal = Journal(predictions_path(output, options.shard))
+    journal = RecordJournal(predictions_path(output, options.shard))
     if options.shard[1] == 1:
         _take_in_shards(journal, output)
-    pending = [s for s in chosen if s.sample_id not in journal or _retried(journal.records[s.sample_id], options)]
-    if on_message and len(pending) < len(chosen):
+    units = journal.units()
+    pending = [s for s in chosen if s.sample_id not in units or _retried(units[s.sample_id], options)]
+    if len(pending) < len(chosen):
         on_message(f"resuming: {len(chosen) - len(pending)} of {len(chosen)} samples already done")
     done = len(chosen) - len(pending)
     if on_progress:
         on_progress(done, len(chosen))
-    for records in predictions(task, pending, book) if pending else ():
+    for records in predictions(pipeline, pending, backend) if pending else ():
         journal.append(records, replace=True)  # pending samples are new or retried: the later line wins
-        done += len(records)
+        done += len({r.unit for r in records})
         if on_progress:
             on_progress(done, len(chosen))
     wanted = {s.sample_id for s in chosen}
-    records = [upgraded(r) for key, r in journal.records.items() if key in wanted]
-    metrics = _metrics(records, task, book)
-    metrics.update(task=task.task, shard=list(options.shard), samples=len(records), backend=described)
+    records = [r for r in journal.records.values() if r.unit in wanted]
+    final = pipeline.finalize(records, output, backend, on_message, on_phase)
+    journal.append([r for r, before in zip(final, records, strict=True) if r != before], replace=True)
+    metrics = _metrics(final, pipeline)
+    described = described or pipeline.endpoint.model_dump(include={"backend", "model"})
+    metrics.update(task=task.task, shard=list(options.shard), samples=len(final), backend=described)
     index, count = options.shard
     name = "metrics.json" if count == 1 else f"metrics.shard-{index}-of-{count}.json"
     (output / name).write_text(json.dumps(metrics, indent=2))
@@ -141,29 +140,26 @@ def run_samples(
     return metrics
 
 
-def _metrics(records: list[dict], task: TaskConfig, book) -> dict[str, Any]:
+def _metrics(records: list[PredictionRecord], pipeline: Pipeline) -> dict[str, Any]:
     """The mode's metrics on the answered records, with the errors and the cost of all of them."""
-    ok = [r for r in records if r["status"] == "ok"]
-    costs = [r.get("cost", {}) for r in records]
+    ok = [r for r in records if r.ok]
+    spent = sum((r.cost for r in records), Cost())
     cost = {
-        "model_calls": sum(c.get("calls", 0) for c in costs),
-        "tokens_in": sum(c.get("tokens_in", 0) for c in costs),
-        "tokens_out": sum(c.get("tokens_out", 0) for c in costs),
-        "seconds": round(sum(r.get("seconds", 0.0) for r in records), 2),
-        "request_errors": sum(r.get("error_kind") == "request" for r in records),  # the server gave no answer
+        **spent.model_dump(),
+        "seconds": round(sum(r.seconds for r in records), 2),
+        "request_errors": sum(r.error_kind == "request" for r in records),  # the server gave no answer
     }
-    return {"errors": len(records) - len(ok), "cost": cost, **PIPELINES[task.mode].metrics(ok, task, book)}
+    figures = pipeline.metrics(ok)
+    cost.update(figures.pop("cost", {}))
+    return {"errors": len(records) - len(ok), "cost": cost, **figures}
 
 
-def _retried(record: dict[str, Any], options: RunOptions) -> bool:
+def _retried(records: list[PredictionRecord], options: RunOptions) -> bool:
     """A request that got no answer is asked again by any rerun; unreadable media only with --retry-errors."""
-    if record["status"] != "error":
-        return False
-    return (
-        options.retry_errors or record.get("error_kind", "request" if record.get("verdict") else "media") == "request"
-    )
+    failed = [r for r in records if not r.ok]
+    return any(options.retry_errors or r.error_kind == "request" for r in failed)
 
 
-def _take_in_shards(journal: Journal, output: Path) -> None:
+def _take_in_shards(journal: RecordJournal, output: Path) -> None:
     for shard_file in sorted(output.glob("predictions.shard-*.jsonl")):
-        journal.append(list(Journal(shard_file).records.values()))
+        journal.append(RecordJournal(shard_file).records.values())

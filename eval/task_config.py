@@ -9,13 +9,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SerializationInfo, field_serializer
+from pydantic import Field, SerializationInfo, field_serializer
 
 from axr.reasoning.backends.openai_server import public_url
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+from axr.reasoning.settings import DetectorSettings, InductionSettings, RecheckPolicy, Strict
 
 
 class Endpoint(Strict):
@@ -60,50 +57,22 @@ class SamplePipeline(Endpoint):
     video: VideoConfig = Field(default_factory=VideoConfig)
 
 
-class InductionSettings(Strict):
-    domain: str = "scene"
-    batches: int = Field(10, ge=1)
-    per_batch: int = Field(3, ge=1)
-    seed: int = 0
+class RecheckConfig(Endpoint, RecheckPolicy):
+    """The re-check's policy (reasoning.settings) and the model that answers it."""
 
-
-class TriggerConfig(Strict):
-    max_normal_share: float = 0.05
-    keyword_weight: float = 1.0
-    novelty: bool = True
-    synonyms: float | None = None
-
-
-class SmoothingConfig(Strict):
-    method: Literal["none", "mean", "ema"] = "mean"
-    window: int = Field(61, ge=1)
-    alpha: float = 0.33
-
-
-class ThresholdConfig(Strict):
-    reference_quantile: float = Field(0.95, ge=0, le=1)
-    value: float | None = None
-
-
-class RecheckConfig(Endpoint):
-    policy: Literal["none", "uncertain", "positives", "all"] = "none"
-    band: float = Field(0.1, ge=0)
-    min_confidence: float = Field(0.5, ge=0, le=1)
     backend: str = "openai"
     model: str = "smollm2"
     max_tokens: int = Field(400, ge=1)
     concurrency: int = Field(8, ge=1)
 
 
-class CaptionPipeline(Strict):
-    """captions: per-frame captions -> trigger -> optional model re-check -> smoothing -> threshold."""
+class CaptionPipeline(DetectorSettings):
+    """captions: per-frame captions -> trigger -> optional model re-check -> smoothing -> threshold (the
+    detector's settings, reasoning.settings), plus the rule book and how to induce one."""
 
     mode: Literal["captions"]
     rules: str | None = None  # a rule book, an AnomalyRuler rule file, or "induce"
     induction: InductionSettings = Field(default_factory=InductionSettings)
-    trigger: TriggerConfig = Field(default_factory=TriggerConfig)
-    smoothing: SmoothingConfig = Field(default_factory=SmoothingConfig)
-    threshold: ThresholdConfig = Field(default_factory=ThresholdConfig)
     recheck: RecheckConfig = Field(default_factory=RecheckConfig)
 
 

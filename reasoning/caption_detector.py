@@ -21,6 +21,7 @@ from axr.reasoning.deduction import merge_recheck, recheck, select_for_recheck, 
 from axr.reasoning.journal import Journal
 from axr.reasoning.prompting import template_version
 from axr.reasoning.schema import RuleBook, Verdict
+from axr.reasoning.settings import DetectorSettings
 from axr.reasoning.smoothing import smooth
 from axr.reasoning.triggers import TriggerResult, TriggerStage
 
@@ -47,50 +48,6 @@ class CaptionVideo:
         return [c for c, y in zip(self.captions, self.labels, strict=True) if y == 0]
 
 
-@dataclass
-class DetectorSettings:
-    """The caption task's `trigger`, `smoothing`, `threshold` and `recheck` settings, and its scene pattern."""
-
-    max_normal_share: float = 0.05  # a keyword in this share of normal references is not a trigger
-    keyword_weight: float = 1.0
-    novelty: bool = True
-    synonyms: float | None = None
-    smoothing: str = "mean"  # none | mean | ema
-    window: int = 61
-    alpha: float = 0.33
-    reference_quantile: float = 0.95
-    threshold: float | None = None  # fixed, instead of the references' quantile
-    policy: str = "none"  # none | uncertain | positives | all
-    band: float = 0.1  # uncertain: |smoothed score - threshold| <= band, on the trigger's own scale
-    min_confidence: float = 0.5
-    scene_pattern: str | None = None  # a regex whose first group names a video's scene (camera)
-
-    @classmethod
-    def from_config(cls, pipeline, split) -> DetectorSettings:
-        """From a caption task's typed `pipeline` and `split` (axr.eval.task_config), read by attribute."""
-        trigger, smoothing, threshold, recheck_cfg = (
-            pipeline.trigger,
-            pipeline.smoothing,
-            pipeline.threshold,
-            pipeline.recheck,
-        )
-        return cls(
-            max_normal_share=trigger.max_normal_share,
-            keyword_weight=trigger.keyword_weight,
-            novelty=trigger.novelty,
-            synonyms=trigger.synonyms,
-            smoothing=smoothing.method,
-            window=smoothing.window,
-            alpha=smoothing.alpha,
-            reference_quantile=threshold.reference_quantile,
-            threshold=threshold.value,
-            policy=recheck_cfg.policy,
-            band=recheck_cfg.band,
-            min_confidence=recheck_cfg.min_confidence,
-            scene_pattern=split.scene_pattern,
-        )
-
-
 def scene_of(video: str, pattern: str | None) -> str:
     """The scene (camera) a video belongs to, by the pattern's first group; one scene without a pattern."""
     match = re.search(pattern, video) if pattern else None
@@ -113,9 +70,19 @@ class Detection:
 
 
 class CaptionDetector:
-    def __init__(self, rulebook: RuleBook, settings: DetectorSettings | None = None, embedder=None):
+    """`settings` is read as it is (a caption task's pipeline section is one); `scene_pattern`, a regex whose
+    first group names a video's scene (camera), fits one trigger stage per scene."""
+
+    def __init__(
+        self,
+        rulebook: RuleBook,
+        settings: DetectorSettings | None = None,
+        scene_pattern: str | None = None,
+        embedder=None,
+    ):
         self.rulebook, self.settings = rulebook, settings or DetectorSettings()
-        self.embedder = embedder if self.settings.novelty else None
+        self.scene_pattern = scene_pattern
+        self.embedder = embedder if self.settings.trigger.novelty else None
         self.stages: dict[str, TriggerStage] = {}
         self.threshold: float | None = None
         self.synonyms: dict[str, str] = {}  # word of the observations -> the keyword it joined (all scenes)
@@ -123,7 +90,7 @@ class CaptionDetector:
     @property
     def scale(self) -> float:
         """The largest trigger score: a keyword hit plus full novelty."""
-        return self.settings.keyword_weight + 1
+        return self.settings.trigger.keyword_weight + 1
 
     def fit(self, references: list[CaptionVideo], observations: list[CaptionVideo] = ()) -> CaptionDetector:
         """Trigger stages from the references' normal frames (one per scene with enough of its own), and the
@@ -132,22 +99,23 @@ class CaptionDetector:
         s = self.settings
         by_scene: dict[str, list[str]] = {}
         for video in references:
-            by_scene.setdefault(scene_of(video.video, s.scene_pattern), []).extend(video.normal_captions())
+            by_scene.setdefault(scene_of(video.video, self.scene_pattern), []).extend(video.normal_captions())
         everything = [c for captions in by_scene.values() for c in captions]
         self.stages = {"all": self._stage(everything)}
-        for scene in {scene_of(v.video, s.scene_pattern) for v in [*references, *observations]} - {"all"}:
+        for scene in {scene_of(v.video, self.scene_pattern) for v in [*references, *observations]} - {"all"}:
             own = by_scene.get(scene, [])
             self.stages[scene] = self._stage(own) if len(own) >= MIN_SCENE_REFERENCES else self.stages["all"]
-        if s.synonyms and self.embedder is not None:
+        if s.trigger.synonyms and self.embedder is not None:
             words = [c for v in observations for c in v.captions]
             for stage in {id(x): x for x in self.stages.values()}.values():  # scenes without references share "all"
                 stage.embedder = self.embedder
-                self.synonyms.update(stage.add_synonyms(words, s.synonyms))
-        self.threshold = s.threshold if s.threshold is not None else self._reference_threshold(references)
+                self.synonyms.update(stage.add_synonyms(words, s.trigger.synonyms))
+        fixed = s.threshold.value
+        self.threshold = fixed if fixed is not None else self._reference_threshold(references)
         return self
 
     def _stage(self, normal: list[str]) -> TriggerStage:
-        s = self.settings
+        s = self.settings.trigger
         return TriggerStage(self.rulebook, normal, self.embedder, s.max_normal_share, s.keyword_weight)
 
     def _reference_threshold(self, references: list[CaptionVideo]) -> float:
@@ -156,14 +124,15 @@ class CaptionDetector:
             scores = self._smoothed(self._results(video))
             normal.extend(x for x, y in zip(scores, video.labels, strict=True) if y == 0)
         # without references a keyword hit alone is enough
-        return float(np.quantile(normal, self.settings.reference_quantile)) if normal else 0.5 * self.scale
+        quantile = self.settings.threshold.reference_quantile
+        return float(np.quantile(normal, quantile)) if normal else 0.5 * self.scale
 
     def _results(self, video: CaptionVideo) -> list[TriggerResult]:
-        return self.stages[scene_of(video.video, self.settings.scene_pattern)].score(video.captions)
+        return self.stages[scene_of(video.video, self.scene_pattern)].score(video.captions)
 
     def _smoothed(self, results: list[TriggerResult]) -> np.ndarray:
-        s = self.settings
-        return smooth(np.array([r.score for r in results]), s.smoothing, s.window, s.alpha)
+        s = self.settings.smoothing
+        return smooth(np.array([r.score for r in results]), s.method, s.window, s.alpha)
 
     def score(self, videos: list[CaptionVideo]) -> Detection:
         """Trigger results and smoothed scores of every frame (no model)."""
@@ -175,7 +144,7 @@ class CaptionDetector:
 
     def chosen_for_recheck(self, videos: list[CaptionVideo], detection: Detection) -> list[tuple[CaptionVideo, int]]:
         """The (video, frame index) pairs the re-check policy chooses."""
-        s = self.settings
+        s = self.settings.recheck
         return [
             (v, int(i))
             for v in videos
@@ -205,7 +174,7 @@ class CaptionDetector:
             "request_errors",
         )
         cost = detection.cost = dict.fromkeys(counters, 0)
-        if self.settings.policy == "none":
+        if self.settings.recheck.policy == "none":
             return detection
         chosen = self.chosen_for_recheck(videos, detection)
         total = sum(len(v.captions) for v in videos)
@@ -265,7 +234,7 @@ class CaptionDetector:
         """Merge re-check verdicts ((video, frame) -> Verdict) into `scores`, in place, pooled over videos."""
         keys = list(rechecks)
         pooled = np.array([scores[video][i] for video, i in keys])
-        s = self.settings
+        s = self.settings.recheck
         merged = merge_recheck(
             pooled, np.arange(len(keys)), list(rechecks.values()), threshold, s.band, s.min_confidence
         )
@@ -328,7 +297,7 @@ def detect_rows(
     """`axr detect` on observations: Verdicts for `rows`, the detector fitted on `reference_rows` (normal);
     `backend` (None without a re-check) re-checks what the policy chooses."""
     videos, references = videos_of(rows), videos_of(reference_rows)
-    detector = CaptionDetector(rulebook, settings, embedder).fit(references, videos)
+    detector = CaptionDetector(rulebook, settings, embedder=embedder).fit(references, videos)
     detection = detector.score(videos)
     model = backend.model if backend is not None else "none"
     detector.recheck(

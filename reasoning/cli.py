@@ -13,12 +13,12 @@ from rich.console import Console
 from rich.markup import escape
 
 from axr.reasoning.backends import BackendError, Sampling
-from axr.reasoning.caption_detector import DetectorSettings, detect_rows
+from axr.reasoning.caption_detector import detect_rows
 from axr.reasoning.console import BACKEND_HELP, MODEL_HELP, err, fail, make_backend, progress_bar
-from axr.reasoning.deduction import POLICIES
 from axr.reasoning.direct_detect import detect_images
 from axr.reasoning.media import MediaError
 from axr.reasoning.observations import observations_from
+from axr.reasoning.settings import POLICIES, DetectorSettings, InductionSettings
 
 app = typer.Typer(
     help="AXR: vision-language models that say whether something is anomalous, and why.",
@@ -121,7 +121,7 @@ def induce(
 ):
     """Induce a rule book (normal and anomaly rules, keywords, support) from a few normal references."""
     from axr.reasoning.embedding import Embedder
-    from axr.reasoning.induction import InductionConfig, InductionError
+    from axr.reasoning.induction import InductionError
     from axr.reasoning.induction import induce as run_induction
 
     for path in references:
@@ -135,7 +135,7 @@ def induce(
         fail(str(error))
     if not rows:
         fail("no usable normal references in the inputs")
-    config = InductionConfig(
+    config = InductionSettings(
         domain=domain,
         sections=[s.strip() for s in sections.split(",") if s.strip()],
         batches=batches,
@@ -213,7 +213,14 @@ def detect(
     else:
         if book is None:
             fail("--rules is required (a RuleBook YAML or AnomalyRuler rule file), or use --direct")
-        settings = DetectorSettings(novelty=novelty, window=window, threshold=threshold, policy=recheck, band=band)
+        if recheck not in POLICIES:
+            fail(f"--recheck must be one of {', '.join(POLICIES)}")
+        settings = DetectorSettings(
+            trigger={"novelty": novelty},
+            smoothing={"window": window},
+            threshold={"value": threshold},
+            recheck={"policy": recheck, "band": band},
+        )
         verdicts = _detect_observations(
             inputs, references, book, settings, backend_name, model, base_url, subject, out
         )
@@ -234,9 +241,9 @@ def _say(message: str) -> None:
 
 
 def _detect_observations(inputs, references, book, settings, backend_name, model, base_url, subject, out):
-    if settings.policy not in POLICIES:
-        fail(f"--recheck must be one of {', '.join(POLICIES)}")
-    needs_model = settings.policy != "none" or any(p.suffix not in (".txt", ".jsonl") for p in [*inputs, *references])
+    needs_model = settings.recheck.policy != "none" or any(
+        p.suffix not in (".txt", ".jsonl") for p in [*inputs, *references]
+    )
     text_only = backend_name == "openai" and all(p.suffix in (".txt", ".jsonl") for p in [*inputs, *references])
     backend = make_backend(backend_name, model, base_url, text_only=text_only) if needs_model else None
     try:
@@ -247,7 +254,7 @@ def _detect_observations(inputs, references, book, settings, backend_name, model
     if not rows:
         fail("no observations in the inputs")
     embedder = None
-    if settings.novelty and normal:
+    if settings.trigger.novelty and normal:
         from axr.reasoning.embedding import Embedder
 
         embedder = Embedder()

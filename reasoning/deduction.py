@@ -18,8 +18,7 @@ import numpy as np
 from axr.reasoning.backends.base import Backend, Sampling, system, user
 from axr.reasoning.prompting import render, template_version
 from axr.reasoning.schema import RuleBook, Verdict, VerdictAnswer
-
-POLICIES = ("none", "uncertain", "positives", "all")
+from axr.reasoning.settings import POLICIES
 
 
 def select_for_recheck(policy: str, smoothed, threshold: float, band: float) -> np.ndarray:
@@ -53,7 +52,7 @@ def recheck(
         meta = {
             **backend.describe(),
             "prompt_version": template_version("deduce_system"),
-            **completion.cost(),
+            **completion.cost().model_dump(),
             "latency_s": round(completion.latency_s, 4),
             "repaired": completion.repaired,
             "tries": completion.tries,
@@ -217,7 +216,7 @@ def direct_verdict(sample_id: str, references: int, completion, known_rules: set
         **described,
         "stage": "direct",
         "prompt_version": template_version("direct_system"),
-        **completion.cost(),
+        **completion.cost().model_dump(),
         "references": references,
         "repaired": completion.repaired,
         "tries": completion.tries,

@@ -16,7 +16,7 @@ import math
 import random
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -30,30 +30,13 @@ from axr.reasoning.schema import (
     RuleBook,
     RuleSection,
 )
+from axr.reasoning.settings import InductionSettings
 from axr.reasoning.triggers import lemmas
 
 DOMAIN_SECTIONS = {
     "scene": ["human activity", "environment"],
     "object": ["appearance", "structure", "logic"],
 }
-
-
-@dataclass
-class InductionConfig:
-    domain: str = "scene"
-    sections: list[str] = field(default_factory=list)  # default: DOMAIN_SECTIONS[domain]
-    batches: int = 10
-    per_batch: int = 3
-    seed: int = 0
-    normal_min_support: float = 0.3  # keep a normal rule produced by >= 30% of batches
-    anomaly_policy: str = "all"  # all | supported (same threshold as normal rules)
-    dedup_similarity: float = 0.85
-    max_keywords: int = 6
-    max_normal_share: float = 0.05
-    max_tokens: int = 1024
-
-    def section_names(self) -> list[str]:
-        return self.sections or DOMAIN_SECTIONS.get(self.domain, ["general"])
 
 
 @dataclass
@@ -64,7 +47,7 @@ class _Candidate:
     batches: set[int]
 
 
-def seeded_batches(n_refs: int, config: InductionConfig) -> list[list[int]]:
+def seeded_batches(n_refs: int, config: InductionSettings) -> list[list[int]]:
     """n batches of m reference indices, reproducible from the seed (sampling without replacement per batch)."""
     rng = random.Random(config.seed)
     size = min(config.per_batch, n_refs)
@@ -74,7 +57,7 @@ def seeded_batches(n_refs: int, config: InductionConfig) -> list[list[int]]:
 def induce(
     backend: Backend,
     references: list[tuple[str, str]],
-    config: InductionConfig,
+    config: InductionSettings,
     embedder,
     name: str = "induced",
     on_message=lambda message: None,
@@ -84,7 +67,7 @@ def induce(
     model's answers as they arrive (n normal batches, n contrasts, one keyword call)."""
     if not references:
         raise ValueError("induction needs at least one normal reference")
-    sections = config.section_names()
+    sections = config.sections or DOMAIN_SECTIONS.get(config.domain, ["general"])
     batches = seeded_batches(len(references), config)
     answers, total = 0, 2 * len(batches) + 1
 
@@ -167,7 +150,7 @@ def induce(
         )
     on_message("proposing and checking trigger keywords")
     book = derive_keywords(book, backend, sampling, [text for _, text in references], config, answered)
-    book.provenance.cost = dict(getattr(backend, "usage", {}))  # calls and tokens the induction took
+    book.provenance.cost = backend.usage  # calls and tokens the induction took
     return book
 
 

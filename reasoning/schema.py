@@ -91,8 +91,26 @@ class RuleSection(BaseModel):
     anomaly: list[Rule] = Field(default_factory=list)
 
 
+class Cost(BaseModel):
+    """What an answer cost: model calls (a repair turn is a second one) and tokens. The one cost vocabulary of
+    completions, verdicts, backends' running usage and run records."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_calls: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+
+    def __add__(self, other: Cost) -> Cost:
+        return Cost(
+            model_calls=self.model_calls + other.model_calls,
+            tokens_in=self.tokens_in + other.tokens_in,
+            tokens_out=self.tokens_out + other.tokens_out,
+        )
+
+
 class Provenance(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="forbid")
 
     model: str | None = None
     backend: str | None = None
@@ -101,6 +119,7 @@ class Provenance(BaseModel):
     seeds: list[int] = Field(default_factory=list)
     date: str = Field(default_factory=lambda: _dt.date.today().isoformat())
     source: str | None = Field(None, description="e.g. the file a rule book was imported from")
+    cost: Cost | None = Field(None, description="what inducing the rule book took")
 
 
 class RuleBook(BaseModel):
@@ -212,9 +231,9 @@ class Verdict(VerdictAnswer):
     def pred_label(self) -> int | None:
         return {"anomalous": 1, "normal": 0}.get(self.verdict)
 
-    def cost(self) -> dict[str, int]:
+    def cost(self) -> Cost:
         """What making this verdict cost (as the backend's Completion.cost() put it in meta)."""
-        return {key: int(self.meta.get(key, 0)) for key in ("calls", "tokens_in", "tokens_out")}
+        return Cost(**{key: int(self.meta.get(key, 0)) for key in Cost.model_fields})
 
     @classmethod
     def unparsed(cls, raw: str, error: str, sample_id: str | None = None, **meta: Any) -> Verdict:

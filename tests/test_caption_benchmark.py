@@ -5,7 +5,7 @@ import json
 import pytest
 import yaml
 
-from axr.eval.pipelines.captions import run as run_caption_task
+from axr.eval.runner import run
 from axr.eval.tasks import TaskError, load_task
 from tests.captions_layout import synthetic_videos, write_caption_set
 from tests.conftest import open_in_chromium, run_axr
@@ -33,14 +33,14 @@ def test_trigger_stage_run_writes_predictions_and_metrics(caption_set, tmp_path)
     data_dir, rules = caption_set
     overrides = {"dataset.data_dir": str(data_dir), "pipeline.rules": str(rules)}
     task = load_task("captions", {**overrides, "pipeline.trigger.novelty": False, "pipeline.smoothing.window": 3})
-    metrics = run_caption_task(task, tmp_path / "run", backend_for=None, on_message=lambda m: None)
+    metrics = run(task, tmp_path / "run", backend=None, on_message=lambda m: None)
     assert metrics["frame_auc_pooled"] == 1.0
     assert metrics["split"]["reference_videos"] == ["test_00", "test_03"]
     assert metrics["frames"] == 4 * 12 and metrics["cost"]["model_calls"] == 0
     lines = (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()
     assert len(lines) == 48 and len({json.loads(x)["sample_id"] for x in lines}) == 48
-    hit = next(json.loads(x) for x in lines if json.loads(x)["keyword_hits"])
-    assert hit["keyword_hits"].keys() == {"a1"} and hit["gt_label"] == 1
+    hit = next(json.loads(x) for x in lines if json.loads(x)["trigger"]["keyword_hits"])
+    assert hit["trigger"]["keyword_hits"].keys() == {"a1"} and hit["gt_label"] == 1
     assert {"pred_score", "pred_label", "verdict", "status"} <= hit.keys() and hit["verdict"] is None  # no re-check
     assert (tmp_path / "run" / "rulebook.yaml").is_file()
 

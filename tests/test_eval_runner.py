@@ -14,7 +14,9 @@ import yaml
 from PIL import Image
 
 from axr.eval.pipelines import validate_task
-from axr.eval.runner import RunOptions, run_task
+from axr.eval.records import PredictionRecord, verdict_fields
+from axr.eval.runner import RunOptions
+from axr.eval.runner import run as run_task
 from axr.eval.samples import select_samples
 from axr.eval.tasks import TASKS_DIR, all_tasks, load_task
 from axr.reasoning.schema import Sample
@@ -176,17 +178,19 @@ def test_bad_samples_are_recorded_the_run_goes_on_and_retry_fixes_them(tmp_path,
     ]
     rows.append({"sample_id": "gone", "image_path": "gone.jpg", "gt_label": 0})
     task = _jsonl_task(images.parent, rows)
-    metrics = run_task(task, tmp_path / "run", hf_tiny)
+    metrics = run_task(task, tmp_path / "run", lambda: hf_tiny)
     records = {r["sample_id"]: r for r in _lines(tmp_path / "run" / "predictions.jsonl")}
     assert records["corrupt"]["status"] == "error" and "corrupt.jpg" in records["corrupt"]["error"]
     assert records["gone"]["status"] == "error" and "gone.jpg" in records["gone"]["error"]
     assert metrics["errors"] == 2 and sum(r["status"] == "ok" for r in records.values()) == 6
     Image.new("RGB", (64, 64), "gray").save(images / "corrupt.jpg")  # the user fixes the file
     counts = []
-    run_task(task, tmp_path / "run", hf_tiny, on_progress=lambda *c: counts.append(c))
+    run_task(task, tmp_path / "run", lambda: hf_tiny, on_progress=lambda *c: counts.append(c))
     assert counts == [(8, 8)]  # unreadable media is not retried by a plain rerun
     counts = []
-    run_task(task, tmp_path / "run", hf_tiny, RunOptions(retry_errors=True), on_progress=lambda *c: counts.append(c))
+    run_task(
+        task, tmp_path / "run", lambda: hf_tiny, RunOptions(retry_errors=True), on_progress=lambda *c: counts.append(c)
+    )
     assert counts[0] == (6, 8)  # only the two failed samples are run again
     records = {r["sample_id"]: r for r in _lines(tmp_path / "run" / "predictions.jsonl")}  # reopened: last wins
     assert records["corrupt"]["status"] == "ok" and records["gone"]["status"] == "error"
@@ -199,14 +203,14 @@ def test_shards_partition_the_samples_and_merge_without_model_calls(tmp_path, im
     ]
     task = _jsonl_task(images.parent, rows)
     for index in range(3):
-        run_task(task, tmp_path / "run", hf_tiny, RunOptions(shard=(index, 3)))
+        run_task(task, tmp_path / "run", lambda: hf_tiny, RunOptions(shard=(index, 3)))
     shards = [_lines(p) for p in sorted((tmp_path / "run").glob("predictions.shard-*.jsonl"))]
     ids = [r["sample_id"] for shard in shards for r in shard]
     assert len(shards) == 3 and sorted(ids) == sorted(r["sample_id"] for r in rows)  # a partition
     counts = []
-    metrics = run_task(task, tmp_path / "run", hf_tiny, on_progress=lambda *c: counts.append(c))
+    metrics = run_task(task, tmp_path / "run", lambda: hf_tiny, on_progress=lambda *c: counts.append(c))
     assert counts == [(6, 6)] and metrics["samples"] == 6  # merged, nothing recomputed
-    empty = run_task(task, tmp_path / "empty", hf_tiny, RunOptions(limit=0))  # nothing to run is not an error
+    empty = run_task(task, tmp_path / "empty", lambda: hf_tiny, RunOptions(limit=0))  # nothing to run is not an error
     assert empty["samples"] == 0 and (tmp_path / "empty" / "metrics.json").is_file()
     samples = [Sample(sample_id=str(i), caption="x") for i in range(10)]
     assert [s.sample_id for s in select_samples(samples, 4, (0, 1))] == [
@@ -248,16 +252,16 @@ def test_mmad_multiple_choice_per_question_type(tmp_path, textile_root, hf_tiny)
     (root / "mmad.json").write_text(json.dumps(index))
     overrides = {"dataset.data_dir": str(root), "pipeline.backend": "hf", "pipeline.model": "tiny-qwen2.5-vl"}
     task = load_task("mmad", overrides)
-    metrics = run_task(task, tmp_path / "run", hf_tiny)
+    metrics = run_task(task, tmp_path / "run", lambda: hf_tiny)
     assert set(metrics["mmad_accuracy"]) == {"Anomaly Detection", "Defect Localization", "average"}
     records = _lines(tmp_path / "run" / "predictions.jsonl")
     assert len(records) == 4 and all(r["answer"] in ("A", "B", None) for r in records)
     assert metrics["unanswered"] == sum(r["answer"] is None for r in records)
     task = load_task("mmad_verdict", overrides)  # one verdict per image answers both of its questions
-    metrics = run_task(task, tmp_path / "from-verdict", hf_tiny)
+    metrics = run_task(task, tmp_path / "from-verdict", lambda: hf_tiny)
     assert metrics["cost"]["model_calls"] in (2, 3, 4) and len(local) == 2  # 2 images (+ at most a repair each)
     records = _lines(tmp_path / "from-verdict" / "predictions.jsonl")
-    assert sum(r["cost"]["calls"] > 0 for r in records) == 2 and "average" in metrics["mmad_accuracy"]
+    assert sum(r["cost"]["model_calls"] > 0 for r in records) == 2 and "average" in metrics["mmad_accuracy"]
 
 
 def test_mmad_options_from_a_verdict_by_meaning():
@@ -302,7 +306,7 @@ def test_clips_and_series_go_to_the_vlm_as_images(tmp_path, hf_tiny):
     )
     settings = {"backend": "hf", "model": "tiny-qwen2.5-vl", "max_tokens": 64, "video": {"fps": 5, "frames": 4}}
     task = load_task("cuva", {"dataset.data_dir": str(root), **_prefixed("pipeline", settings)})
-    metrics = run_task(task, tmp_path / "clips", hf_tiny)
+    metrics = run_task(task, tmp_path / "clips", lambda: hf_tiny)
     records = _lines(tmp_path / "clips" / "predictions.jsonl")
     assert metrics["errors"] == 0 and all(r["verdict"]["meta"]["tokens_in"] > 0 for r in records)
     assert records[0]["gt_rationale"]["why"] in ("ice", "a spark")
@@ -312,7 +316,7 @@ def test_clips_and_series_go_to_the_vlm_as_images(tmp_path, hf_tiny):
     dataset = {"data_dir": str(tmp_path / "ts"), "options": {"window": 32, "stride": 16}}
     settings = {"backend": "hf", "model": "tiny-qwen2.5-vl", "max_tokens": 48}
     task = load_task("timeseries", {**_prefixed("dataset", dataset), **_prefixed("pipeline", settings)})
-    metrics = run_task(task, tmp_path / "series", hf_tiny)
+    metrics = run_task(task, tmp_path / "series", lambda: hf_tiny)
     assert metrics["errors"] == 0 and metrics["samples"] == 3  # windows starting at 48, 64, 80 (after the first 36)
     # one normal window of the same series is shown before each query: 2 images a request
     assert all(r["verdict"]["meta"]["references"] == 1 for r in _lines(tmp_path / "series" / "predictions.jsonl"))
@@ -349,13 +353,13 @@ def test_a_server_that_is_down_is_recorded_per_sample_and_the_run_finishes(tmp_p
     rows = [{"sample_id": p.stem, "image_path": p.name, "gt_label": 0} for p in sorted(images.glob("*_*.jpg"))[:3]]
     task = _jsonl_task(images.parent, rows, backend="openai", model="m")
     backend = OpenAIBackend("m", f"http://127.0.0.1:{free_port()}/v1", timeout_s=2, max_retries=1, backoff_s=0.01)
-    metrics = run_task(task, tmp_path / "run", backend)
+    metrics = run_task(task, tmp_path / "run", lambda: backend)
     records = _lines(tmp_path / "run" / "predictions.jsonl")
     assert metrics["errors"] == 3 and all(r["status"] == "error" and "127.0.0.1" in r["error"] for r in records)
     assert metrics["cost"]["tokens_out"] == 0 and {r["error_kind"] for r in records} == {"request"}
     assert metrics["cost"]["request_errors"] == 3  # counted apart from unparsed answers
     counts = []
-    run_task(task, tmp_path / "run", backend, on_progress=lambda *c: counts.append(c))
+    run_task(task, tmp_path / "run", lambda: backend, on_progress=lambda *c: counts.append(c))
     assert counts[0] == (0, 3)  # a request that got no answer is asked again by any rerun
 
 
@@ -376,9 +380,8 @@ def test_report_cards_say_wrong_not_green_and_long_types_wrap(tmp_path, chromium
     ]
     with (run / "predictions.jsonl").open("w") as sink:
         for sample_id, truth, verdict in rows:
-            sink.write(
-                json.dumps({"sample_id": sample_id, "status": "ok", "gt_label": truth, "verdict": verdict}) + "\n"
-            )
+            record = PredictionRecord(sample_id=sample_id, gt_label=truth, **verdict_fields(verdict))
+            sink.write(record.model_dump_json() + "\n")
     run_axr("eval", "report", str(run))
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS[1:])

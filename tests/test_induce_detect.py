@@ -9,8 +9,9 @@ from PIL import Image
 
 from axr.reasoning.deduction import merge_recheck, select_for_recheck
 from axr.reasoning.embedding import Embedder
-from axr.reasoning.induction import InductionConfig, _aggregate, seeded_batches
+from axr.reasoning.induction import _aggregate, seeded_batches
 from axr.reasoning.schema import InducedRules, RuleBook, Verdict
+from axr.reasoning.settings import InductionSettings
 from tests.captions_layout import ANOMALOUS, NORMAL
 from tests.conftest import run_axr, write_mp4
 
@@ -27,9 +28,9 @@ BOOK = {
 
 
 def test_seeded_batches_are_reproducible():
-    config = InductionConfig(batches=4, per_batch=3, seed=7)
+    config = InductionSettings(batches=4, per_batch=3, seed=7)
     assert seeded_batches(20, config) == seeded_batches(20, config)
-    assert seeded_batches(20, config) != seeded_batches(20, InductionConfig(batches=4, per_batch=3, seed=8))
+    assert seeded_batches(20, config) != seeded_batches(20, InductionSettings(batches=4, per_batch=3, seed=8))
     assert all(len(set(b)) == 3 for b in seeded_batches(20, config))
 
 
@@ -125,7 +126,7 @@ def test_induce_with_smollm2_writes_a_valid_rule_book(tmp_path, vllm_server):
     book = RuleBook.load(out)
     assert book.rules("anomaly") and book.provenance.model == "smollm2"
     assert book.provenance.seeds == [0] and len(book.provenance.reference_ids) >= 2
-    assert book.provenance.cost["model_calls"] >= 3 + 3 + 1 and book.provenance.cost["tokens_in"] > 0  # n+n+1
+    assert book.provenance.cost.model_calls >= 3 + 3 + 1 and book.provenance.cost.tokens_in > 0  # n+n+1
     assert all(1 <= r.support <= 3 for r in book.rules())
     walk_share = sum("walk" in t.lower() for t in NORMAL) / len(NORMAL)
     assert walk_share == 1 and all("walk" not in k for r in book.rules("anomaly") for k in r.keywords)

@@ -1,34 +1,31 @@
 """Pipeline modes: how a task turns samples into prediction records, and which metrics it reports.
 
-Each mode is one module, named by the task's `pipeline.mode`:
-    direct, mcq, mcq_from_verdict  predict(ready, backend, book, task, state) per chunk of samples (the
-                                   runner batches, journals and resumes), metrics(records, task, book)
-    captions                       run(task, output, backend_for, ...) over whole caption videos
-Every mode has METRICS (the names a task may list) and validate(task) (its own checks, without a model),
-and writes records of the one shape in `axr.eval.records`.
+Each mode is one class keeping the contract of `axr.eval.pipelines.base.Pipeline`, named by the task's
+`pipeline.mode`; the runner (`axr.eval.runner`) does the rest the same way for every mode.
 """
 
 from __future__ import annotations
 
-from types import ModuleType
-
-from axr.eval.pipelines import captions, direct, mcq, mcq_from_verdict
+from axr.eval.pipelines.base import Pipeline
+from axr.eval.pipelines.captions import CaptionPipeline
+from axr.eval.pipelines.direct import DirectPipeline
+from axr.eval.pipelines.mcq import MCQPipeline
+from axr.eval.pipelines.mcq_from_verdict import MCQFromVerdictPipeline
 from axr.eval.task_config import TaskConfig
 from axr.eval.tasks import task_file_path
 from axr.reasoning.resources import DataError, is_data_ref
 from axr.reasoning.schema import SchemaError
 
-PIPELINES: dict[str, ModuleType] = {
-    "direct": direct,
-    "mcq": mcq,
-    "mcq_from_verdict": mcq_from_verdict,
-    "captions": captions,
+PIPELINES: dict[str, type[Pipeline]] = {
+    "direct": DirectPipeline,
+    "mcq": MCQPipeline,
+    "mcq_from_verdict": MCQFromVerdictPipeline,
+    "captions": CaptionPipeline,
 }
 
 
-def endpoint(task: TaskConfig):
-    """The part of the task that names its model: the pipeline, or a caption task's re-check settings."""
-    return task.pipeline.recheck if task.mode == "captions" else task.pipeline
+def pipeline_for(task: TaskConfig) -> Pipeline:
+    return PIPELINES[task.mode](task)
 
 
 def validate_task(task: TaskConfig) -> tuple[list[str], list[str]]:
@@ -36,13 +33,13 @@ def validate_task(task: TaskConfig) -> tuple[list[str], list[str]]:
     a warning: most datasets are not shipped and a user points --data-dir at them."""
     from axr.reasoning.backends import BACKENDS
 
-    mode = PIPELINES[task.mode]
-    errors = list(mode.validate(task))
-    if endpoint(task).backend not in BACKENDS:
-        errors.append(f"pipeline backend {endpoint(task).backend!r}: choose one of {', '.join(BACKENDS)}")
-    unknown = [m for m in task.metrics if m not in mode.METRICS]
+    pipeline = pipeline_for(task)
+    errors = pipeline.validate()
+    if pipeline.endpoint.backend not in BACKENDS:
+        errors.append(f"pipeline backend {pipeline.endpoint.backend!r}: choose one of {', '.join(BACKENDS)}")
+    unknown = [m for m in task.metrics if m not in pipeline.METRICS]
     if unknown:
-        errors.append(f"metrics: unknown {', '.join(unknown)}; known: {', '.join(sorted(mode.METRICS))}")
+        errors.append(f"metrics: unknown {', '.join(unknown)}; known: {', '.join(sorted(pipeline.METRICS))}")
     errors += _check_rules(task.pipeline.rules)
     warnings = []
     try:

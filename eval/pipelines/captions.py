@@ -1,142 +1,209 @@
 """captions: a caption set -> trigger stage -> optional model re-check -> smoothing -> frame-level metrics,
 all by the one caption detector (`axr.reasoning.caption_detector`, which `axr detect` runs too).
 
-Outputs in the run folder: `predictions.jsonl` (one record per evaluated frame in the shape of
-`axr.eval.records`, plus its trigger score, keyword hits and novelty; `verdict` is the model's re-check
-where there was one), `metrics.json` (frame-level metrics, the split, the settings, cost), and
-`rulebook.yaml` (the book that was used).
+On the runner's contract: `setup` fits the detector on the reference videos (inducing the rule book first
+with `rules: induce`); the samples are the held-out videos, so `--limit`, `--shard`, resume and the Ray
+engine choose whole videos; `predict` scores a video's frames (no model); `finalize` re-checks the frames
+the policy chooses, pooled over every chosen video, and merges the answers (re-run from each frame's
+trigger score, so a resumed or widened run merges afresh). Outputs beside the runner's: `rulebook.yaml`
+(the book used) and the re-check's own journal `recheck-<fingerprint>.jsonl`.
 """
 
 from __future__ import annotations
 
-import json
-import time
-from collections.abc import Callable
 from pathlib import Path
+
+import numpy as np
 
 from axr.eval.datasets.captions import task_rulebook, task_videos
 from axr.eval.metrics import frame_metrics
-from axr.eval.task_config import TaskConfig
+from axr.eval.pipelines.base import Pipeline
+from axr.eval.records import PredictionRecord, TriggerDetail
 from axr.eval.tasks import task_file_path
-from axr.reasoning.caption_detector import CaptionDetector, DetectorSettings
-from axr.reasoning.schema import RuleBook, SchemaError
+from axr.reasoning.caption_detector import CaptionDetector, CaptionVideo, Detection
+from axr.reasoning.schema import RuleBook, Sample, SchemaError
 
 ADAPTER = "anomalyruler_captions"
-METRICS = {
-    "frame_auc_pooled",
-    "frame_auc_per_video_mean",
-    "frame_ap",
-    "frame_f1_max",
-    "frame_accuracy",
-    "frame_precision",
-    "frame_recall",
-    "frame_f1",
-    "frame_balanced_accuracy",
-}
+METRICS = frozenset(
+    {
+        "frame_auc_pooled",
+        "frame_auc_per_video_mean",
+        "frame_ap",
+        "frame_f1_max",
+        "frame_accuracy",
+        "frame_precision",
+        "frame_recall",
+        "frame_f1",
+        "frame_balanced_accuracy",
+    }
+)
 
 
-def validate(task: TaskConfig) -> list[str]:
-    if task.dataset.adapter != ADAPTER:
-        return [f"dataset.adapter {task.dataset.adapter!r}: caption tasks read the {ADAPTER} layout"]
-    return []
+class CaptionPipeline(Pipeline):
+    METRICS = METRICS
+    model_per_sample = False
+    text_only = True  # captions are text: an openai server is sent no image parts
+
+    def __init__(self, task):
+        super().__init__(task)
+        self.detector: CaptionDetector | None = None
+        self.reference: list[CaptionVideo] = []
+        self.held_out: dict[str, CaptionVideo] = {}
+        self.skipped: list[str] = []
+        self.recheck_cost: dict = {}
+        self.quality: dict | None = None
+
+    @property
+    def endpoint(self):
+        return self.task.pipeline.recheck
+
+    def validate(self) -> list[str]:
+        if self.task.dataset.adapter != ADAPTER:
+            return [f"dataset.adapter {self.task.dataset.adapter!r}: caption tasks read the {ADAPTER} layout"]
+        return []
+
+    @property
+    def induced(self) -> bool:
+        return self.task.pipeline.rules == "induce"
+
+    def setup(self, backend, on_message, on_phase) -> None:
+        pipeline = self.task.pipeline
+        if pipeline.rules is None:
+            raise SchemaError("task: pipeline.rules is required (or --rules): a rule book file, or 'induce'")
+        self.reference, held_out, self.skipped = task_videos(self.task)
+        self.held_out = {v.video: v for v in held_out}
+        for problem in self.skipped:
+            on_message(f"skipped a video: {problem}")
+        embedder = None
+        if pipeline.trigger.novelty or self.induced:
+            from axr.reasoning.embedding import Embedder
+
+            embedder = Embedder()
+        rulebook = self._induce(embedder, backend, on_message, on_phase) if self.induced else task_rulebook(self.task)
+        n_references = sum(len(v.normal_captions()) for v in self.reference)
+        on_message(
+            f"{len(self.reference) + len(held_out)} videos: {len(self.reference)} reference ({n_references} normal "
+            f"frames), {len(held_out)} evaluated; rule book {rulebook.name} "
+            f"({len(rulebook.rules('anomaly'))} anomaly rules)"
+        )
+        self.detector = CaptionDetector(rulebook, pipeline, self.task.split.scene_pattern, embedder)
+        self.detector.fit(self.reference, held_out)
+        if pipeline.trigger.synonyms:
+            on_message(f"synonyms added from the observations: {self.detector.synonyms}")
+
+    def _induce(self, embedder, backend, on_message, on_phase) -> RuleBook:
+        """Rules induced from the reference videos' normal frames by the re-check model."""
+        from axr.reasoning.induction import induce
+
+        normal = [(v.frame_id(i), c) for v in self.reference for i, c in enumerate(v.captions) if v.labels[i] == 0]
+        name = f"{self.task.task}-induced"
+        return induce(
+            backend(), normal, self.task.pipeline.induction, embedder, name, on_message, on_phase("induction")
+        )
+
+    def samples(self) -> list[Sample]:
+        return [Sample(sample_id=v.video, caption="\n".join(v.captions)) for v in self.held_out.values()]
+
+    def predict(self, chunk: list[Sample], backend) -> list[PredictionRecord]:
+        """Each video's frames, scored by the trigger stage and smoothed along the video (no model)."""
+        videos = [self.held_out[s.sample_id] for s in chunk]
+        detection = self.detector.score(videos)
+        return [
+            PredictionRecord(
+                sample_id=video.frame_id(i),
+                video=video.video,
+                frame=i,
+                gt_label=video.labels[i],
+                pred_score=round(float(detection.scores[video.video][i]), 4),
+                pred_label=detection.label(video.video, i),
+                trigger=TriggerDetail(
+                    score=round(result.score, 4),
+                    keyword_hits=result.keyword_hits,
+                    novelty=round(result.novelty, 4),
+                    smoothed=round(float(detection.scores[video.video][i]), 4),
+                ),
+            )
+            for video in videos
+            for i, result in enumerate(detection.results[video.video])
+        ]
+
+    def finalize(self, records, output: Path, backend, on_message, on_phase) -> list[PredictionRecord]:
+        """The re-check of the frames the policy chooses, pooled over the chosen videos, merged into scores
+        recomputed from each frame's trigger score (so a rerun merges afresh, never twice)."""
+        output.mkdir(parents=True, exist_ok=True)
+        self.detector.rulebook.save(output / "rulebook.yaml")
+        frames: dict[str, list[PredictionRecord]] = {}
+        for record in records:
+            frames.setdefault(record.video, []).append(record)
+        videos = [self.held_out[name] for name in frames]
+        detection = Detection(
+            self.detector.threshold,
+            {},
+            {
+                name: np.array([r.trigger.smoothed for r in sorted(rows, key=lambda r: r.frame)])
+                for name, rows in frames.items()
+            },
+        )
+        recheck = self.task.pipeline.recheck
+        ceiling = self.detector.ceiling_scores(videos, detection) if recheck.policy != "none" else None
+        self.detector.recheck(videos, detection, backend, output, recheck.model, on_phase("re-check"), on_message)
+        self.recheck_cost = detection.cost
+        if ceiling is not None:
+            self.quality = _recheck_quality(videos, detection, ceiling)
+        out = []
+        for record in records:
+            verdict = detection.rechecks.get((record.video, record.frame))
+            score = float(detection.scores[record.video][record.frame])
+            out.append(
+                record.model_copy(
+                    update={
+                        "pred_score": round(score, 4),
+                        "pred_label": detection.label(record.video, record.frame),
+                        "verdict": verdict.model_dump(mode="json", exclude_none=True) if verdict else None,
+                        "cost": verdict.cost() if verdict else record.cost.model_construct(),
+                    }
+                )
+            )
+        return out
+
+    def metrics(self, records: list[PredictionRecord]) -> dict:
+        labels, scores = {}, {}
+        for record in sorted(records, key=lambda r: (r.video, r.frame)):
+            labels.setdefault(record.video, []).append(record.gt_label)
+            scores.setdefault(record.video, []).append(record.pred_score)
+        metrics = frame_metrics(labels, {v: np.array(s) for v, s in scores.items()}, self.detector.threshold)
+        if self.quality is not None:
+            metrics["recheck_quality"] = self.quality
+        stage = self.detector.stages["all"]
+        pipeline = self.task.pipeline
+        cost = {k: v for k, v in self.recheck_cost.items() if k not in ("model_calls", "tokens_in", "tokens_out")}
+        if self.induced:
+            cost["induction"] = self.detector.rulebook.provenance.cost.model_dump()
+        metrics.update(
+            rules="induced" if self.induced else str(task_file_path(pipeline.rules)),
+            split={
+                "reference_videos": [v.video for v in self.reference],
+                "evaluated_videos": len(labels),
+                "reference_normal_frames": sum(len(v.normal_captions()) for v in self.reference),
+                "skipped_videos": self.skipped,
+            },
+            keywords={k: sorted(w) for k, w in stage.keywords.items()},
+            dropped_keywords=sorted(stage.dropped),
+            scenes=sorted(k for k in self.detector.stages if k != "all"),
+            settings=pipeline.model_dump(
+                include={"trigger", "smoothing", "threshold", "recheck"}, context={"public": True}
+            ),
+            cost=cost,
+        )
+        if self.task.published:
+            metrics["published"] = self.task.published
+        return metrics
 
 
-def run(
-    task: TaskConfig,
-    output: Path,
-    backend_for: Callable,
-    on_message: Callable[[str], None] = print,
-    on_progress: Callable[..., None] | None = None,
-) -> dict:
-    """Run one caption task; returns and writes the metrics. `backend_for(task.pipeline.recheck)` is called
-    only when a model is needed; `on_progress(done, total, phase)` follows the induction answer by answer
-    and the re-check frame by frame."""
-
-    def phase(name: str):
-        return (lambda done, total: on_progress(done, total, name)) if on_progress else None
-
-    started = time.perf_counter()
-    pipeline = task.pipeline
-    induced = pipeline.rules == "induce"
-    if pipeline.rules is None:
-        raise SchemaError("task: pipeline.rules is required (or --rules): a rule book file, or 'induce'")
-    reference, held_out, skipped = task_videos(task)
-    for problem in skipped:
-        on_message(f"skipped a video: {problem}")
-    settings = DetectorSettings.from_config(pipeline, task.split)
-    embedder = None
-    if settings.novelty or induced:
-        from axr.reasoning.embedding import Embedder
-
-        embedder = Embedder()
-    if induced:
-        normal_frames = [(v.frame_id(i), c) for v in reference for i, c in enumerate(v.captions) if v.labels[i] == 0]
-        rulebook = _induce(task, normal_frames, embedder, backend_for, on_message, phase("induction"))
-    else:
-        rulebook = task_rulebook(task)
-    n_references = sum(len(v.normal_captions()) for v in reference)
-    on_message(
-        f"{len(reference) + len(held_out)} videos: {len(reference)} reference ({n_references} normal frames), "
-        f"{len(held_out)} evaluated; rule book {rulebook.name} ({len(rulebook.rules('anomaly'))} anomaly rules)"
-    )
-    detector = CaptionDetector(rulebook, settings, embedder).fit(reference, held_out)
-    if settings.synonyms:
-        on_message(f"synonyms added from the observations: {detector.synonyms}")
-    detection = detector.score(held_out)
-    output.mkdir(parents=True, exist_ok=True)
-    recheck = pipeline.recheck
-    labels = {v.video: v.labels for v in held_out}
-    ceiling = detector.ceiling_scores(held_out, detection) if recheck.policy != "none" else None
-    detector.recheck(
-        held_out, detection, lambda: backend_for(recheck), output, recheck.model, phase("re-check"), on_message
-    )
-    metrics = frame_metrics(labels, detection.scores, detection.threshold)
-    if ceiling is not None:
-        metrics["recheck_quality"] = _recheck_quality(labels, detection, ceiling)
-    stage = detector.stages["all"]
-    metrics.update(
-        task=task.task,
-        rules="induced" if induced else str(task_file_path(pipeline.rules)),
-        split={
-            "reference_videos": [v.video for v in reference],
-            "evaluated_videos": len(held_out),
-            "reference_normal_frames": n_references,
-            "skipped_videos": skipped,
-        },
-        keywords={k: sorted(w) for k, w in stage.keywords.items()},
-        dropped_keywords=sorted(stage.dropped),
-        scenes=sorted(k for k in detector.stages if k != "all"),
-        settings=pipeline.model_dump(
-            include={"trigger", "smoothing", "threshold", "recheck"}, context={"public": True}
-        ),
-        cost={
-            **detection.cost,
-            "seconds": round(time.perf_counter() - started, 2),
-            **({"induction": rulebook.provenance.cost} if induced else {}),
-        },
-    )
-    if task.published:
-        metrics["published"] = task.published
-    rulebook.save(output / "rulebook.yaml")
-    _write_predictions(output / "predictions.jsonl", held_out, detection)
-    (output / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    (output / "task.json").write_text(task.public_json())
-    return metrics
-
-
-def _induce(task: TaskConfig, normal_frames, embedder, backend_for, on_message, on_progress) -> RuleBook:
-    """Rules induced from the reference videos' normal frames by the re-check model."""
-    from axr.reasoning.induction import InductionConfig, induce
-
-    config = InductionConfig(**task.pipeline.induction.model_dump())
-    backend = backend_for(task.pipeline.recheck)
-    name = f"{task.task}-induced"
-    return induce(backend, normal_frames, config, embedder, name, on_message, on_progress)
-
-
-def _recheck_quality(labels: dict[str, list[int]], detection, ceiling: dict) -> dict:
+def _recheck_quality(videos: list[CaptionVideo], detection: Detection, ceiling: dict) -> dict:
     """The re-check against the labels: the share of its answers that give the frame's label, and the pooled
     AUC if every re-checked frame had been answered right (what this policy can add at best)."""
+    labels = {v.video: v.labels for v in videos}
     answered = [(key, v.verdict) for key, v in detection.rechecks.items() if v.verdict != "unparsed"]
     right = sum((verdict == "anomalous") == bool(labels[video][i]) for (video, i), verdict in answered)
     ceiling_auc = frame_metrics(labels, ceiling, detection.threshold)["frame_auc_pooled"]
@@ -145,24 +212,3 @@ def _recheck_quality(labels: dict[str, list[int]], detection, ceiling: dict) -> 
         "answered": len(answered),
         "ceiling_frame_auc_pooled": ceiling_auc,
     }
-
-
-def _write_predictions(path: Path, videos, detection) -> None:
-    with path.open("w", encoding="utf-8") as sink:
-        for video in videos:
-            for i, result in enumerate(detection.results[video.video]):
-                verdict = detection.rechecks.get((video.video, i))
-                record = {
-                    "sample_id": video.frame_id(i),
-                    "video": video.video,
-                    "frame": i,
-                    "gt_label": video.labels[i],
-                    "status": "ok",
-                    "pred_score": round(float(detection.scores[video.video][i]), 4),
-                    "pred_label": detection.label(video.video, i),
-                    "verdict": verdict.model_dump(mode="json", exclude_none=True) if verdict else None,
-                    "trigger_score": round(result.score, 4),
-                    "keyword_hits": result.keyword_hits,
-                    "novelty": round(result.novelty, 4),
-                }
-                sink.write(json.dumps(record) + "\n")

@@ -10,47 +10,45 @@ unanswered (and counts as wrong).
 from __future__ import annotations
 
 from axr.eval.pipelines.direct import ask_verdicts
-from axr.eval.pipelines.mcq import (  # noqa: F401  (scored as mcq)
-    METRICS,
-    answer_record,
-    metrics,
-    validate,  # noqa: F401
-)
-from axr.eval.records import NO_COST, request_failed
-from axr.eval.task_config import TaskConfig
+from axr.eval.pipelines.mcq import MCQPipeline, answer_record
+from axr.eval.records import PredictionRecord
 from axr.eval.verify import location_box, predicted_label
 from axr.reasoning.backends.base import Backend
 from axr.reasoning.media import region_name
-from axr.reasoning.schema import Verdict
+from axr.reasoning.schema import Cost, Verdict
 
 
-def predict(ready, backend: Backend, book, task: TaskConfig, state: dict) -> dict[str, dict]:
-    """One verdict per image (kept in `state` for the image's later questions), each question answered
-    from it; the question that paid for the call carries its cost."""
-    verdicts = state.setdefault("verdicts", {})
-    fresh = {
-        s.meta["image_key"]: (s, images, refs) for s, images, refs in ready if s.meta["image_key"] not in verdicts
-    }
-    if fresh:
-        verdicts.update(zip(fresh, ask_verdicts(list(fresh.values()), backend, book, task), strict=True))
-    if "embedder" not in state and any(s.meta["question_type"].lower() != "anomaly detection" for s, _, _ in ready):
-        from axr.reasoning.embedding import Embedder
+class MCQFromVerdictPipeline(MCQPipeline):
+    """Scored as mcq; asked one verdict per image."""
 
-        state["embedder"] = Embedder()
-    out = {}
-    for sample, _, _ in ready:
-        verdict = verdicts[sample.meta["image_key"]]
-        letter = option_from_verdict(
-            sample.meta["question_type"], sample.meta["options"], verdict, state.get("embedder")
-        )
-        paid = fresh.get(sample.meta["image_key"], (None,))[0] is sample
-        record = answer_record(
-            sample, letter, verdict.cost() if paid else dict(NO_COST), verdict.model_dump(mode="json")
-        )
-        if verdict.meta.get("request_error"):
-            request_failed(record, verdict.meta["request_error"])
-        out[sample.sample_id] = record
-    return out
+    def __init__(self, task):
+        super().__init__(task)
+        self.verdicts: dict[str, Verdict] = {}  # image -> its verdict, for the image's later questions
+        self.embedder = None
+
+    def ask(self, ready, backend: Backend) -> list[PredictionRecord]:
+        """One verdict per image, each question answered from it; the question that paid for the call carries
+        its cost."""
+        fresh = {
+            s.meta["image_key"]: (s, im, refs) for s, im, refs in ready if s.meta["image_key"] not in self.verdicts
+        }
+        if fresh:
+            asked = ask_verdicts(list(fresh.values()), backend, self.book, self.task)
+            self.verdicts.update(zip(fresh, asked, strict=True))
+        if self.embedder is None and any(s.meta["question_type"].lower() != "anomaly detection" for s, _, _ in ready):
+            from axr.reasoning.embedding import Embedder
+
+            self.embedder = Embedder()
+        out = []
+        for sample, _, _ in ready:
+            verdict = self.verdicts[sample.meta["image_key"]]
+            letter = option_from_verdict(sample.meta["question_type"], sample.meta["options"], verdict, self.embedder)
+            paid = fresh.get(sample.meta["image_key"], (None,))[0] is sample
+            cost = verdict.cost() if paid else Cost()
+            record = answer_record(sample, letter, cost, verdict.model_dump(mode="json"))
+            failure = verdict.meta.get("request_error")
+            out.append(record.failed(failure, "request") if failure else record)
+        return out
 
 
 def region_words(box: list[float] | None) -> str:

@@ -61,15 +61,16 @@ def parse_model_spec(text: str, flag: str) -> tuple[str, str, str | None]:
 
 
 def settings_backend(settings, text_only: bool = False) -> Backend:
-    """The backend a task's settings name (a sample pipeline, a re-check or a judge: backend, model,
-    base_url, and batch, concurrency or a per-try timeout where they have them)."""
+    """The backend a task's settings (a pydantic model) name: a sample pipeline, a re-check or a judge, with
+    backend, model, base_url, and batch, concurrency or a per-try timeout where the section has them."""
+    fields = settings.model_dump()
     return open_backend(
-        settings.backend,
-        settings.model,
-        settings.base_url,
-        batch_size=getattr(settings, "batch", None),
-        concurrency=getattr(settings, "concurrency", None),
-        timeout_s=getattr(settings, "timeout_s", None),
+        fields["backend"],
+        fields["model"],
+        fields.get("base_url"),
+        batch_size=fields.get("batch"),
+        concurrency=fields.get("concurrency"),
+        timeout_s=fields.get("timeout_s"),
         text_only=text_only,
     )
 

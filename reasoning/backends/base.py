@@ -15,6 +15,7 @@ from PIL import Image
 from pydantic import BaseModel
 
 from axr.reasoning.parsing import parse, repair_messages
+from axr.reasoning.schema import Cost
 
 Message = dict[str, Any]
 Request = list[Message]
@@ -61,8 +62,8 @@ class Completion:
         """Model calls this answer cost: the repair turn, when there was one, is a second call."""
         return 1 + int(self.repaired)
 
-    def cost(self) -> dict[str, int]:
-        return {"calls": self.calls, "tokens_in": self.tokens_in, "tokens_out": self.tokens_out}
+    def cost(self) -> Cost:
+        return Cost(model_calls=self.calls, tokens_in=self.tokens_in, tokens_out=self.tokens_out)
 
     def absorb_repair(self, repair: Completion) -> Completion:
         """The repair turn's answer, with cost summed over both calls."""
@@ -131,6 +132,7 @@ class Backend:
     name = "base"
     model: str = ""
     supports_images: bool = False
+    usage: Cost = Cost()  # running cost of this backend: model calls (repair turns included) and tokens
 
     def generate(
         self,
@@ -177,12 +179,7 @@ class Backend:
             on_answer(i, completion)
 
     def _tally(self, completions: list[Completion]) -> None:
-        """Running cost of this backend (`usage`): model calls (repair turns included) and tokens."""
-        usage = self.__dict__.setdefault("usage", {"model_calls": 0, "tokens_in": 0, "tokens_out": 0})
-        for completion in completions:
-            usage["model_calls"] += completion.calls
-            usage["tokens_in"] += completion.tokens_in
-            usage["tokens_out"] += completion.tokens_out
+        self.usage = sum((c.cost() for c in completions), self.usage)
 
     def _complete(
         self,

@@ -1,0 +1,67 @@
+"""Typed settings of the reasoning stages, each defined once: the caption detector's (trigger, smoothing,
+threshold, re-check policy) and rule induction's. A caption task's pipeline section extends these classes
+(`axr.eval.task_config`), `axr detect` and `axr induce` fill them from their options, and the stages read
+them directly, so a default lives here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Policy = Literal["none", "uncertain", "positives", "all"]
+POLICIES: tuple[str, ...] = get_args(Policy)
+
+
+class Strict(BaseModel):
+    """A misspelt or unknown key fails at load, naming the field."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class InductionSettings(Strict):
+    domain: str = "scene"
+    sections: list[str] = Field(default_factory=list)  # default: the domain's sections (induction.DOMAIN_SECTIONS)
+    batches: int = Field(10, ge=1)
+    per_batch: int = Field(3, ge=1)
+    seed: int = 0
+    normal_min_support: float = 0.3  # keep a normal rule produced by >= 30% of batches
+    anomaly_policy: Literal["all", "supported"] = "all"  # supported: the same threshold as normal rules
+    dedup_similarity: float = 0.85
+    max_keywords: int = 6
+    max_normal_share: float = 0.05
+    max_tokens: int = 1024
+
+
+class TriggerSettings(Strict):
+    max_normal_share: float = 0.05  # a keyword in this share of normal references is not a trigger
+    keyword_weight: float = 1.0
+    novelty: bool = True
+    synonyms: float | None = None
+
+
+class SmoothingSettings(Strict):
+    method: Literal["none", "mean", "ema"] = "mean"
+    window: int = Field(61, ge=1)
+    alpha: float = 0.33
+
+
+class ThresholdSettings(Strict):
+    reference_quantile: float = Field(0.95, ge=0, le=1)
+    value: float | None = None  # fixed, instead of the references' quantile
+
+
+class RecheckPolicy(Strict):
+    policy: Policy = "none"
+    band: float = Field(0.1, ge=0)  # uncertain: |smoothed score - threshold| <= band, on the trigger's scale
+    min_confidence: float = Field(0.5, ge=0, le=1)
+
+
+class DetectorSettings(Strict):
+    """What the caption detector reads: its stages' settings, by section."""
+
+    trigger: TriggerSettings = Field(default_factory=TriggerSettings)
+    smoothing: SmoothingSettings = Field(default_factory=SmoothingSettings)
+    threshold: ThresholdSettings = Field(default_factory=ThresholdSettings)
+    recheck: RecheckPolicy = Field(default_factory=RecheckPolicy)
