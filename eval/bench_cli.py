@@ -40,7 +40,7 @@ def bench_backends(
     from axr.eval.bench import bench_hf, bench_openai
     from axr.reasoning.backends import Sampling
     from axr.reasoning.local_models import resolve_model
-    from axr.reasoning.vllm_server import CPU_SERVER_ARGS, CPU_SERVER_ENV, VLLMServer
+    from axr.reasoning.vllm_server import CPU_SERVER_ENV, VLLMServer, server_args
 
     sampling = Sampling(max_tokens=max_tokens)
     rows = []
@@ -52,7 +52,7 @@ def bench_backends(
         env = {k: os.environ.get(k, v) for k, v in CPU_SERVER_ENV.items()}
         err.print(f"starting a vllm server for {serve_model} ...")
         name = openai_model or serve_model
-        server = VLLMServer(vllm_python, resolve_model(serve_model), name, extra_args=CPU_SERVER_ARGS, env=env)
+        server = VLLMServer(vllm_python, resolve_model(serve_model), name, extra_args=server_args(cpu=True), env=env)
         server.start()
         base_url, openai_model = server.base_url, name
     try:
@@ -329,9 +329,8 @@ def bench_probe_command(
     MiniLM embeddings: roughly what label-supervised training can learn from captions), and by the labels
     themselves (the ceiling). Needs no model server; reads anomaly labels, so it is analysis, not detection."""
     from axr.eval.bench import bench_probe
-    from axr.eval.cli import task_overrides
     from axr.eval.datasets import LayoutError
-    from axr.eval.tasks import load_task
+    from axr.eval.tasks import load_task, task_overrides
     from axr.reasoning.schema import SchemaError
 
     try:

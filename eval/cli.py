@@ -28,15 +28,6 @@ RUN_EPILOG = (
 )
 
 
-def task_overrides(assignments: list[str] | None, **flags) -> dict:
-    """The flags that name a task field (None when not given) and every --set, as {dotted.key: value}."""
-    from axr.eval.tasks import parse_assignment
-
-    overrides = {key: value for key, value in flags.items() if value is not None}
-    overrides.update(parse_assignment(text) for text in assignments or [])
-    return overrides
-
-
 @app.command("run", epilog=RUN_EPILOG)
 def run(
     task: str = typer.Argument(..., help="a shipped task name (`axr eval validate` lists them) or a YAML path"),
@@ -63,7 +54,7 @@ def run(
     from axr.eval.datasets import LayoutError
     from axr.eval.evaluate import evaluate
     from axr.eval.runner import RunOptions, parse_shard
-    from axr.eval.tasks import load_task
+    from axr.eval.tasks import load_task, task_overrides
     from axr.reasoning.backends import BackendError
     from axr.reasoning.schema import SchemaError
 

@@ -24,9 +24,9 @@ from sklearn.metrics import precision_recall_curve, roc_curve
 from axr.eval.records import PredictionRecord, load_records
 from axr.eval.samples import dataset_root
 from axr.eval.task_config import TaskConfig
-from axr.eval.verify import location_box
 from axr.reasoning.journal import Journal
 from axr.reasoning.media import draw_box
+from axr.reasoning.schema import location_box
 
 COLORS = ("#1f77b4", "#d62728")
 CARD_LIMIT = 120

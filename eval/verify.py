@@ -23,8 +23,6 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from axr.reasoning.schema import location_box  # noqa: F401  (metrics and rewards read it as verify.location_box)
-
 LABELS = {"normal": 0, "anomalous": 1}
 
 

@@ -54,7 +54,7 @@ def caption(
     adapter: str = typer.Option(None, help="hf/vllm: a peft LoRA adapter folder"),
 ):
     """Caption images or video frames (perception), batched and cached; records go to a JSONL file."""
-    from axr.reasoning.perception import DEFAULT_CACHE, CaptionCache, Captioner, collect_media
+    from axr.reasoning.perception import CaptionCache, Captioner, collect_media, default_caption_cache
 
     if subject not in ("scene", "object"):
         fail(f"--subject must be scene or object, not {subject!r}")
@@ -70,7 +70,7 @@ def caption(
     if not items:
         fail("no images or videos found in the inputs")
     backend = make_backend(backend_name, model, base_url, adapter, batch_size, concurrency, timeout, text_only)
-    store = None if no_cache else CaptionCache(cache or DEFAULT_CACHE)
+    store = None if no_cache else CaptionCache(cache or default_caption_cache())
     size = batch_size if backend_name == "hf" else max(batch_size, concurrency)
     sampling = Sampling(max_tokens=max_tokens, repetition_penalty=repetition_penalty)
     captioner = Captioner(backend, store, subject, size, sampling)

@@ -22,9 +22,6 @@ def detect_images(
         raise ValueError(f"--direct needs a vision-language model; {backend.model} reads text only")
     images, videos, skipped = [], {}, []
     for item in collect_media(inputs):
-        if isinstance(item, tuple):
-            skipped.append({"sample_id": item[0], "error": item[1]})
-            continue
         try:
             images.append((item.sample_id, item.load()))
             if item.frame_index is not None:

@@ -9,11 +9,14 @@ from pathlib import Path
 
 import numpy as np
 
-from axr.reasoning.local_models import CACHE
+from axr.reasoning.resources import cache_dir
+
+DEFAULT_CACHE = "default"  # $AXR_CACHE/embeddings.sqlite, resolved when an Embedder is made
 
 
 class Embedder:
-    def __init__(self, model: str | None = None, cache: str | Path | None = CACHE / "embeddings.sqlite"):
+    def __init__(self, model: str | None = None, cache: str | Path | None = DEFAULT_CACHE):
+        """`cache`: a SQLite file that keeps embeddings between runs, or None for none."""
         from sentence_transformers import SentenceTransformer
 
         from axr.reasoning.local_models import minilm_path
@@ -22,6 +25,8 @@ class Embedder:
         self.model = SentenceTransformer(self.model_name, device="cpu")
         self._memory: dict[str, np.ndarray] = {}
         self._db = None
+        if cache == DEFAULT_CACHE:
+            cache = cache_dir() / "embeddings.sqlite"
         if cache:
             Path(cache).parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(cache)

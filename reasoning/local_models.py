@@ -15,8 +15,7 @@ import os
 from pathlib import Path
 
 from axr.reasoning.media import MIN_PIXELS
-
-CACHE = Path(os.environ.get("AXR_CACHE", Path.home() / ".cache" / "axr"))
+from axr.reasoning.resources import cache_dir
 
 ALIAS_FOLDERS = {
     "smollm2": "SmolLM2-135M-Instruct",
@@ -27,7 +26,7 @@ ALIAS_FOLDERS = {
 
 def alias_folder(name: str) -> Path:
     """Where an offline alias's model folder lives in the cache (built or not)."""
-    return CACHE / "models" / ALIAS_FOLDERS[name]
+    return cache_dir() / "models" / ALIAS_FOLDERS[name]
 
 
 QWEN_SPECIAL_TOKENS = [
@@ -185,7 +184,7 @@ def qwen_coder_gguf() -> Path:
     """The assembled GGUF file in the cache, its sha256 checked once when it is assembled."""
     import hashlib
 
-    out = CACHE / "models" / "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
+    out = cache_dir() / "models" / "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
     if out.is_file() and out.stat().st_size == QWEN_CODER_BYTES:
         return out
     parts = []

@@ -54,7 +54,7 @@ def _from_jsonl(path: Path) -> list[ObservationRow]:
 def observations_from(inputs: list[Path], backend, subject: str, on_message=print) -> list[ObservationRow]:
     """Observations from caption files as they are, or from images and videos captioned by `backend` (an
     image that cannot be read is reported through `on_message` and skipped)."""
-    from axr.reasoning.perception import DEFAULT_CACHE, CaptionCache, Captioner, collect_media
+    from axr.reasoning.perception import CaptionCache, Captioner, collect_media, default_caption_cache
 
     text = [p for p in inputs if p.suffix in (".txt", ".jsonl") or (p.is_dir() and not _has_images(p))]
     media = [p for p in inputs if p not in text]
@@ -62,7 +62,7 @@ def observations_from(inputs: list[Path], backend, subject: str, on_message=prin
     if media:
         if backend is None:
             raise ValueError("images and videos need a backend to caption them (--backend, --model)")
-        captioner = Captioner(backend, CaptionCache(DEFAULT_CACHE), subject)
+        captioner = Captioner(backend, CaptionCache(default_caption_cache()), subject)
         for record in captioner.run(collect_media(media)):
             if "error" in record:
                 on_message(f"skipped {record['error']}")

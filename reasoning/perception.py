@@ -18,7 +18,6 @@ from typing import Any
 from PIL import Image
 
 from axr.reasoning.backends.base import Backend, Sampling, user
-from axr.reasoning.local_models import CACHE
 from axr.reasoning.media import (
     IMAGE_SUFFIXES,
     VIDEO_SUFFIXES,
@@ -32,7 +31,12 @@ from axr.reasoning.media import (
 from axr.reasoning.prompting import render, template_version
 from axr.reasoning.schema import Caption
 
-DEFAULT_CACHE = CACHE / "captions.sqlite"
+
+def default_caption_cache() -> Path:
+    """$AXR_CACHE/captions.sqlite, read when called."""
+    from axr.reasoning.resources import cache_dir
+
+    return cache_dir() / "captions.sqlite"
 
 
 class CaptionCache:
@@ -64,22 +68,26 @@ class CaptionCache:
 
 @dataclass
 class MediaItem:
-    """One image or frame to caption; `load` is deferred so a bad file fails as a record, not the run."""
+    """One image or frame to caption; `load` is deferred so a bad file fails as a record, not the run. An
+    input that could not be read at all is an item too, with its `error` (load raises it)."""
 
     sample_id: str
     source: str
     frame_index: int | None = None
     image: Image.Image | None = None
+    error: str | None = None
 
     def load(self) -> Image.Image:
+        if self.error:
+            raise MediaError(self.error)
         return self.image if self.image is not None else load_image(self.source)
 
 
-def collect_media(inputs: Iterable[str | Path], fps: float | None = None, stride: int | None = None) -> Iterator:
-    """MediaItems from image files, folders of images, and video files (frames sampled).
-
-    Yields a MediaItem, or a (path, error) pair for an input that cannot be read at all.
-    """
+def collect_media(
+    inputs: Iterable[str | Path], fps: float | None = None, stride: int | None = None
+) -> Iterator[MediaItem]:
+    """MediaItems from image files, folders of images, and video files (frames sampled); an input that
+    cannot be read at all is one item with its error."""
     for raw in inputs:
         path = Path(raw)
         if path.is_dir():
@@ -89,14 +97,14 @@ def collect_media(inputs: Iterable[str | Path], fps: float | None = None, stride
             try:
                 frames = sample_frames(path, fps=fps, stride=stride)
             except MediaError as err:
-                yield (str(path), str(err))
+                yield MediaItem(str(path), str(path), error=str(err))
                 continue
             for frame in frames:
                 yield MediaItem(f"{path.stem}/{frame.index:06d}", str(path), frame.index, frame.image)
         elif path.suffix.lower() in IMAGE_SUFFIXES or path.is_file():
             yield MediaItem(path.stem, str(path))
         else:
-            yield (str(path), f"{path}: no such file or folder")
+            yield MediaItem(str(path), str(path), error=f"{path}: no such file or folder")
 
 
 # Room for the 800-character cap on a caption even at one character a token, so constrained decoding always
@@ -122,9 +130,6 @@ class Captioner:
         """Records in the order their batch finished: cached ones at once, others as each batch returns."""
         pending: list[tuple[MediaItem, Image.Image, str]] = []
         for item in items:
-            if isinstance(item, tuple):
-                yield {"sample_id": item[0], "image_path": item[0], "error": item[1]}
-                continue
             record = self._prepare(item, pending)
             if record is not None:
                 yield record

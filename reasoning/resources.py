@@ -34,10 +34,16 @@ def package_dir(package: str) -> Path:
     return Path(str(resources.files(package)))
 
 
+def cache_dir() -> Path:
+    """AXR's cache ($AXR_CACHE, default ~/.cache/axr): built models, embeddings, captions. Read when called,
+    so a process (or a test) that changes $AXR_CACHE is heard at once."""
+    return Path(os.environ.get("AXR_CACHE", Path.home() / ".cache" / "axr")).expanduser()
+
+
 def data_root() -> Path:
     if env := os.environ.get("AXR_DATA"):
         return Path(env).expanduser()
-    return Path(os.environ.get("AXR_CACHE", Path.home() / ".cache" / "axr")).expanduser() / "data"
+    return cache_dir() / "data"
 
 
 @dataclass(frozen=True)

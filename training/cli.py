@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from argparse import Namespace
 from pathlib import Path
 
 import typer
@@ -112,34 +113,6 @@ def synth(
     err.print(f"wrote {path}", highlight=False)
 
 
-def _train(kind: str, config: str, resume: bool, overrides: dict) -> None:
-    from axr.reasoning.schema import SchemaError
-    from axr.training.recipe import load_recipe
-    from axr.training.trainers import run_grpo, run_sft
-
-    try:
-        recipe = load_recipe(config, **overrides)
-        if recipe.kind != kind:
-            fail(f"{recipe.path}: a {recipe.kind} recipe; run it with `axr train {recipe.kind}`")
-        summary = (run_sft if kind == "sft" else run_grpo)(recipe, resume=resume)
-    except SchemaError as error:
-        fail(str(error))
-    print_curve(summary["log_history"], kind)
-    err.print(
-        f"saved to {recipe.output_dir}" + (f"; merged model: {summary['merged']}" if "merged" in summary else "")
-    )
-
-
-def print_curve(history: list[dict], kind: str) -> None:
-    from axr.training.trainers import curve_table
-
-    columns, rows = curve_table(history, kind)
-    table = Table(*columns, title=f"{kind} curve")
-    for row in rows:
-        table.add_row(*row)
-    Console().print(table)
-
-
 RESUME_HELP = "continue from the latest checkpoint in output_dir"
 
 
@@ -166,7 +139,9 @@ def sft(
     resume: bool = typer.Option(False, help=RESUME_HELP),
 ):
     """Supervised fine-tuning with TRL's SFTTrainer (completion-only loss, LoRA or full)."""
-    _train("sft", config, resume, {"dataset": dataset, "output_dir": output_dir, "model": model})
+    from axr.training import sft as script
+
+    script.main(Namespace(config=config, dataset=dataset, output_dir=output_dir, model=model, resume=resume))
 
 
 @app.command("grpo", epilog=GRPO_EPILOG)
@@ -178,7 +153,9 @@ def grpo(
     resume: bool = typer.Option(False, help=RESUME_HELP),
 ):
     """GRPO with TRL's GRPOTrainer and AXR's rewards (vLLM generation when the recipe asks and it is installed)."""
-    _train("grpo", config, resume, {"dataset": dataset, "output_dir": output_dir, "model": model})
+    from axr.training import grpo as script
+
+    script.main(Namespace(config=config, dataset=dataset, output_dir=output_dir, model=model, resume=resume))
 
 
 @app.command(

@@ -1,6 +1,16 @@
-"""`python -m axr.training.grpo --config RECIPE [--resume]`: the entry point for `accelerate launch` on many GPUs."""
+"""`python -m axr.training.grpo --config RECIPE [--resume]`: the entry point for `accelerate launch` on many
+GPUs (a script's `main(args)`, as TRL's scripts have; `axr train grpo` runs the same `train`)."""
 
-from axr.training.cli import app
+from __future__ import annotations
+
+import argparse
+
+from axr.training import sft
+
+
+def main(args: argparse.Namespace) -> dict:
+    return sft.main(args, kind="grpo")
+
 
 if __name__ == "__main__":
-    app(["grpo", *__import__("sys").argv[1:]])
+    main(sft.parse_args(kind="grpo"))

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pydantic import ValidationError
 
 from axr.eval import verify
-from axr.reasoning.schema import VerdictAnswer
+from axr.reasoning.schema import VerdictAnswer, location_box
 
 THINK_ANSWER = re.compile(r"\s*<think>(.*?)</think>\s*<answer>(.*?)</answer>\s*", re.DOTALL)
 
@@ -115,7 +115,7 @@ def iou_reward(completions, box, **_) -> list[float | None]:
     [0.5]
     """
     return [
-        None if not truth else verify.box_iou(verify.location_box(a) if a else None, truth)
+        None if not truth else verify.box_iou(location_box(a) if a else None, truth)
         for a, truth in zip(_answers(completions), box, strict=True)
     ]
 

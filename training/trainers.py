@@ -71,10 +71,9 @@ def _check_image_slots(recipe: Recipe, dataset) -> None:
             )
 
 
-def load_model(recipe: Recipe, checkpoint: str | None = None):
-    """(model, processor) on the recipe's terms: dtype by device, vision tower frozen if asked, LoRA if asked;
-    with `checkpoint`, the weights saved there (a full model, or the LoRA adapter on the recipe's base)."""
-    import torch
+def model_classes(name: str, **kwargs):
+    """(model loader, processor class): a VLM (image + text rows) or a text model (caption reasoners: rule
+    book + caption -> verdict), told apart by the config's vision tower."""
     from transformers import (
         AutoConfig,
         AutoModelForCausalLM,
@@ -83,16 +82,24 @@ def load_model(recipe: Recipe, checkpoint: str | None = None):
         AutoTokenizer,
     )
 
+    if hasattr(AutoConfig.from_pretrained(name, **kwargs), "vision_config"):
+        return AutoModelForImageTextToText, AutoProcessor
+    return AutoModelForCausalLM, AutoTokenizer
+
+
+def load_model(recipe: Recipe, checkpoint: str | None = None):
+    """(model, processor) on the recipe's terms: dtype by device, vision tower frozen if asked, LoRA if asked;
+    with `checkpoint`, the weights saved there (a full model, or the LoRA adapter on the recipe's base)."""
+    import torch
+
     from axr.reasoning.local_models import resolve_model
 
     name = resolve_model(recipe.model)
     dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
     kwargs = {"trust_remote_code": recipe.trust_remote_code}
-    # a VLM (image + text rows) or a text model (caption reasoners: rule book + caption -> verdict)
-    vision = hasattr(AutoConfig.from_pretrained(name, **kwargs), "vision_config")
-    processor = (AutoProcessor if vision else AutoTokenizer).from_pretrained(name, **kwargs)
+    loader, processor_class = model_classes(name, **kwargs)
+    processor = processor_class.from_pretrained(name, **kwargs)
     full_checkpoint = checkpoint if recipe.lora is None else None
-    loader = AutoModelForImageTextToText if vision else AutoModelForCausalLM
     model = loader.from_pretrained(full_checkpoint or name, dtype=dtype, **kwargs)
     if recipe.freeze_vision:
         for param in vision_parameters(model):
@@ -210,21 +217,22 @@ def export_merged(adapter_dir: Path, out: Path, base_model: str | None = None) -
     """Fold a LoRA adapter into its base model and save model + processor: a plain folder that the `hf`
     backend and `vllm serve` load with no peft at all. A full fine-tune is copied as it is."""
     import torch
-    from transformers import AutoModelForImageTextToText, AutoProcessor
 
     from axr.reasoning.local_models import resolve_model
 
     adapter_dir = Path(adapter_dir)
-    processor = AutoProcessor.from_pretrained(str(adapter_dir))
     config_file = adapter_dir / "adapter_config.json"
     if config_file.is_file():
         from peft import PeftModel
 
-        base = base_model or json.loads(config_file.read_text())["base_model_name_or_path"]
-        model = AutoModelForImageTextToText.from_pretrained(resolve_model(base), dtype=torch.float32)
+        base = resolve_model(base_model or json.loads(config_file.read_text())["base_model_name_or_path"])
+        loader, processor_class = model_classes(base)
+        model = loader.from_pretrained(base, dtype=torch.float32)
         model = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
     else:
-        model = AutoModelForImageTextToText.from_pretrained(str(adapter_dir), dtype=torch.float32)
+        loader, processor_class = model_classes(str(adapter_dir))
+        model = loader.from_pretrained(str(adapter_dir), dtype=torch.float32)
+    processor = processor_class.from_pretrained(str(adapter_dir))
     model.save_pretrained(str(out))
     processor.save_pretrained(str(out))
     return out

@@ -12,6 +12,7 @@ from axr.eval.records import PredictionRecord
 from axr.eval.task_config import TaskConfig
 from axr.reasoning.backends.base import Backend, Sampling
 from axr.reasoning.deduction import DirectItem, direct_verdicts
+from axr.reasoning.schema import location_box
 
 METRICS = frozenset(
     {
@@ -65,9 +66,9 @@ class DirectPipeline(SamplePipeline):
             [verify.same_type(r.verdict.get("anomaly_type"), r.gt_type) for r in typed]
         )
         boxed = [r for r in labelled if r.gt_box]
-        out["box_iou"] = mean_or_none([verify.box_iou(verify.location_box(r.verdict), r.gt_box) for r in boxed])
+        out["box_iou"] = mean_or_none([verify.box_iou(location_box(r.verdict), r.gt_box) for r in boxed])
         masked = [r for r in labelled if r.masks]
-        out["mask_hit"] = mean_or_none([verify.mask_hit(verify.location_box(r.verdict), r.masks) for r in masked])
+        out["mask_hit"] = mean_or_none([verify.mask_hit(location_box(r.verdict), r.masks) for r in masked])
         book = self.book
         kinds = {rule.id: kind for kind in ("normal", "anomaly") for rule in book.rules(kind)} if book else None
         out["doubly_right"] = mean_or_none(

@@ -12,10 +12,10 @@ from __future__ import annotations
 from axr.eval.pipelines.direct import ask_verdicts
 from axr.eval.pipelines.mcq import MCQPipeline, answer_record
 from axr.eval.records import PredictionRecord
-from axr.eval.verify import location_box, predicted_label
+from axr.eval.verify import predicted_label
 from axr.reasoning.backends.base import Backend
 from axr.reasoning.media import region_name
-from axr.reasoning.schema import Cost, Verdict
+from axr.reasoning.schema import Cost, Verdict, location_box
 
 
 class MCQFromVerdictPipeline(MCQPipeline):

@@ -109,3 +109,10 @@ def task_file_path(value: str | None) -> Path | None:
 def all_tasks() -> list[str]:
     """Shipped task names; files starting with `_` are bases that tasks include."""
     return sorted(p.stem for p in TASKS_DIR.glob("*.yaml") if not p.stem.startswith("_"))
+
+
+def task_overrides(assignments: list[str] | None, **flags) -> dict:
+    """The flags that name a task field (None when not given) and every --set, as {dotted.key: value}."""
+    overrides = {key: value for key, value in flags.items() if value is not None}
+    overrides.update(parse_assignment(text) for text in assignments or [])
+    return overrides

@@ -23,10 +23,11 @@ app.add_typer(train_app, name="train")
 app.add_typer(data_app, name="data")
 
 
-def main() -> None:
-    """The console script: bad input anywhere below ends as one line on stderr and exit code 2."""
+def main(argv: list[str] | None = None) -> None:
+    """The console script (`argv`: the arguments, default the process's): bad input anywhere below ends as one
+    line on stderr and exit code 2."""
     try:
-        app()
+        app(args=argv)
     except (SchemaError, MediaError, BackendError, ValueError, FileNotFoundError) as error:
         err.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
         sys.exit(2)
