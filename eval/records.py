@@ -125,7 +125,16 @@ class RecordJournal:
         return sample_id in self.records
 
     def append(self, records: Iterable[PredictionRecord], replace: bool = False) -> None:
+        """Journal records; with `replace`, they replace what their samples had (a retried caption video's
+        frames replace its error record)."""
         records = list(records)
+        if replace:
+            units, keys = {r.unit for r in records}, {r.sample_id for r in records}
+            stale = [key for key, r in self.records.items() if r.unit in units and key not in keys]
+            if stale:
+                self.journal.drop(stale)
+                for key in stale:
+                    del self.records[key]
         self.journal.append([r.model_dump(mode="json") for r in records], replace=replace)
         for record in records:
             if replace or record.sample_id not in self.records:

@@ -129,7 +129,8 @@ def run(
     wanted = {s.sample_id for s in chosen}
     records = [r for r in journal.records.values() if r.unit in wanted]
     final = pipeline.finalize(records, output, backend, on_message, on_phase)
-    journal.append([r for r, before in zip(final, records, strict=True) if r != before], replace=True)
+    before = {r.sample_id: r for r in records}
+    journal.append([r for r in final if before.get(r.sample_id) != r], replace=True)  # what finalize changed
     metrics = _metrics(final, pipeline)
     described = described or pipeline.endpoint.model_dump(include={"backend", "model"})
     metrics.update(task=task.task, shard=list(options.shard), samples=len(final), backend=described)

@@ -18,7 +18,7 @@ from axr.reasoning.console import BACKEND_HELP, MODEL_HELP, err, fail, make_back
 from axr.reasoning.direct_detect import detect_images
 from axr.reasoning.media import MediaError
 from axr.reasoning.observations import observations_from
-from axr.reasoning.settings import POLICIES, DetectorSettings, InductionSettings
+from axr.reasoning.settings import POLICIES, DetectorSettings, InductionSettings, SmoothingSettings
 
 app = typer.Typer(
     help="AXR: vision-language models that say whether something is anomalous, and why.",
@@ -112,11 +112,11 @@ def induce(
     backend_name: str = typer.Option("openai", "--backend", help=BACKEND_HELP),
     model: str = typer.Option("smollm2", help=MODEL_HELP),
     base_url: str = typer.Option("http://127.0.0.1:8000/v1", help="openai: server URL(s)"),
-    domain: str = typer.Option("scene", help="scene (human activity, environment) or object (appearance, ...)"),
-    sections: str = typer.Option("", help="comma-separated section names (default: the domain's)"),
-    batches: int = typer.Option(10, help="n seeded induction batches"),
-    per_batch: int = typer.Option(3, help="m references per batch"),
-    seed: int = typer.Option(0, help="seed for drawing the batches"),
+    domain: str = typer.Option(None, help="scene (human activity, environment) or object (appearance, ...)"),
+    sections: str = typer.Option(None, help="comma-separated section names (default: the domain's)"),
+    batches: int = typer.Option(None, help="n seeded induction batches (default 10)"),
+    per_batch: int = typer.Option(None, help="m references per batch (default 3)"),
+    seed: int = typer.Option(None, help="seed for drawing the batches (default 0)"),
     name: str = typer.Option("induced", help="the rule book's name"),
 ):
     """Induce a rule book (normal and anomaly rules, keywords, support) from a few normal references."""
@@ -127,21 +127,18 @@ def induce(
     for path in references:
         if not path.exists():
             fail(f"{path}: no such file or folder")
+    given = {"domain": domain, "batches": batches, "per_batch": per_batch, "seed": seed}
+    if sections is not None:
+        given["sections"] = [s.strip() for s in sections.split(",") if s.strip()]
+    config = InductionSettings(**{key: value for key, value in given.items() if value is not None})
     text_only = backend_name == "openai" and all(p.suffix in (".txt", ".jsonl") for p in references)
     backend = make_backend(backend_name, model, base_url, text_only=text_only)
     try:
-        rows = observations_from(references, backend, "object" if domain == "object" else "scene", _say)
+        rows = observations_from(references, backend, "object" if config.domain == "object" else "scene", _say)
     except ValueError as error:
         fail(str(error))
     if not rows:
         fail("no usable normal references in the inputs")
-    config = InductionSettings(
-        domain=domain,
-        sections=[s.strip() for s in sections.split(",") if s.strip()],
-        batches=batches,
-        per_batch=per_batch,
-        seed=seed,
-    )
     embedder = Embedder()
     try:
         with progress_bar() as bar:
@@ -178,15 +175,19 @@ def detect(
     rules: Path = typer.Option(None, help="a RuleBook YAML or AnomalyRuler rule file"),
     references: list[Path] = typer.Option([], "--reference", help="normal references (captions or images)"),
     out: Path = typer.Option(Path("verdicts.jsonl"), help="JSONL of Verdicts"),
-    recheck: str = typer.Option("none", help="model re-check: none | uncertain | positives | all"),
-    band: float = typer.Option(0.1, help="uncertain: re-check when |score - threshold| <= band (trigger scale 0-2)"),
+    recheck: str = typer.Option(None, help="model re-check: none (default) | uncertain | positives | all"),
+    band: float = typer.Option(
+        None, help="uncertain: re-check when |score - threshold| <= band (trigger scale 0-2; default 0.1)"
+    ),
     threshold: float = typer.Option(None, help="fixed trigger threshold (default: 95th percentile of --reference)"),
     direct: bool = typer.Option(False, help="images straight to the VLM with reference images, no captions"),
     backend_name: str = typer.Option("hf", "--backend", help=BACKEND_HELP),
     model: str = typer.Option("tiny-qwen2.5-vl", help=MODEL_HELP),
     base_url: str = typer.Option("http://127.0.0.1:8000/v1", help="openai: server URL(s)"),
-    novelty: bool = typer.Option(True, help="add MiniLM novelty against the references to the trigger score"),
-    window: int = typer.Option(61, help="centred smoothing window for frames of one video (1 = none)"),
+    novelty: bool = typer.Option(
+        None, help="add MiniLM novelty against the references to the trigger score (default: on)"
+    ),
+    window: int = typer.Option(None, help="centred smoothing window for frames of one video (1 = none; default 61)"),
     subject: str = typer.Option("scene", help="for captioning images: scene or object"),
     explain: bool = typer.Option(False, help="print each verdict, the rules it broke and the evidence"),
     gate: str = typer.Option(None, help="direct: send only images the visual gate flags: THRESHOLD or top:FRACTION"),
@@ -209,18 +210,20 @@ def detect(
     if direct:
         visual = {"gate": gate, "hint": hint, "retrieve": retrieve, "gate_model": gate_model or model, "draw": draw}
         backend = make_backend(backend_name, model, base_url)
+        window = window or SmoothingSettings().window
         verdicts, skipped = detect_images(backend, inputs, references, book, subject, window, visual, _say)
     else:
         if book is None:
             fail("--rules is required (a RuleBook YAML or AnomalyRuler rule file), or use --direct")
-        if recheck not in POLICIES:
+        if recheck is not None and recheck not in POLICIES:
             fail(f"--recheck must be one of {', '.join(POLICIES)}")
-        settings = DetectorSettings(
-            trigger={"novelty": novelty},
-            smoothing={"window": window},
-            threshold={"value": threshold},
-            recheck={"policy": recheck, "band": band},
-        )
+        given = {
+            "trigger": {"novelty": novelty},
+            "smoothing": {"window": window},
+            "threshold": {"value": threshold},
+            "recheck": {"policy": recheck, "band": band},
+        }
+        settings = DetectorSettings(**{k: {f: v for f, v in d.items() if v is not None} for k, d in given.items()})
         verdicts = _detect_observations(
             inputs, references, book, settings, backend_name, model, base_url, subject, out
         )

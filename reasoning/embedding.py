@@ -3,6 +3,7 @@ batched and cached on disk by sha256(model + text): captions of consecutive fram
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import sqlite3
 from pathlib import Path
@@ -14,15 +15,21 @@ from axr.reasoning.resources import cache_dir
 DEFAULT_CACHE = "default"  # $AXR_CACHE/embeddings.sqlite, resolved when an Embedder is made
 
 
+@functools.cache
+def sentence_model(name: str):
+    """The sentence-transformers model, loaded once per process (every Embedder of a process shares it)."""
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(name, device="cpu")
+
+
 class Embedder:
     def __init__(self, model: str | None = None, cache: str | Path | None = DEFAULT_CACHE):
-        """`cache`: a SQLite file that keeps embeddings between runs, or None for none."""
-        from sentence_transformers import SentenceTransformer
-
+        """`cache`: a SQLite file that keeps embeddings between runs, or None for none. The model is loaded
+        when a text is not in the cache, so a run whose embeddings are all cached never loads it."""
         from axr.reasoning.local_models import minilm_path
 
         self.model_name = str(model or minilm_path())
-        self.model = SentenceTransformer(self.model_name, device="cpu")
         self._memory: dict[str, np.ndarray] = {}
         self._db = None
         if cache == DEFAULT_CACHE:
@@ -31,6 +38,10 @@ class Embedder:
             Path(cache).parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(cache)
             self._db.execute("CREATE TABLE IF NOT EXISTS emb (key TEXT PRIMARY KEY, vec BLOB)")
+
+    @property
+    def model(self):
+        return sentence_model(self.model_name)
 
     def _key(self, text: str) -> str:
         return hashlib.sha256(f"{self.model_name}\x1f{text}".encode()).hexdigest()
@@ -55,5 +66,6 @@ class Embedder:
                 rows = [(self._key(t), self._memory[t].tobytes()) for t in missing]
                 self._db.executemany("INSERT OR REPLACE INTO emb VALUES (?, ?)", rows)
                 self._db.commit()
-        dim = self.model.get_embedding_dimension()
-        return np.stack([self._memory[t] for t in texts]) if texts else np.zeros((0, dim), np.float32)
+        if not texts:
+            return np.zeros((0, self.model.get_embedding_dimension()), np.float32)
+        return np.stack([self._memory[t] for t in texts])

@@ -138,8 +138,7 @@ def induce(
             prompt_version=",".join(template_version(t) for t in ("induce_normal", "induce_anomaly", "aggregate")),
             reference_ids=[references[i][0] for i in sorted({i for b in batches for i in b})],
             seeds=[config.seed],
-            batches=config.batches,
-            per_batch=config.per_batch,
+            induction=config,
         ),
     )
     if not book.rules("anomaly"):

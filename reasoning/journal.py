@@ -41,6 +41,13 @@ class Journal:
             sink.flush()
             os.fsync(sink.fileno())
 
+    def drop(self, keys) -> None:
+        """Forget these records (the file is rewritten without them: rare, e.g. a retried video whose frames
+        replace its error record)."""
+        for key in keys:
+            self.records.pop(key, None)
+        self._rewrite()
+
     def _rewrite(self) -> None:
         text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in self.records.values())
         tmp = self.path.with_suffix(".tmp")

@@ -15,6 +15,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
+from axr.reasoning.settings import InductionSettings
+
 Label = Literal["normal", "anomalous"]
 Severity = Literal["none", "low", "medium", "high", "critical"]
 
@@ -120,6 +122,7 @@ class Provenance(BaseModel):
     date: str = Field(default_factory=lambda: _dt.date.today().isoformat())
     source: str | None = Field(None, description="e.g. the file a rule book was imported from")
     cost: Cost | None = Field(None, description="what inducing the rule book took")
+    induction: InductionSettings | None = Field(None, description="the settings that induced the rule book")
 
 
 class RuleBook(BaseModel):

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -23,6 +26,23 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+# markers that follow from the fixtures a test uses, so `-m "not server"` really starts no server
+FIXTURE_MARKERS = {
+    "vllm_server": ("server", "slow"),
+    "vllm_python": ("server", "slow"),
+    "ray_head": ("ray", "slow"),
+    "chromium": ("browser", "slow"),
+}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        for fixture, markers in FIXTURE_MARKERS.items():
+            if fixture in item.fixturenames:
+                for marker in markers:
+                    item.add_marker(marker)
 
 
 @pytest.fixture(scope="session")
@@ -91,26 +111,81 @@ def vllm_python() -> Path:
     return python
 
 
+@dataclass
+class ServedModel:
+    base_url: str
+    process: subprocess.Popen
+
+
 @pytest.fixture(scope="session")
 def vllm_server(vllm_python, smollm2, tmp_path_factory):
-    """`vllm serve` on 127.0.0.1 serving SmolLM2 as 'smollm2'; stopped after the session."""
-    from axr.reasoning.vllm_server import CPU_SERVER_ENV, VLLMServer, server_args
+    """`axr serve smollm2` (vLLM's CPU build) on 127.0.0.1 as 'smollm2', once for the session. Its teardown is
+    the test of `axr serve`'s stop path: a plain `kill` (SIGTERM) stops vLLM with it, the command exits 0, and
+    a client's next request gets a connection error instead of hanging."""
+    from axr.reasoning.backends import load_backend, user
+    from axr.reasoning.vllm_server import free_port
 
-    log = tmp_path_factory.mktemp("vllm") / "server.log"
-    server = VLLMServer(
-        str(vllm_python),
-        str(smollm2),
-        "smollm2",
-        extra_args=server_args(cpu=True),
-        env={**CPU_SERVER_ENV, "HF_HUB_OFFLINE": "1"},
-        log_path=log,
+    folder = tmp_path_factory.mktemp("vllm")
+    port = free_port()
+    command = [sys.executable, "-m", "axr", "serve", "smollm2", "--port", str(port), "--device", "cpu"]
+    command += ["--log", str(folder / "server.log")]
+    env = {**os.environ, "AXR_VLLM_PYTHON": str(vllm_python)}
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env, cwd=folder)
+    lines = []
+    for line in process.stderr:  # pytest-timeout bounds this wait
+        lines.append(line)
+        if "serving smollm2" in line:
+            break
+    base_url = f"http://127.0.0.1:{port}/v1"
+    if not lines or f"--backend openai --model smollm2 --base-url {base_url}" not in lines[-1]:
+        process.kill()
+        log = (folder / "server.log").read_text()[-3000:] if (folder / "server.log").exists() else ""
+        pytest.fail(f"axr serve did not start:\n{''.join(lines)}\n{log}")
+    yield ServedModel(base_url, process)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=150) == 0  # vLLM gets 20 s to stop, then SIGKILL; a loaded machine is slow
+    client = load_backend("openai", "smollm2", base_url=base_url, supports_images=False, max_retries=1, backoff_s=0.01)
+    assert "cannot connect" in client.generate([[user("Say hi.")]])[0].error
+
+
+@pytest.fixture(scope="session")
+def ray_head(tmp_path_factory):
+    """One Ray head node on 127.0.0.1 (2 CPUs) for the session, which the Ray tests connect to; its workers see
+    the tests' environment. Started in the foreground (`--block`) and stopped by stopping that process, so
+    it never touches another Ray on the machine (no `ray stop --force`)."""
+    pytest.importorskip("ray", reason="pip install 'axr[ray]'")
+    from axr.reasoning.vllm_server import free_port
+
+    port = free_port()
+    temp = tmp_path_factory.mktemp("ray")
+    command = [str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", "--num-cpus=2"]
+    command += ["--node-ip-address", "127.0.0.1", f"--port={port}", "--include-dashboard=false"]
+    command += ["--disable-usage-stats", f"--temp-dir={temp}"]
+    log = (temp / "head.log").open("w")
+    head = subprocess.Popen(
+        command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     )
+    address = f"127.0.0.1:{port}"
+    if not _ray_started(temp / "head.log", head):
+        head.kill()
+        pytest.fail(f"the Ray head did not start:\n{(temp / 'head.log').read_text()[-2000:]}")
+    yield address
+    head.send_signal(signal.SIGTERM)  # --block: ray stops every process it started for this node
     try:
-        server.start()
-    except RuntimeError as error:
-        pytest.fail(f"{error}\n{log.read_text()[-3000:] if log.exists() else ''}")
-    yield server
-    server.stop()
+        head.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        head.kill()
+    log.close()
+
+
+def _ray_started(log: Path, head: subprocess.Popen, timeout: float = 180) -> bool:
+    """`ray start` says so once the node is up (with --block it then waits)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and head.poll() is None:
+        if "Ray runtime started" in log.read_text(errors="replace"):
+            return True
+        time.sleep(0.5)
+    return False
 
 
 CHROMIUM_FLAGS = [

@@ -2,7 +2,9 @@
 
 Each distinct request (by its body) gets a seeded schedule: its first 0-2 tries meet a fault, the next one
 is forwarded. Faults: the connection dropped before forwarding, dropped after the upstream answered (the
-answer is lost), HTTP 500, 503, 429 with Retry-After, and a response that hangs past the client's timeout.
+answer is lost), HTTP 500, 503, 429 with Retry-After, and a response that never comes: the proxy holds the
+connection until the client gives up and closes it, so a hang lasts exactly the client's timeout, whatever
+it is, and no clock of the test races the machine's speed.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ import hashlib
 import random
 import socket
 import threading
-import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -21,8 +22,11 @@ FAULTS = ("drop_before", "drop_after", "500", "503", "429", "hang")
 
 
 class FaultProxy:
-    def __init__(self, upstream: str, seed: int = 0, hang_s: float = 4.0):
-        self.upstream, self.hang_s = upstream.rstrip("/"), hang_s
+    def __init__(self, upstream: str, seed: int = 0, hang_limit_s: float = 300.0):
+        self.upstream, self.hang_limit_s = (
+            upstream.rstrip("/"),
+            hang_limit_s,
+        )  # the limit: a client that never gives up
         self.rng, self.lock = random.Random(seed), threading.Lock()
         self.schedules: dict[str, list[str]] = {}
         self.tries: Counter[str] = Counter()  # tries per distinct request
@@ -75,8 +79,7 @@ class FaultProxy:
                     self._forward(body, "POST")
                     return self._drop()
                 if fault == "hang":
-                    time.sleep(proxy.hang_s)
-                    return self._drop()
+                    return self._hold()
                 if fault in ("500", "503", "429"):
                     extra = {"Retry-After": "1"} if fault == "429" else {}
                     return self._reply(int(fault), b'{"error": "injected"}', extra)
@@ -97,6 +100,16 @@ class FaultProxy:
                 self.send_header("content-length", str(len(content)))
                 self.end_headers()
                 self.wfile.write(content)
+
+            def _hold(self) -> None:
+                """Answer nothing until the client closes the connection (its timeout)."""
+                self.connection.settimeout(proxy.hang_limit_s)
+                try:
+                    while self.connection.recv(4096):
+                        pass
+                except OSError:
+                    pass
+                self._drop()
 
             def _drop(self) -> None:
                 self.close_connection = True

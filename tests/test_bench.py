@@ -21,7 +21,6 @@ def test_bench_hf_rows(hf_tiny):
     assert one.requests == batched.requests == 6 and one.tokens_out == batched.tokens_out
 
 
-@pytest.mark.server
 def test_bench_backends_command(vllm_server, tmp_path):
     out = tmp_path / "bench.json"
     result = run_axr(

@@ -82,7 +82,6 @@ def test_a_video_whose_labels_do_not_match_its_captions_is_skipped_and_named(cap
     assert metrics["split"]["evaluated_videos"] == 3 and metrics["frames"] == 36  # the five good videos ran
 
 
-@pytest.mark.server
 def test_recheck_with_smollm2_through_the_server_and_its_report(caption_set, tmp_path, vllm_server, chromium):
     data_dir, rules = caption_set
     server = ["--base-url", vllm_server.base_url, "--model", "smollm2"]
@@ -145,7 +144,6 @@ def test_journal_skips_a_torn_line_and_never_duplicates(tmp_path):
     assert [x["sample_id"] for x in lines] == ["a", "b", "c"] and lines[0]["v"] == 1
 
 
-@pytest.mark.server
 def test_interrupted_recheck_resumes_without_redoing(caption_set, tmp_path, vllm_server):
     """Run, then drop half of the journaled verdicts (as a killed run would have) and run again."""
     data_dir, rules = caption_set
@@ -219,7 +217,6 @@ def test_detect_and_eval_run_agree_on_the_same_captions(tmp_path):
     assert 0 < sum(r["pred_label"] for r in benchmark.values()) < len(benchmark)  # both labels occur
 
 
-@pytest.mark.server
 def test_a_recheck_the_server_never_answered_is_retried_not_recorded(caption_set, tmp_path, vllm_server):
     """Nothing listens at first: no verdict is journaled, the frames keep their trigger scores, and the same
     command against a live server re-checks every one of them."""
@@ -250,3 +247,47 @@ def test_a_recheck_the_server_never_answered_is_retried_not_recorded(caption_set
     second = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert second["cost"]["request_errors"] == 0 and second["cost"]["resumed"] == 0
     assert second["cost"]["frames_rechecked"] == 48 and second["cost"]["model_calls"] >= 48
+
+
+def _frames(run) -> list[dict]:
+    return [json.loads(x) for x in (run / "predictions.jsonl").read_text().splitlines()]
+
+
+def test_caption_runs_take_limit_shard_and_resume_by_video(caption_set, tmp_path):
+    """The runner's options work on caption tasks as on any other: whole held-out videos are chosen."""
+    data_dir, rules = caption_set
+    args = ["eval", "run", "captions", "--data-dir", str(data_dir), "--rules", str(rules)]
+    args += ["--set", "pipeline.trigger.novelty=false"]
+    run_axr(*args, "--output", str(tmp_path / "all"))
+    whole = json.loads((tmp_path / "all" / "metrics.json").read_text())
+    run_axr(*args, "--limit", "2", "--output", str(tmp_path / "two"))
+    assert len({r["video"] for r in _frames(tmp_path / "two")}) == 2 and len(_frames(tmp_path / "two")) == 24
+    assert json.loads((tmp_path / "two" / "metrics.json").read_text())["split"]["evaluated_videos"] == 2
+    sharded = tmp_path / "sharded"
+    for shard in ("0/2", "1/2"):
+        run_axr(*args, "--shard", shard, "--output", str(sharded))
+    halves = [json.loads(line)["video"] for f in sharded.glob("predictions.shard-*.jsonl") for line in f.open()]
+    assert len(halves) == 48 and len(set(halves)) == 4  # every held-out video in exactly one shard
+    resumed = run_axr(*args, "--output", str(sharded))  # unsharded: takes in the shards, predicts nothing
+    assert "resuming: 4 of 4 samples already done" in resumed.stderr
+    merged = json.loads((sharded / "metrics.json").read_text())
+    assert merged["frame_auc_pooled"] == whole["frame_auc_pooled"] and merged["frames"] == whole["frames"]
+
+
+def test_an_unreadable_caption_video_is_an_error_record_retried_with_retry_errors(caption_set, tmp_path):
+    data_dir, rules = caption_set
+    labels = data_dir / "test_frame" / "test_05.csv"
+    good = labels.read_text()
+    labels.write_text("image_path,label\nx,0\n")  # 12 captions, 1 label
+    args = ["eval", "run", "captions", "--data-dir", str(data_dir), "--rules", str(rules)]
+    args += ["--set", "pipeline.trigger.novelty=false", "--output", str(tmp_path / "run")]
+    run_axr(*args)
+    [error] = [r for r in _frames(tmp_path / "run") if r["status"] == "error"]
+    assert error["sample_id"] == "test_05" and error["error_kind"] == "media" and "1 labels" in error["error"]
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["errors"] == 1
+    labels.write_text(good)
+    assert "resuming: 4 of 4" in run_axr(*args).stderr  # a plain rerun leaves unreadable media alone
+    run_axr(*args, "--retry-errors")
+    frames = _frames(tmp_path / "run")
+    assert all(r["status"] == "ok" for r in frames) and sum(r["video"] == "test_05" for r in frames) == 12
+    assert len(frames) == len({r["sample_id"] for r in frames})

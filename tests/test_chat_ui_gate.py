@@ -130,7 +130,6 @@ def test_chat_session_bad_inputs_verdict_and_save_load(textile, bad_images, hf_t
         Session.load(tmp_path / "bad.json")
 
 
-@pytest.mark.server
 def test_terminal_text_turns_with_smollm2_through_the_server(textile, vllm_server, tmp_path):
     script = (
         "What could a defect in woven fabric look like?\nAnd how would you check for it?\n/verdict\n"
@@ -225,7 +224,6 @@ def _status(page, text: str):
     page.wait_for_function("t => document.querySelector('#status').innerText.includes(t)", arg=text, timeout=60000)
 
 
-@pytest.mark.browser
 def test_web_ui_upload_chat_verdict_and_bad_inputs(textile, bad_images, tmp_path, tiny_vlm, chromium):
     from playwright.sync_api import sync_playwright
 
@@ -266,8 +264,6 @@ def test_web_ui_upload_chat_verdict_and_bad_inputs(textile, bad_images, tmp_path
     assert uploads.name.startswith("axr-ui-") and not uploads.exists()  # the uploaded files are gone
 
 
-@pytest.mark.browser
-@pytest.mark.server
 def test_web_ui_chat_answers_with_smollm2_through_the_server(textile, tmp_path, vllm_server, chromium):
     from playwright.sync_api import sync_playwright
 
@@ -315,7 +311,6 @@ def test_a_failed_stream_is_one_chat_error(textile):
     assert chat.session.history == []
 
 
-@pytest.mark.server
 def test_openai_stream_through_the_server(vllm_server):
     from axr.reasoning.backends.base import Sampling, system, user
     from axr.reasoning.backends.openai_server import OpenAIBackend

@@ -57,7 +57,6 @@ def test_caption_textile_with_tiny_vlm_then_cache(textile_folder, tmp_path, tiny
     assert [r.get("caption") for r in records(out)] == [r.get("caption") for r in rows]
 
 
-@pytest.mark.server
 def test_caption_through_vllm_server_text_only(textile_folder, tmp_path, vllm_server):
     out = tmp_path / "captions.jsonl"
     run_axr(

@@ -82,7 +82,6 @@ def _write_run(run):
             )
 
 
-@pytest.mark.server
 def test_two_real_judges_grade_a_run_with_agreement_and_cache(tmp_path, vllm_server, smollm2, chromium):
     run = tmp_path / "run"
     _write_run(run)

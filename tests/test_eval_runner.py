@@ -363,7 +363,6 @@ def test_a_server_that_is_down_is_recorded_per_sample_and_the_run_finishes(tmp_p
     assert counts[0] == (0, 3)  # a request that got no answer is asked again by any rerun
 
 
-@pytest.mark.browser
 def test_report_cards_say_wrong_not_green_and_long_types_wrap(tmp_path, chromium):
     """A wrong "normal" verdict is marked wrong (red), not green like a right one; a 200-character anomaly
     type wraps inside its card instead of running into the next."""

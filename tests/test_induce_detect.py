@@ -90,7 +90,6 @@ def test_aggregation_merges_paraphrases_and_counts_support():
     ]
 
 
-@pytest.mark.server
 def test_induce_with_smollm2_through_hf_writes_a_book_with_anomaly_rules(tmp_path, smollm2):
     """The in-process hf path, constrained by xgrammar as vLLM is: a section must propose at least one rule
     (without that the small model answered `"rules": []` every time and induction ended with nothing)."""
@@ -101,6 +100,7 @@ def test_induce_with_smollm2_through_hf_writes_a_book_with_anomaly_rules(tmp_pat
     run_axr("induce", str(refs), *args)
     book = RuleBook.load(out)
     assert book.rules("normal") and book.rules("anomaly") and book.provenance.backend == "hf"
+    assert book.provenance.induction.batches == 3 and book.provenance.induction.per_batch == 2
 
 
 def test_induce_with_smollm2_writes_a_valid_rule_book(tmp_path, vllm_server):
@@ -210,7 +210,6 @@ def test_bad_input_is_one_clear_line(args, message, tmp_path):
     assert result.returncode != 0 and message in result.stderr and "Traceback" not in result.stderr
 
 
-@pytest.mark.server
 def test_detect_with_recheck_by_smollm2(tmp_path, vllm_server):
     video = tmp_path / "clip.txt"
     video.write_text("\n".join([NORMAL[0]] * 3 + [ANOMALOUS[0]] * 3) + "\n")

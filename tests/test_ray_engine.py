@@ -34,24 +34,6 @@ def _comparable(metrics: dict) -> dict:
     }
 
 
-@pytest.fixture(scope="module")
-def ray_head(tmp_path_factory):
-    """A Ray head node on 127.0.0.1 with 2 CPUs, stopped after the module; its workers see the tests' env."""
-    from axr.reasoning.vllm_server import free_port
-
-    port = free_port()
-    temp = tmp_path_factory.mktemp("ray")
-    start = [str(RAY), "start", "--head", "--node-ip-address", "127.0.0.1", f"--port={port}", "--num-cpus=2"]
-    subprocess.run(
-        [*start, "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"],
-        check=True,
-        capture_output=True,
-        env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"},
-    )
-    yield f"127.0.0.1:{port}"
-    subprocess.run([str(RAY), "stop", "--force"], capture_output=True)
-
-
 def _started(command: list[str], cwd: Path) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "axr", *command],
@@ -88,10 +70,11 @@ def _actor_pids(name: str) -> list[int]:
     return pids
 
 
-def test_ray_gives_the_local_runners_predictions_and_metrics(tmp_path, tiny_vlm):
+def test_ray_gives_the_local_runners_predictions_and_metrics(tmp_path, tiny_vlm, ray_head):
     local, on_ray = tmp_path / "local", tmp_path / "ray"
     run_axr(*TEXTILE, "--output", str(local))
-    result = run_axr(*TEXTILE, "--engine", "ray", "--workers", "2", "--output", str(on_ray))
+    on_the_head = ["--engine", "ray", "--workers", "2", "--ray-address", ray_head]
+    result = run_axr(*TEXTILE, *on_the_head, "--output", str(on_ray))
     assert "ray: 2 CPUs" in result.stderr
     mine, theirs = _by_id(local), _by_id(on_ray)
     assert len(_records(on_ray)) == 48 and mine.keys() == theirs.keys()
@@ -135,7 +118,6 @@ def test_a_driver_killed_mid_run_resumes_without_duplicates(tmp_path, tiny_vlm, 
     assert len(ids) == len(set(ids)) == 48
 
 
-@pytest.mark.server
 def test_caption_recheck_on_ray_through_the_server(tmp_path, vllm_server, ray_head):
     import yaml
 
@@ -163,7 +145,7 @@ def _vllm_task(textile_root):
     return load_task("textile", {"pipeline.backend": "vllm", "pipeline.references.count": 1, "pipeline.batch": 2})
 
 
-def test_ray_data_llm_rows_carry_axr_requests_through_arrow_and_back_into_records(textile_root, tiny_vlm):
+def test_ray_data_llm_rows_carry_axr_requests_through_arrow_and_back_into_records(textile_root, tiny_vlm, ray_head):
     """What ray.data.llm's vLLM processor is given and what comes back, built and read on CPU (the engine
     itself needs a GPU): requests as OpenAI chats with the references and query as images, the verdict schema
     as structured output, through Ray Data's Arrow columns; answers, unparsed answers, bad media -> records."""
@@ -187,7 +169,7 @@ def test_ray_data_llm_rows_carry_axr_requests_through_arrow_and_back_into_record
         and rows[2]["error"]
         and rows[2]["sampling_params"]["max_tokens"] == 1
     )
-    ray.init(num_cpus=1, include_dashboard=False, logging_level="ERROR")
+    ray.init(address=ray_head, logging_level="ERROR")
     try:
         carried = ray.data.from_items(rows).take_all()  # what the processor's stages receive
         config = processor_config(task, workers=2)
@@ -226,11 +208,28 @@ def test_ray_data_llm_runs_the_vllm_backend_on_a_gpu(tmp_path, tiny_vlm):
     assert len(records) == 48 and all(r["status"] == "ok" for r in records)
 
 
-def test_bench_task_compares_the_local_runner_and_ray_on_the_same_samples(tmp_path, tiny_vlm):
+def test_bench_task_compares_the_local_runner_and_ray_on_the_same_samples(tmp_path, tiny_vlm, ray_head):
     out = tmp_path / "rows.json"
-    settings = ["--setting", "engine=local", "--setting", "engine=ray,workers=2"]
+    settings = ["--setting", "engine=local", "--setting", f"engine=ray,workers=2,ray_address={ray_head}"]
     result = run_axr("eval", "bench", "task", "textile", *settings, "--limit", "8", "--out", str(out))
     local, on_ray = json.loads(out.read_text())
-    assert (local["setting"], on_ray["setting"]) == ("engine=local", "engine=ray,workers=2")
+    assert (local["setting"], on_ray["setting"]) == ("engine=local", f"engine=ray,workers=2,ray_address={ray_head}")
     assert local["samples"] == on_ray["samples"] == 8 and local["tokens_in"] == on_ray["tokens_in"]
     assert "the samples/s of engine=local" in result.stdout
+
+
+def test_a_caption_task_on_ray_runs_through_the_same_runner(tmp_path, ray_head):
+    import yaml
+
+    from tests.captions_layout import synthetic_videos, write_caption_set
+    from tests.test_caption_benchmark import BOOK
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(yaml.safe_dump(BOOK))
+    data_dir = write_caption_set(tmp_path / "captions", synthetic_videos(6, 12))
+    args = ["eval", "run", "captions", "--data-dir", str(data_dir), "--rules", str(rules), "--limit", "3"]
+    run_axr(*args, "--output", str(tmp_path / "local"))
+    result = run_axr(*args, "--engine", "ray", "--ray-address", ray_head, "--output", str(tmp_path / "ray"))
+    assert "ray: 2 CPUs" in result.stderr
+    local, on_ray = (json.loads((tmp_path / run / "metrics.json").read_text()) for run in ("local", "ray"))
+    assert _comparable(local) == _comparable(on_ray) and on_ray["split"]["evaluated_videos"] == 3

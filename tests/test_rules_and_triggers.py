@@ -83,7 +83,7 @@ def test_a_bad_video_is_skipped_with_its_problem_and_the_others_load(tmp_path):
     videos, problems = load_caption_set(root)
     assert [v.video for v in videos] == ["v5"] and len(problems) == 4
     for problem, expected in zip(
-        problems,
+        problems.values(),
         (
             "v1.txt: 2 caption lines but 1 labels in v1.csv",
             "v2.txt: empty video",

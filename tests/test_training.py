@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from axr.eval.datasets import load_samples
+from axr.reasoning.backends import Sampling, load_backend, user
 from axr.reasoning.schema import VerdictAnswer
 from axr.training import rewards
 from axr.training.rewards import format_reward, parse_answer, rules_reward, type_reward, verdict_reward
@@ -401,6 +402,13 @@ def test_caption_reasoner_rows_come_from_reference_videos_and_sft_then_grpo_trai
     run_axr("train", "sft", "--config", str(recipe), "--output-dir", str(tmp_path / "reasoner"))
     trained = json.loads((tmp_path / "reasoner" / "axr_training.json").read_text())
     assert (tmp_path / "reasoner" / "model.safetensors").is_file() and trained["global_step"] == 2
+    # a LoRA-trained text reasoner exports as one merged model folder that loads with no peft
+    lora = _recipe(tmp_path, "smollm2-caption-sft", dataset=str(out), lora={}, trainer={"max_steps": 1})
+    run_axr("train", "sft", "--config", str(lora), "--output-dir", str(tmp_path / "lora"))
+    run_axr("train", "export", str(tmp_path / "lora"), "--out", str(tmp_path / "merged"))
+    assert not (tmp_path / "merged" / "adapter_config.json").exists()
+    merged = load_backend("hf", str(tmp_path / "merged"))
+    assert merged.generate([[user("Say hi.")]], Sampling(max_tokens=4))[0].tokens_out > 0
     # then GRPO of the SFT result with the verdict, format and rules rewards (labels from the same split)
     grpo_rows = tmp_path / "grpo-rows"
     run_axr("train", "data", str(task), "--data-dir", str(data_dir), "--out", str(grpo_rows), "--kind", "grpo")

@@ -14,9 +14,10 @@ from axr.eval.datasets.layout import LayoutError
 from axr.reasoning.caption_detector import CaptionVideo
 
 
-def load_caption_set(data_dir: str | Path) -> tuple[list[CaptionVideo], list[str]]:
-    """(videos, problems): a video whose files cannot be read (labels missing or unreadable, a caption/label
-    count mismatch, no captions) is left out and its problem returned, so one bad video costs only itself."""
+def load_caption_set(data_dir: str | Path) -> tuple[list[CaptionVideo], dict[str, str]]:
+    """(videos, problems by video name): a video whose files cannot be read (labels missing or unreadable, a
+    caption/label count mismatch, no captions) is left out and its problem returned, so one bad video costs
+    only itself."""
     root = Path(data_dir)
     captions_dir, labels_dir = root / "test_frame_description", root / "test_frame"
     for folder in (captions_dir, labels_dir):
@@ -25,14 +26,14 @@ def load_caption_set(data_dir: str | Path) -> tuple[list[CaptionVideo], list[str
     caption_files = sorted(captions_dir.glob("*.txt"))
     if not caption_files:
         raise LayoutError(f"{captions_dir}: no <video>.txt caption files")
-    videos, problems = [], []
+    videos, problems = [], {}
     for path in caption_files:
         try:
             videos.append(_load_video(path, labels_dir / f"{path.stem}.csv"))
         except (LayoutError, OSError, UnicodeDecodeError) as error:
-            problems.append(str(error) if isinstance(error, LayoutError) else f"{path}: {error}")
+            problems[path.stem] = str(error) if isinstance(error, LayoutError) else f"{path}: {error}"
     if not videos:
-        raise LayoutError(f"{captions_dir}: no readable video (first problem: {problems[0]})")
+        raise LayoutError(f"{captions_dir}: no readable video (first problem: {next(iter(problems.values()))})")
     return videos, problems
 
 
@@ -65,8 +66,8 @@ def split_videos(videos: list[CaptionVideo], every: int = 3) -> tuple[list[Capti
     return reference, [v for v in videos if v.video not in names]
 
 
-def task_videos(task) -> tuple[list[CaptionVideo], list[CaptionVideo], list[str]]:
-    """(reference, held-out, problems) of a caption task's data folder, split as the task says."""
+def task_videos(task) -> tuple[list[CaptionVideo], list[CaptionVideo], dict[str, str]]:
+    """(reference, held-out, problems by video name) of a caption task's data folder, split as the task says."""
     from axr.eval.tasks import task_file_path
     from axr.reasoning.schema import SchemaError
 

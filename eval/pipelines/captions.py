@@ -49,7 +49,7 @@ class CaptionPipeline(Pipeline):
         self.detector: CaptionDetector | None = None
         self.reference: list[CaptionVideo] = []
         self.held_out: dict[str, CaptionVideo] = {}
-        self.skipped: list[str] = []
+        self.skipped: dict[str, str] = {}  # video -> why it could not be read
         self.recheck_cost: dict = {}
         self.quality: dict | None = None
 
@@ -72,7 +72,7 @@ class CaptionPipeline(Pipeline):
             raise SchemaError("task: pipeline.rules is required (or --rules): a rule book file, or 'induce'")
         self.reference, held_out, self.skipped = task_videos(self.task)
         self.held_out = {v.video: v for v in held_out}
-        for problem in self.skipped:
+        for problem in self.skipped.values():
             on_message(f"skipped a video: {problem}")
         embedder = None
         if pipeline.trigger.novelty or self.induced:
@@ -102,13 +102,24 @@ class CaptionPipeline(Pipeline):
         )
 
     def samples(self) -> list[Sample]:
-        return [Sample(sample_id=v.video, caption="\n".join(v.captions)) for v in self.held_out.values()]
+        """The held-out videos, and each video that could not be read (it becomes its error record, retried by
+        --retry-errors once its files are fixed)."""
+        readable = [Sample(sample_id=v.video, caption="\n".join(v.captions)) for v in self.held_out.values()]
+        return readable + [Sample(sample_id=name, caption=problem) for name, problem in self.skipped.items()]
 
     def predict(self, chunk: list[Sample], backend) -> list[PredictionRecord]:
-        """Each video's frames, scored by the trigger stage and smoothed along the video (no model)."""
-        videos = [self.held_out[s.sample_id] for s in chunk]
+        """Each video's frames, scored by the trigger stage and smoothed along the video (no model); an
+        unreadable video is one error record."""
+        videos = [self.held_out[s.sample_id] for s in chunk if s.sample_id in self.held_out]
+        unreadable = [
+            PredictionRecord(
+                sample_id=s.sample_id, video=s.sample_id, status="error", error=s.caption, error_kind="media"
+            )
+            for s in chunk
+            if s.sample_id not in self.held_out
+        ]
         detection = self.detector.score(videos)
-        return [
+        return unreadable + [
             PredictionRecord(
                 sample_id=video.frame_id(i),
                 video=video.video,
@@ -134,7 +145,8 @@ class CaptionPipeline(Pipeline):
         self.detector.rulebook.save(output / "rulebook.yaml")
         frames: dict[str, list[PredictionRecord]] = {}
         for record in records:
-            frames.setdefault(record.video, []).append(record)
+            if record.ok:
+                frames.setdefault(record.video, []).append(record)
         videos = [self.held_out[name] for name in frames]
         detection = Detection(
             self.detector.threshold,
@@ -150,8 +162,8 @@ class CaptionPipeline(Pipeline):
         self.recheck_cost = detection.cost
         if ceiling is not None:
             self.quality = _recheck_quality(videos, detection, ceiling)
-        out = []
-        for record in records:
+        out = [r for r in records if not r.ok]
+        for record in (r for r in records if r.ok):
             verdict = detection.rechecks.get((record.video, record.frame))
             score = float(detection.scores[record.video][record.frame])
             out.append(
@@ -185,7 +197,7 @@ class CaptionPipeline(Pipeline):
                 "reference_videos": [v.video for v in self.reference],
                 "evaluated_videos": len(labels),
                 "reference_normal_frames": sum(len(v.normal_captions()) for v in self.reference),
-                "skipped_videos": self.skipped,
+                "skipped_videos": list(self.skipped.values()),
             },
             keywords={k: sorted(w) for k, w in stage.keywords.items()},
             dropped_keywords=sorted(stage.dropped),
