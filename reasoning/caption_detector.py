@@ -197,10 +197,8 @@ class CaptionDetector:
             # a request that got no answer is not journaled: it is no verdict, and the next run asks again
             if "request_error" not in verdict.meta:
                 journal.append([verdict.model_dump(mode="json", exclude_none=True)])
-            spent = verdict.cost()
-            cost["tokens_in"] += spent["tokens_in"]
-            cost["tokens_out"] += spent["tokens_out"]
-            cost["model_calls"] += spent["calls"]
+            for key, value in verdict.cost():
+                cost[key] += value
             done += 1
             if on_progress:
                 on_progress(done, len(chosen))

@@ -34,6 +34,7 @@ FIXTURE_MARKERS = {
     "vllm_python": ("server", "slow"),
     "ray_head": ("ray", "slow"),
     "chromium": ("browser", "slow"),
+    "trained": ("slow",),  # test_training: SFT of the tiny VLM, shared by the tests that need a trained model
 }
 
 

@@ -94,6 +94,7 @@ def test_judge_cases_ship_three_explanations_each():
     assert all(set(c[k]) == {"what", "why", "how"} for c in cases for k in JUDGE_KINDS)
 
 
+@pytest.mark.slow
 def test_bench_judge_grades_each_kind_with_smollm2(tmp_path, smollm2):
     """`axr eval bench judge` grades a case's reference, paraphrase and unrelated explanation with a real
     judge and says what it compared (SmolLM2 is too small to order them; the figures are its own)."""
@@ -136,9 +137,11 @@ def test_bench_reasoner_compares_recheck_settings_on_the_same_frames(tmp_path, t
     right = sum((verdict == "anomalous") == bool(label) for verdict, label in answers)
     assert checked["agreement_with_labels"] == (round(right / len(answers), 4) if answers else None)
     assert "re-check settings on the same held-out frames" in result.stdout
-    run_axr(*command, "--workdir", str(runs))  # a rerun resumes the journaled answers: no new tokens
+    run_axr(*command, "--workdir", str(runs))  # a rerun resumes the journaled answers: nothing asked again
     again = json.loads(out.read_text())[1]
-    assert again["tokens_out_per_frame"] == 0 and again["frame_auc_pooled"] == checked["frame_auc_pooled"]
+    assert json.loads((runs / "setting-1" / "metrics.json").read_text())["cost"]["resumed"] == 12
+    assert again["tokens_out_per_frame"] == checked["tokens_out_per_frame"]  # the answers' cost, kept with them
+    assert again["frame_auc_pooled"] == checked["frame_auc_pooled"]
     bad = run_axr("eval", "bench", "reasoner", "textile", "--setting", "batch=1", check=False)
     assert bad.returncode == 2 and "not a caption task" in bad.stderr
 

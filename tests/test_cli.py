@@ -22,6 +22,7 @@ def test_help_lists_commands_with_examples():
     assert "Examples" in run_axr("eval", "bench", "backends", "--help").stdout
 
 
+@pytest.mark.slow
 def test_caption_textile_with_tiny_vlm_then_cache(textile_folder, tmp_path, tiny_vlm):
     out, cache = tmp_path / "captions.jsonl", tmp_path / "cache.sqlite"
     args = (

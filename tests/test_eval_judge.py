@@ -6,6 +6,7 @@ import json
 import pytest
 
 from axr.eval.judge import aggregate, judge_records
+from axr.eval.records import PredictionRecord
 from axr.reasoning.journal import Journal
 from axr.reasoning.schema import CRITERIA
 from tests.conftest import run_axr
@@ -41,12 +42,7 @@ def test_aggregate_means_and_agreement_by_hand():
 
 def test_an_unparsed_verdict_scores_zero_without_a_model_call(tmp_path, hf_smollm2):
     records = [
-        {
-            "sample_id": "s1",
-            "status": "ok",
-            "gt_rationale": REFERENCE,
-            "verdict": {"verdict": "unparsed", "rationale": {}},
-        }
+        PredictionRecord(sample_id="s1", gt_rationale=REFERENCE, verdict={"verdict": "unparsed", "rationale": {}})
     ]
     journal = Journal(tmp_path / "judgements.jsonl", key="key")
     judge_records(records, hf_smollm2, "smol", journal)

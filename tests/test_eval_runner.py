@@ -131,6 +131,7 @@ def test_textile_run_and_report_open_in_chromium(tmp_path, tiny_vlm, chromium):
     assert dom.count('class="curve"') == 4  # both runs on the ROC and on the PR plot
 
 
+@pytest.mark.slow
 def test_sigkill_mid_run_resumes_to_identical_metrics(tmp_path, tiny_vlm):
     task = _task_file(tmp_path, pipeline={"batch": 4, "max_tokens": 48})
     command = [sys.executable, "-m", "axr", "eval", "run", str(task), "--limit", "120"]

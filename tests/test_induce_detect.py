@@ -90,6 +90,7 @@ def test_aggregation_merges_paraphrases_and_counts_support():
     ]
 
 
+@pytest.mark.slow
 def test_induce_with_smollm2_through_hf_writes_a_book_with_anomaly_rules(tmp_path, smollm2):
     """The in-process hf path, constrained by xgrammar as vLLM is: a section must propose at least one rule
     (without that the small model answered `"rules": []` every time and induction ended with nothing)."""

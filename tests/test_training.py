@@ -363,6 +363,7 @@ def test_resume_continues_from_the_checkpoints_weights(tmp_path, trained, lora):
         run_sft(recipe("never"), resume=True)
 
 
+@pytest.mark.slow
 def test_caption_reasoner_rows_come_from_reference_videos_and_sft_then_grpo_train_smollm2(tmp_path, smollm2):
     """`axr train data` on a caption task builds the re-check's own prompts from the reference videos only
     (anomalous frames whose caption names no rule left out); SFT, then GRPO, train the text model SmolLM2."""

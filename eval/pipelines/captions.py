@@ -125,13 +125,13 @@ class CaptionPipeline(Pipeline):
                 video=video.video,
                 frame=i,
                 gt_label=video.labels[i],
-                pred_score=round(float(detection.scores[video.video][i]), 4),
+                pred_score=float(detection.scores[video.video][i]),  # full precision: metrics rank by it
                 pred_label=detection.label(video.video, i),
                 trigger=TriggerDetail(
                     score=round(result.score, 4),
                     keyword_hits=result.keyword_hits,
                     novelty=round(result.novelty, 4),
-                    smoothed=round(float(detection.scores[video.video][i]), 4),
+                    smoothed=float(detection.scores[video.video][i]),
                 ),
             )
             for video in videos
@@ -169,7 +169,7 @@ class CaptionPipeline(Pipeline):
             out.append(
                 record.model_copy(
                     update={
-                        "pred_score": round(score, 4),
+                        "pred_score": score,
                         "pred_label": detection.label(record.video, record.frame),
                         "verdict": verdict.model_dump(mode="json", exclude_none=True) if verdict else None,
                         "cost": verdict.cost() if verdict else record.cost.model_construct(),
