@@ -4,11 +4,12 @@ local runner, on a Ray cluster of one machine or many.
 Sample tasks: the pending samples become a Ray Dataset; an actor pool (`--workers` actors, each holding one
 backend, one GPU each where the cluster has GPUs) loads each chunk's media and predicts it with the task's
 pipeline (`RayChunkPredictor`: the mode's own `predict`, as the local runner calls it); records stream back
-to the driver, which journals them as they arrive: the runner is the local one (`axr.eval.runner.run`), so
-resume, `--limit`, `--shard`, `--retry-errors` and metrics are the same. Ray Data schedules the chunks, applies backpressure,
-and restarts an actor that dies (its chunk is retried; the journal keeps one record per sample whatever is
-delivered twice). A mode whose samples need no model (a caption task's trigger stage) predicts them in the
-driver; its model work (induction, the re-check) is spread over an actor pool (`PooledBackend`).
+to the driver, which journals them as they arrive. The runner is the local one (`axr.eval.runner.run`), so
+resume, `--limit`, `--shard`, `--retry-errors` and metrics are the same. Ray Data schedules the chunks,
+applies backpressure, and restarts an actor that dies (its chunk is retried; the journal keeps one record
+per sample whatever is delivered twice). A mode whose samples need no model (a caption task's trigger
+stage) predicts them in the driver; its model work (induction, the re-check) is spread over an actor pool
+(`PooledBackend`).
 
 Paths in samples must be readable where the actors run (shared storage on a cluster). Environment variables
 that tell AXR where its models and data are (AXR_*, HF_*) travel to the workers.
