@@ -15,7 +15,7 @@ def records(path):
 
 
 def test_help_lists_commands_with_examples():
-    top = run_axr("--help").stdout
+    top = run_axr("--help", process=True).stdout  # `python -m axr` as a new process, once
     for command in ("caption", "models", "eval"):
         assert command in top
     assert "Examples" in run_axr("caption", "--help").stdout
