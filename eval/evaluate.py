@@ -29,6 +29,8 @@ def evaluate(
     options = options or RunOptions()
     if options.engine not in ENGINES:
         raise ValueError(f"--engine {options.engine!r}: choose one of {', '.join(ENGINES)}")
+    if options.engine == "local" and (options.workers != 1 or options.ray_address):
+        raise ValueError("--workers and --ray-address are Ray's: add --engine ray (or leave them out)")
     if options.engine == "ray":
         from axr.eval.ray_engine import evaluate_on_ray
 

@@ -401,3 +401,8 @@ def test_report_cards_say_wrong_not_green_and_long_types_wrap(tmp_path, chromium
         assert page.eval_on_selector(long_card, "e => e.scrollWidth <= e.clientWidth")
         page.screenshot(path=str(tmp_path / "cards.png"), full_page=True)
         browser.close()
+
+
+def test_ray_options_without_the_ray_engine_are_refused_not_ignored():
+    result = run_axr("eval", "run", "ped2", "--workers", "4", check=False)
+    assert result.returncode == 2 and "add --engine ray" in result.stderr
