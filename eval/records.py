@@ -125,20 +125,28 @@ class RecordJournal:
         return sample_id in self.records
 
     def append(self, records: Iterable[PredictionRecord], replace: bool = False) -> None:
-        """Journal records; with `replace`, they replace what their samples had (a retried caption video's
-        frames replace its error record)."""
+        """Journal records whose keys are new (or, with `replace`, any: the later line wins)."""
         records = list(records)
-        if replace:
-            units, keys = {r.unit for r in records}, {r.sample_id for r in records}
-            stale = [key for key, r in self.records.items() if r.unit in units and key not in keys]
-            if stale:
-                self.journal.drop(stale)
-                for key in stale:
-                    del self.records[key]
         self.journal.append([r.model_dump(mode="json") for r in records], replace=replace)
         for record in records:
             if replace or record.sample_id not in self.records:
                 self.records[record.sample_id] = record
+
+    def put(self, records: Iterable[PredictionRecord]) -> None:
+        """Journal the records of freshly predicted samples: they replace whatever those samples had (a retried
+        caption video's frames replace its error record)."""
+        records = list(records)
+        units, keys = {r.unit for r in records}, {r.sample_id for r in records}
+        stale = [key for key, r in self.records.items() if r.unit in units and key not in keys]
+        if stale:
+            self.journal.drop(stale)
+            for key in stale:
+                del self.records[key]
+        self.append(records, replace=True)
+
+    def compact(self) -> None:
+        """One line per record again (after records were replaced)."""
+        self.journal.compact()
 
     def units(self) -> dict[str, list[PredictionRecord]]:
         """The records of each sample (a caption video's frames, or one record), in journal order."""

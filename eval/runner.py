@@ -122,7 +122,7 @@ def run(
     if on_progress:
         on_progress(done, len(chosen))
     for records in predictions(pipeline, pending, backend) if pending else ():
-        journal.append(records, replace=True)  # pending samples are new or retried: the later line wins
+        journal.put(records)  # pending samples are new or retried: their new records replace the old
         done += len({r.unit for r in records})
         if on_progress:
             on_progress(done, len(chosen))
@@ -130,7 +130,10 @@ def run(
     records = [r for r in journal.records.values() if r.unit in wanted]
     final = pipeline.finalize(records, output, backend, on_message, on_phase)
     before = {r.sample_id: r for r in records}
-    journal.append([r for r in final if before.get(r.sample_id) != r], replace=True)  # what finalize changed
+    changed = [r for r in final if before.get(r.sample_id) != r]
+    if changed:  # what finalize changed (a caption re-check's merge): one line per sample again
+        journal.append(changed, replace=True)
+        journal.compact()
     metrics = _metrics(final, pipeline)
     described = described or pipeline.endpoint.model_dump(include={"backend", "model"})
     metrics.update(task=task.task, shard=list(options.shard), samples=len(final), backend=described)

@@ -23,7 +23,7 @@ class Journal:
                 except json.JSONDecodeError:
                     continue  # the line a killed run was writing
                 self.records[record[key]] = record  # a retried record replaces the earlier one
-            self._rewrite()  # drop a torn tail so that appends start on a clean line
+            self.compact()  # drop a torn tail so that appends start on a clean line
 
     def __contains__(self, key: str) -> bool:
         return key in self.records
@@ -46,9 +46,10 @@ class Journal:
         replace its error record)."""
         for key in keys:
             self.records.pop(key, None)
-        self._rewrite()
+        self.compact()
 
-    def _rewrite(self) -> None:
+    def compact(self) -> None:
+        """Rewrite the file with one line per key (the latest), atomically."""
         text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in self.records.values())
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(text, encoding="utf-8")

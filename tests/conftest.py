@@ -20,6 +20,9 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# `ray start` turns Ray's token authentication on; a driver must say so before Ray is imported (it reads the
+# mode then), and this process imports Ray at collection and drives the Ray tests in-process
+os.environ.setdefault("RAY_AUTH_MODE", "token")
 os.environ["COLUMNS"] = "200"  # rich's consoles read it when made: one line per message, as users' wide terminals
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
