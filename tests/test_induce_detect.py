@@ -97,11 +97,11 @@ def test_induce_with_smollm2_through_hf_writes_a_book_with_anomaly_rules(tmp_pat
     refs = tmp_path / "normal.txt"
     refs.write_text("\n".join(NORMAL * 3) + "\n")
     out = tmp_path / "rules.yaml"
-    args = ["--backend", "hf", "--model", "smollm2", "--batches", "3", "--per-batch", "2", "--out", str(out)]
+    args = ["--backend", "hf", "--model", "smollm2", "--batches", "2", "--per-batch", "2", "--out", str(out)]
     run_axr("induce", str(refs), *args)
     book = RuleBook.load(out)
     assert book.rules("normal") and book.rules("anomaly") and book.provenance.backend == "hf"
-    assert book.provenance.induction.batches == 3 and book.provenance.induction.per_batch == 2
+    assert book.provenance.induction.batches == 2 and book.provenance.induction.per_batch == 2
 
 
 def test_induce_with_smollm2_writes_a_valid_rule_book(tmp_path, vllm_server):
