@@ -103,9 +103,9 @@ class PredictionRecord(BaseModel):
         return cls.of(sample, status="error", error=error, error_kind="media")
 
     @classmethod
-    def judged(cls, sample: Sample, verdict: Verdict, cost: Cost | None = None) -> PredictionRecord:
+    def judged(cls, sample: Sample, verdict: Verdict) -> PredictionRecord:
         """A sample judged by a verdict: scored and labelled by it; a request that got no answer is an error."""
-        record = cls.of(sample, **verdict_fields(verdict.model_dump(mode="json")), cost=cost or verdict.cost())
+        record = cls.of(sample, **verdict_fields(verdict.model_dump(mode="json")), cost=verdict.cost())
         failure = verdict.meta.get("request_error")
         return record.failed(failure, "request") if failure else record
 
@@ -121,9 +121,6 @@ class RecordJournal:
         self.journal = Journal(path)
         self.records = {key: PredictionRecord.model_validate(r) for key, r in self.journal.records.items()}
 
-    def __contains__(self, sample_id: str) -> bool:
-        return sample_id in self.records
-
     def append(self, records: Iterable[PredictionRecord], replace: bool = False) -> None:
         """Journal records whose keys are new (or, with `replace`, any: the later line wins)."""
         records = list(records)
@@ -132,12 +129,12 @@ class RecordJournal:
             if replace or record.sample_id not in self.records:
                 self.records[record.sample_id] = record
 
-    def put(self, records: Iterable[PredictionRecord]) -> None:
-        """Journal the records of freshly predicted samples: they replace whatever those samples had (a retried
+    def put(self, records: Iterable[PredictionRecord], retried: set[str] = frozenset()) -> None:
+        """Journal the records of freshly predicted samples; those of a `retried` sample replace all it had (a
         caption video's frames replace its error record)."""
         records = list(records)
-        units, keys = {r.unit for r in records}, {r.sample_id for r in records}
-        stale = [key for key, r in self.records.items() if r.unit in units and key not in keys]
+        keys = {r.sample_id for r in records}
+        stale = [key for key, r in self.records.items() if r.unit in retried and key not in keys] if retried else []
         if stale:
             self.journal.drop(stale)
             for key in stale:

@@ -121,8 +121,9 @@ def run(
     done = len(chosen) - len(pending)
     if on_progress:
         on_progress(done, len(chosen))
+    retried = {s.sample_id for s in pending if s.sample_id in units}
     for records in predictions(pipeline, pending, backend) if pending else ():
-        journal.put(records)  # pending samples are new or retried: their new records replace the old
+        journal.put(records, retried)  # a retried sample's new records replace all its old ones
         done += len({r.unit for r in records})
         if on_progress:
             on_progress(done, len(chosen))

@@ -32,7 +32,6 @@ from axr.reasoning.media import MediaError
 from axr.reasoning.schema import Sample
 
 BackendMaker = Callable[[], Backend]
-Progress = Callable[[int, int], None]
 
 
 class Pipeline:
