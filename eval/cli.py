@@ -108,6 +108,61 @@ def _compared(metrics: dict, published: dict) -> str:
     )
 
 
+SUITE_EPILOG = (
+    "Examples:\n\n"
+    "  axr eval suite                                  (every caption task whose data is here)\n\n"
+    "  axr eval suite ped2 shtech ped2@~/captions/ped2-llava --out suite.json   (another captioner's ped2)\n\n"
+    "  axr eval suite ped2 shtech --variant axr --variant 'no-novelty:pipeline.trigger.novelty=false'"
+)
+
+
+@app.command("suite", epilog=SUITE_EPILOG)
+def suite(
+    sets: list[str] = typer.Argument(
+        None, help="TASK, or TASK@FOLDER (the task's rule book and settings over a folder in its layout)"
+    ),
+    variants: list[str] = typer.Option(
+        None, "--variant", help="LABEL[:key=value,...] with task keys; repeat to compare (default: axr)"
+    ),
+    out: Path = typer.Option(None, help="also write the rows as JSON"),
+):
+    """The caption detector on several caption sets beside AnomalyRuler-base (computed by AXR on the same
+    held-out videos) and published figures: pooled / per-video-mean frame AUC (%), no model."""
+    from axr.eval.datasets import LayoutError
+    from axr.eval.suite import BASELINE, CaptionSet, Variant, caption_tasks, mean_row, measure_set
+    from axr.reasoning.embedding import Embedder
+    from axr.reasoning.schema import SchemaError
+
+    try:
+        chosen = [CaptionSet.parse(text) for text in sets or caption_tasks()]
+        compared = [Variant.parse(text) for text in variants or ["axr"]]
+    except SchemaError as error:
+        fail(str(error))
+    embedder = Embedder()
+    rows = []
+    with progress_bar() as bar:
+        job = bar.add_task("caption sets", total=len(chosen))
+        for caption_set in chosen:
+            bar.update(job, description=caption_set.label)
+            try:
+                rows.append(measure_set(caption_set, compared, embedder))
+            except (LayoutError, SchemaError, ValueError) as error:
+                fail(f"{caption_set.label}: {error}")
+            bar.advance(job)
+    columns = [BASELINE, *(v.label for v in compared)]
+    rows.append(mean_row(rows, columns))
+    title = "pooled / per-video-mean frame AUC (%), held-out videos"
+    table = Table("set", "videos", *columns, "published", title=title)
+    for row in rows:
+        cells = [f"{row[c]['pooled']:.2f} / {row[c]['per_video'] or float('nan'):.2f}" for c in columns]
+        published = ", ".join(f"{k} {v:.2f}" for k, v in row.get("published", {}).items())
+        table.add_row(row["set"], str(row["evaluated_videos"]), *cells, published or "-")
+    wide.print(table)
+    if out:
+        out.write_text(json.dumps(rows, indent=2))
+        err.print(f"wrote {out}", highlight=False)
+
+
 @app.command(
     "validate",
     epilog="Examples:\n\n  axr eval validate              (every shipped task)\n\n  axr eval validate my_task.yaml",
