@@ -82,7 +82,9 @@ def measure_set(caption_set: CaptionSet, variants: list[Variant], embedder) -> d
     row[BASELINE] = _aucs(labels, baseline)
     for variant in variants:
         task = _task(caption_set, variant.overrides)
-        detector = CaptionDetector(task_rulebook(task), task.pipeline, task.split.scene_pattern, embedder)
+        detector = CaptionDetector(
+            task_rulebook(task), task.pipeline, task.split.scene_pattern, embedder, task.dataset.line_seconds
+        )
         detection = detector.fit(reference, held_out).score(held_out)
         row[variant.label] = _aucs(labels, detection.scores)
     published = (base_task.published or {}).get("frame_auc_pooled") if caption_set.data_dir is None else None

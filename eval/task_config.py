@@ -31,6 +31,9 @@ class DatasetConfig(Strict):
     data_dir: str | None = None  # a `data:` reference or a path (relative to the working directory)
     split: str = "test"  # held out; the train split (normal only) feeds references
     options: dict[str, Any] = Field(default_factory=dict)  # adapter options, e.g. {normal_train: 100}
+    # caption sets: how long one caption line covers (1 / fps for a caption a frame; 1.0 for UCF-Crime's
+    # one-second windows), so smoothing windows are in seconds; null: one frame at 24 fps
+    line_seconds: float | None = Field(None, gt=0)
 
 
 class ReferencesConfig(Strict):

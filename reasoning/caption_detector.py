@@ -71,7 +71,8 @@ class Detection:
 
 class CaptionDetector:
     """`settings` is read as it is (a caption task's pipeline section is one); `scene_pattern`, a regex whose
-    first group names a video's scene (camera), fits one trigger stage per scene."""
+    first group names a video's scene (camera), fits one trigger stage per scene; `line_seconds`, how long one
+    caption line covers (None: a frame at 24 fps)."""
 
     def __init__(
         self,
@@ -79,8 +80,10 @@ class CaptionDetector:
         settings: DetectorSettings | None = None,
         scene_pattern: str | None = None,
         embedder=None,
+        line_seconds: float | None = None,
     ):
         self.rulebook, self.settings = rulebook, settings or DetectorSettings()
+        self.line_seconds = line_seconds  # what one caption line covers; smoothing windows are in seconds
         self.scene_pattern = scene_pattern
         self.embedder = embedder if self.settings.trigger.novelty else None
         self.stages: dict[str, TriggerStage] = {}
@@ -105,6 +108,11 @@ class CaptionDetector:
         for scene in {scene_of(v.video, self.scene_pattern) for v in [*references, *observations]} - {"all"}:
             own = by_scene.get(scene, [])
             self.stages[scene] = self._stage(own) if len(own) >= MIN_SCENE_REFERENCES else self.stages["all"]
+        observed: dict[int, list[str]] = {}  # per stage (scenes without references share "all")
+        for video in observations:
+            observed.setdefault(id(self._stage_of(video)), []).extend(video.captions)
+        for stage in {id(x): x for x in self.stages.values()}.values():
+            stage.observe(observed.get(id(stage), []))
         if s.trigger.synonyms and self.embedder is not None:
             words = [c for v in observations for c in v.captions]
             for stage in {id(x): x for x in self.stages.values()}.values():  # scenes without references share "all"
@@ -115,8 +123,7 @@ class CaptionDetector:
         return self
 
     def _stage(self, normal: list[str]) -> TriggerStage:
-        s = self.settings.trigger
-        return TriggerStage(self.rulebook, normal, self.embedder, s.max_normal_share, s.keyword_weight)
+        return TriggerStage(self.rulebook, normal, self.embedder, self.settings.trigger)
 
     def _reference_threshold(self, references: list[CaptionVideo]) -> float:
         normal = []
@@ -127,12 +134,15 @@ class CaptionDetector:
         quantile = self.settings.threshold.reference_quantile
         return float(np.quantile(normal, quantile)) if normal else 0.5 * self.scale
 
+    def _stage_of(self, video: CaptionVideo) -> TriggerStage:
+        return self.stages[scene_of(video.video, self.scene_pattern)]
+
     def _results(self, video: CaptionVideo) -> list[TriggerResult]:
-        return self.stages[scene_of(video.video, self.scene_pattern)].score(video.captions)
+        return self._stage_of(video).score(video.captions)
 
     def _smoothed(self, results: list[TriggerResult]) -> np.ndarray:
         s = self.settings.smoothing
-        return smooth(np.array([r.score for r in results]), s.method, s.window, s.alpha)
+        return smooth(np.array([r.score for r in results]), s.method, s.window_lines(self.line_seconds), s.alpha)
 
     def score(self, videos: list[CaptionVideo]) -> Detection:
         """Trigger results and smoothed scores of every frame (no model)."""
@@ -290,12 +300,22 @@ def videos_of(rows) -> list[CaptionVideo]:
 
 
 def detect_rows(
-    rows, reference_rows, rulebook, settings, embedder, backend, journal_folder, on_progress=None, on_message=None
+    rows,
+    reference_rows,
+    rulebook,
+    settings,
+    embedder,
+    backend,
+    journal_folder,
+    on_progress=None,
+    on_message=None,
+    line_seconds=None,
 ):
     """`axr detect` on observations: Verdicts for `rows`, the detector fitted on `reference_rows` (normal);
     `backend` (None without a re-check) re-checks what the policy chooses."""
     videos, references = videos_of(rows), videos_of(reference_rows)
-    detector = CaptionDetector(rulebook, settings, embedder=embedder).fit(references, videos)
+    detector = CaptionDetector(rulebook, settings, embedder=embedder, line_seconds=line_seconds)
+    detector.fit(references, videos)
     detection = detector.score(videos)
     model = backend.model if backend is not None else "none"
     detector.recheck(

@@ -187,7 +187,10 @@ def detect(
     novelty: bool = typer.Option(
         None, help="add MiniLM novelty against the references to the trigger score (default: on)"
     ),
-    window: int = typer.Option(None, help="centred smoothing window for frames of one video (1 = none; default 61)"),
+    window: int = typer.Option(
+        None, help="centred smoothing window in caption lines of one video (1 = none; default: 2.5 s of --fps)"
+    ),
+    fps: float = typer.Option(None, help="caption lines per second of video (default 24)"),
     subject: str = typer.Option("scene", help="for captioning images: scene or object"),
     explain: bool = typer.Option(False, help="print each verdict, the rules it broke and the evidence"),
     gate: str = typer.Option(None, help="direct: send only images the visual gate flags: THRESHOLD or top:FRACTION"),
@@ -210,7 +213,7 @@ def detect(
     if direct:
         visual = {"gate": gate, "hint": hint, "retrieve": retrieve, "gate_model": gate_model or model, "draw": draw}
         backend = make_backend(backend_name, model, base_url)
-        window = window or SmoothingSettings().window
+        window = window or SmoothingSettings().window_lines(1 / fps if fps else None)
         verdicts, skipped = detect_images(backend, inputs, references, book, subject, window, visual, _say)
     else:
         if book is None:
@@ -224,8 +227,9 @@ def detect(
             "recheck": {"policy": recheck, "band": band},
         }
         settings = DetectorSettings(**{k: {f: v for f, v in d.items() if v is not None} for k, d in given.items()})
+        line_seconds = 1 / fps if fps else None
         verdicts = _detect_observations(
-            inputs, references, book, settings, backend_name, model, base_url, subject, out
+            inputs, references, book, settings, backend_name, model, base_url, subject, out, line_seconds
         )
     with out.open("w", encoding="utf-8") as sink:
         for verdict in verdicts:
@@ -243,7 +247,9 @@ def _say(message: str) -> None:
     err.print(message, highlight=False)
 
 
-def _detect_observations(inputs, references, book, settings, backend_name, model, base_url, subject, out):
+def _detect_observations(
+    inputs, references, book, settings, backend_name, model, base_url, subject, out, line_seconds=None
+):
     needs_model = settings.recheck.policy != "none" or any(
         p.suffix not in (".txt", ".jsonl") for p in [*inputs, *references]
     )
@@ -273,6 +279,7 @@ def _detect_observations(inputs, references, book, settings, backend_name, model
             out.parent,
             on_progress=lambda done, total: bar.update(job, completed=done, total=total, visible=True),
             on_message=_say,
+            line_seconds=line_seconds,
         )
 
 

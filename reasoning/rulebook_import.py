@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from axr.reasoning.resources import resolve
-from axr.reasoning.schema import Provenance, Rule, RuleBook, RuleSection, SchemaError
+from axr.reasoning.resources import package_dir, resolve
+from axr.reasoning.schema import Provenance, Rule, RuleBook, RuleSection, SchemaError, named_yaml
 
 _HEADING = re.compile(r"^\*\*(.+?)\*\*:?\s*$")
 _ITEM = re.compile(r"^\s*\d+[.)]\s*(.+?)\s*$")
@@ -58,12 +58,21 @@ def import_anomalyruler(path: str | Path, name: str | None = None) -> RuleBook:
 
 
 def load_rules(path: str | Path) -> RuleBook:
-    """A RuleBook YAML, or an AnomalyRuler Markdown rule file (any other suffix); a path or a `data:` reference.
+    """A RuleBook YAML, or an AnomalyRuler Markdown rule file (any other suffix); a path, a `data:` reference,
+    or the name of a book AXR ships (`surveillance`).
 
     A book with no enabled anomaly rules is refused here, for every command: nothing could ever be judged
     against it (an induction's `.partial.yaml`, normal rules only, is for a person to read, not to detect)."""
-    path = resolve(path)
+    path = shipped_rulebook(path) or resolve(path)
     book = RuleBook.load(path) if path.suffix in (".yaml", ".yml") else import_anomalyruler(path)
     if not book.rules("anomaly", enabled_only=True):
         raise SchemaError(f"{path}: rule book {book.name!r} has no enabled anomaly rules (nothing to detect)")
     return book
+
+
+def shipped_rulebook(name: str | Path) -> Path | None:
+    """The shipped book a bare name (no folder, no suffix, not a file here) names; None for anything else."""
+    text = str(name)
+    if Path(text).exists() or "/" in text or "\\" in text or "." in text or ":" in text:
+        return None
+    return named_yaml(text, package_dir("axr.reasoning.rulebooks"), "rule book")

@@ -10,6 +10,8 @@ from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
+DEFAULT_LINE_SECONDS = 1 / 24  # one frame of 24 fps video, when a caption set does not say what a line covers
+
 Policy = Literal["none", "uncertain", "positives", "all"]
 POLICIES: tuple[str, ...] = get_args(Policy)
 
@@ -35,16 +37,30 @@ class InductionSettings(Strict):
 
 
 class TriggerSettings(Strict):
-    max_normal_share: float = 0.05  # a keyword in this share of normal references is not a trigger
+    # How much one keyword match counts: `adaptive`, the larger of its rarity in the normal references,
+    # 1 / (1 + share / max_normal_share), and its excess in the observations, 1 - reference share / observed
+    # share; `rarity`, the first alone; `drop`, 1 below max_normal_share and 0 from it (AXR before this: a
+    # verbose captioner that mentions bicycles in normal frames lost the bicycle rules entirely).
+    keywords: Literal["adaptive", "rarity", "drop"] = "adaptive"
+    max_normal_share: float = Field(0.05, gt=0)
+    exclude_normal_rule_words: bool = True  # a word the book's normal rules use is no anomaly keyword
     keyword_weight: float = 1.0
     novelty: bool = True
+    novelty_unit: Literal["sentence", "clause"] = "sentence"  # clause: long sentences cut at commas/conjunctions
     synonyms: float | None = None
 
 
 class SmoothingSettings(Strict):
     method: Literal["none", "mean", "ema"] = "mean"
-    window: int = Field(61, ge=1)
+    window_seconds: float = Field(2.5, gt=0)  # the centred mean's window, in the video's time
+    window: int | None = Field(None, ge=1)  # in caption lines, instead of window_seconds
     alpha: float = 0.33
+
+    def window_lines(self, line_seconds: float | None) -> int:
+        """The window in caption lines, for lines that cover `line_seconds` each (None: DEFAULT_LINE_SECONDS)."""
+        if self.window is not None:
+            return self.window
+        return max(1, round(self.window_seconds / (line_seconds or DEFAULT_LINE_SECONDS)))
 
 
 class ThresholdSettings(Strict):

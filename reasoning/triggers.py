@@ -38,6 +38,28 @@ def sentences(text: str) -> list[str]:
     return [s.strip() for s in _SENTENCE.split(text) if s.strip()] or [text.strip()]
 
 
+_CLAUSE = re.compile(r"[,;:]\s+|\s+(?:and|while|but|whereas)\s+")
+LONG_SENTENCE = 12  # words: a shorter sentence is one clause
+
+
+def clauses(text: str, min_words: int = 3) -> list[str]:
+    """The sentences, a long one cut at commas, semicolons and conjunctions into parts of at least `min_words`
+    words (a shorter part joins the one before it): one unusual clause in a paragraph of usual ones stands out."""
+    out = []
+    for sentence in sentences(text):
+        if len(sentence.split()) <= LONG_SENTENCE:
+            out.append(sentence)
+            continue
+        parts: list[str] = []
+        for part in _CLAUSE.split(sentence):
+            if parts and len(part.split()) < min_words:
+                parts[-1] += " " + part
+            elif part.strip():
+                parts.append(part.strip())
+        out.extend(parts or [sentence])
+    return out
+
+
 @dataclass
 class TriggerResult:
     score: float
@@ -49,33 +71,50 @@ class TriggerResult:
 class TriggerStage:
     """Keyword and novelty scores for observations, from a rule book and normal reference observations."""
 
-    def __init__(
-        self,
-        rulebook: RuleBook,
-        normal_references: list[str],
-        embedder=None,
-        max_normal_share: float = 0.05,
-        keyword_weight: float = 1.0,
-    ):
+    def __init__(self, rulebook: RuleBook, normal_references: list[str], embedder=None, settings=None):
+        from axr.reasoning.settings import TriggerSettings
+
         if not rulebook.rules("anomaly", enabled_only=True):
             raise ValueError(f"rule book {rulebook.name!r} has no enabled anomaly rules")
-        self.rulebook, self.embedder, self.keyword_weight = rulebook, embedder, keyword_weight
-        reference_lemmas = [set(lemmas(text)) for text in normal_references]
-        share = Counter(w for words in reference_lemmas for w in words)
-        n = max(len(reference_lemmas), 1)
-        self.max_normal_share = max_normal_share
-        self._reference_share = {w: k / n for w, k in share.items()}
-        self.dropped: set[str] = set()
+        self.rulebook, self.embedder = rulebook, embedder
+        self.settings = settings or TriggerSettings()
+        self._reference_share = _shares(normal_references)
+        self._observed_share: dict[str, float] = {}
+        normal_words = set()
+        if self.settings.exclude_normal_rule_words:  # the book itself says these describe normal scenes
+            normal_words = {w for rule in rulebook.rules("normal", enabled_only=True) for w in _rule_words(rule)}
+        self.rule_words = {r.id: _rule_words(r) - normal_words for r in rulebook.rules("anomaly", enabled_only=True)}
         self.keywords: dict[str, set[str]] = {}
-        for rule in rulebook.rules("anomaly", enabled_only=True):
-            words = {w for w in lemmas(" ".join(rule.keywords or [rule.text, *rule.examples])) if _content(w)}
-            common = {w for w in words if share[w] / n >= max_normal_share}
-            self.dropped |= common
-            self.keywords[rule.id] = words - common
+        self.weights: dict[str, float] = {}  # keyword -> the evidence one match gives, in (0, 1]
+        self._weigh()
         self._reference_vectors = None
         if embedder is not None and normal_references:
-            reference_sentences = sorted({s for text in normal_references for s in sentences(text)})
-            self._reference_vectors = embedder.encode(reference_sentences)
+            reference_units = sorted({u for text in normal_references for u in self._units(text)})
+            self._reference_vectors = embedder.encode(reference_units)
+
+    def _weigh(self) -> None:
+        self.weights = {w: self.weight(w) for words in self.rule_words.values() for w in words}
+        self.keywords = {rule: {w for w in words if self.weights[w] > 0} for rule, words in self.rule_words.items()}
+        self.dropped = {w for w, weight in self.weights.items() if weight == 0}
+
+    def weight(self, word: str) -> float:
+        """The evidence a match of `word` gives (see TriggerSettings.keywords): its rarity in the normal
+        references, 1 / (1 + share / max_normal_share), or with `adaptive` the larger of that and its excess in
+        the observations, 1 - reference share / observed share (the share of its uses that normal scenes do not
+        explain; no labels read); with `drop`, 1 below max_normal_share and 0 from it."""
+        share, limit = self._reference_share.get(word, 0.0), self.settings.max_normal_share
+        if self.settings.keywords == "drop":
+            return float(share < limit)
+        rarity = 1.0 / (1.0 + share / limit)
+        observed = self._observed_share.get(word, 0.0)
+        if self.settings.keywords == "rarity" or observed == 0:
+            return rarity
+        return max(rarity, 1.0 - share / observed)
+
+    def observe(self, observations: list[str]) -> None:
+        """Weigh the keywords again with the observations' vocabulary (the `adaptive` setting reads it)."""
+        self._observed_share = _shares(observations)
+        self._weigh()
 
     def add_synonyms(self, observations: list[str], threshold: float = 0.75, min_count: int = 3) -> dict[str, str]:
         """Extend each rule's keywords with words of the observations that MiniLM puts near one of them
@@ -92,11 +131,12 @@ class TriggerStage:
         added = {}
         for i, j in zip(*np.nonzero(similarity >= threshold), strict=True):
             word, keyword = vocabulary[i], keywords[j]
-            if word != keyword and self._reference_share.get(word, 0.0) < self.max_normal_share:
+            if word != keyword and self.weight(word) > 0:
                 added[word] = keyword
-                for words in self.keywords.values():
+                for words in self.rule_words.values():
                     if keyword in words:
                         words.add(word)
+        self._weigh()
         return added
 
     def keyword_hits(self, text: str) -> dict[str, list[str]]:
@@ -104,19 +144,23 @@ class TriggerStage:
         return {rule_id: sorted(words & kws) for rule_id, kws in self.keywords.items() if words & kws}
 
     def score(self, observations: list[str]) -> list[TriggerResult]:
-        """Score = keyword_weight x (any anomaly keyword) + novelty in [0, 1]."""
+        """Score = keyword_weight x (the weight of the rarest matched keyword) + novelty in [0, 1]."""
         novelty = self._novelty(observations)
         results = []
         for text, (nov, sentence) in zip(observations, novelty, strict=True):
             hits = self.keyword_hits(text)
-            score = self.keyword_weight * float(bool(hits)) + nov
+            evidence = max((self.weights[w] for words in hits.values() for w in words), default=0.0)
+            score = self.settings.keyword_weight * evidence + nov
             results.append(TriggerResult(score, hits, nov, sentence))
         return results
+
+    def _units(self, text: str) -> list[str]:
+        return clauses(text) if self.settings.novelty_unit == "clause" else sentences(text)
 
     def _novelty(self, observations: list[str]) -> list[tuple[float, str]]:
         if self._reference_vectors is None:
             return [(0.0, "")] * len(observations)
-        per_text = [sentences(t) for t in observations]
+        per_text = [self._units(t) for t in observations]
         unique = sorted({s for group in per_text for s in group})
         vectors = self.embedder.encode(unique)
         distance = 1.0 - (vectors @ self._reference_vectors.T).max(axis=1)
@@ -126,6 +170,17 @@ class TriggerStage:
             worst = max(group, key=by_sentence.__getitem__)
             out.append((float(by_sentence[worst]), worst))
         return out
+
+
+def _shares(texts: list[str]) -> dict[str, float]:
+    """The share of the texts each lemma occurs in."""
+    counts = Counter(w for text in texts for w in set(lemmas(text)))
+    return {w: k / max(len(texts), 1) for w, k in counts.items()}
+
+
+def _rule_words(rule) -> set[str]:
+    """A rule's trigger words: its keywords, else the content words of its text and examples, lemmatised."""
+    return {w for w in lemmas(" ".join(rule.keywords or [rule.text, *rule.examples])) if _content(w)}
 
 
 def _content(word: str) -> bool:

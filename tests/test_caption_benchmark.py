@@ -118,11 +118,11 @@ def test_ped2_trigger_stage_with_the_papers_rule_book(tmp_path):
     result = run_axr("eval", "run", "ped2", "--output", str(tmp_path / "ped2"))
     assert "on 8 held-out videos; published (AnomalyRuler" in " ".join(result.stderr.split())
     metrics = json.loads((tmp_path / "ped2" / "metrics.json").read_text())
-    assert metrics["frame_auc_pooled"] > 0.97  # 0.979 measured; the paper's full method reports 0.979
+    assert metrics["frame_auc_pooled"] > 0.975  # 0.980 measured; the paper's full method reports 0.979
     assert metrics["split"]["evaluated_videos"] == 8
 
 
-@pytest.mark.parametrize("name", ["captions", "ped2", "shtech", "avenue", "ubnormal"])
+@pytest.mark.parametrize("name", ["captions", "ped2", "shtech", "avenue", "ubnormal", "ucf-crime"])
 def test_every_shipped_caption_task_loads(name):
     task = load_task(name)
     assert task.mode == "captions" and task.metrics and task.split.reference_every == 3

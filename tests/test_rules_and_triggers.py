@@ -8,7 +8,8 @@ from axr.reasoning.resources import resolve
 from axr.reasoning.rulebook_import import import_anomalyruler
 from axr.reasoning.schema import Rule, RuleBook, RuleSection, SchemaError
 from axr.reasoning.smoothing import centred_mean, ema, event_spans, majority, smooth
-from axr.reasoning.triggers import TriggerStage, lemmas
+from axr.reasoning.settings import TriggerSettings
+from axr.reasoning.triggers import TriggerStage, clauses, lemmas
 from tests.captions_layout import NORMAL, write_caption_set
 
 
@@ -44,11 +45,35 @@ def test_whole_lemma_matching():
     assert lemmas("Riding bicycles") == ["ride", "bicycle"]
 
 
-def test_words_common_in_normal_references_are_not_triggers():
-    stage = TriggerStage(book("Walking very fast near the building", "Riding a bicycle"), NORMAL)
-    assert {"walk", "building"} <= stage.dropped
-    assert "walk" not in stage.keywords["a1"] and "fast" in stage.keywords["a1"]
-    assert stage.score(["Two people are walking on the pathway."])[0].score == 0.0
+def test_a_keyword_common_in_the_references_weakens_but_still_counts():
+    rules = book("Walking very fast near the building", "Riding a bicycle")
+    stage = TriggerStage(rules, NORMAL, settings=TriggerSettings(keywords="rarity"))
+    walking, fast = stage.score(["Two people are walking on the pathway.", "A man moves fast."])
+    assert stage.weights["walk"] == pytest.approx(1 / (1 + 1 / 0.05))  # in every reference: weak
+    assert 0 < walking.score < 0.1 and fast.score == 1.0  # in none: whole
+    assert stage.dropped == set()
+    drop = TriggerStage(rules, NORMAL, settings=TriggerSettings(keywords="drop"))
+    assert {"walk", "building"} <= drop.dropped and "fast" in drop.keywords["a1"]
+    assert drop.score(["Two people are walking on the pathway."])[0].score == 0.0
+
+
+def test_adaptive_weights_count_what_the_observations_use_beyond_the_references():
+    references = ["A man rides a bicycle."] + NORMAL[:2]  # a third of the references mention a bicycle
+    stage = TriggerStage(book("Riding a bicycle"), references)
+    rarity = 1 / (1 + (1 / 3) / 0.05)
+    assert stage.weights["bicycle"] == pytest.approx(rarity)
+    stage.observe(["A man rides a bicycle."] * 2 + NORMAL[:1])  # two thirds of the observations do
+    assert stage.weights["bicycle"] == pytest.approx(1 - (1 / 3) / (2 / 3))
+    stage.observe(NORMAL)  # observations that never use it leave it at its rarity
+    assert stage.weights["bicycle"] == pytest.approx(rarity)
+
+
+def test_words_of_the_normal_rules_are_no_anomaly_keywords():
+    rules = book("A person lying on the ground", "Riding a bicycle")
+    rules.sections[0].normal.append(Rule(id="n1", text="Sitting on the ground"))
+    assert "ground" not in TriggerStage(rules, NORMAL).keywords["a1"]
+    keep = TriggerStage(rules, NORMAL, settings=TriggerSettings(exclude_normal_rule_words=False))
+    assert "ground" in keep.keywords["a1"]
 
 
 def test_rule_keywords_override_text():
@@ -124,3 +149,32 @@ def test_synonyms_from_observations_extend_keywords():
     assert added.get("car") == "vehicle"
     assert stage.keyword_hits("A red car.") == {"a1": ["car"]}
     assert "walk" not in added  # common in the normal references
+
+
+def test_a_synonym_matches_a_rule_by_meaning():
+    from axr.reasoning.embedding import Embedder
+
+    stage = TriggerStage(book("Riding a bicycle on the walkway"), NORMAL, Embedder(cache=None))
+    added = stage.add_synonyms(["A cyclist crosses the square."] * 3 + ["A bike passes."] * 3, threshold=0.7)
+    assert added == {"cyclist": "bicycle", "bike": "bicycle"}
+    assert stage.score(["A cyclist crosses the square."])[0].keyword_hits == {"a1": ["cyclist"]}
+
+
+def test_a_long_caption_with_one_anomalous_clause_scores_above_its_normal_twin():
+    from axr.reasoning.embedding import Embedder
+
+    long_normal = (
+        "The scene is a wide courtyard with trees and a building, where two people are walking on the pathway, "
+        "a man is walking with a backpack and three people are walking towards the building."
+    )
+    twin = long_normal.replace("a man is walking with a backpack", "a car is burning with thick black smoke")
+    assert len(clauses(twin)) > 1 and "a car is burning with thick black smoke" in clauses(twin)
+    references = [*NORMAL, long_normal]
+    for unit in ("sentence", "clause"):
+        stage = TriggerStage(
+            book("Riding a bicycle"), references, Embedder(cache=None), TriggerSettings(novelty_unit=unit)
+        )
+        normal, anomalous = stage.score([long_normal, twin])
+        assert anomalous.score > normal.score
+    assert anomalous.novel_sentence == "a car is burning with thick black smoke"
+    assert anomalous.novelty > 0.4  # the clause alone, not diluted by the paragraph around it

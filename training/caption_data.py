@@ -32,7 +32,7 @@ def caption_rows(
     book = task_rulebook(task)
     reference, held_out, skipped = task_videos(task)
     normal_texts = [c for v in reference for c in v.normal_captions()]
-    trigger = TriggerStage(book, normal_texts, max_normal_share=task.pipeline.trigger.max_normal_share)
+    trigger = TriggerStage(book, normal_texts, settings=task.pipeline.trigger)
     anomalous, normal, stats = [], [], Counter()
     for video in reference:
         for i, caption in enumerate(video.captions):

@@ -86,7 +86,9 @@ class CaptionPipeline(Pipeline):
             f"frames), {len(held_out)} evaluated; rule book {rulebook.name} "
             f"({len(rulebook.rules('anomaly'))} anomaly rules)"
         )
-        self.detector = CaptionDetector(rulebook, pipeline, self.task.split.scene_pattern, embedder)
+        self.detector = CaptionDetector(
+            rulebook, pipeline, self.task.split.scene_pattern, embedder, self.task.dataset.line_seconds
+        )
         self.detector.fit(self.reference, held_out)
         if pipeline.trigger.synonyms:
             on_message(f"synonyms added from the observations: {self.detector.synonyms}")
@@ -200,6 +202,7 @@ class CaptionPipeline(Pipeline):
                 "skipped_videos": list(self.skipped.values()),
             },
             keywords={k: sorted(w) for k, w in stage.keywords.items()},
+            keyword_weights={w: round(x, 3) for w, x in sorted(stage.weights.items(), key=lambda kv: -kv[1])},
             dropped_keywords=sorted(stage.dropped),
             scenes=sorted(k for k in self.detector.stages if k != "all"),
             settings=pipeline.model_dump(

@@ -1,0 +1,1 @@
+"""Rule books shipped with AXR (`pipeline.rules: surveillance`, `axr detect --rules surveillance`)."""
