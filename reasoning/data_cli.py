@@ -33,11 +33,14 @@ def list_data():
 @app.command(
     "fetch",
     epilog="Examples:\n\n  axr data fetch anomalyruler\n\n"
-    "  axr data fetch anomalyruler --archive AnomalyRuler-main.tar.gz   (downloaded elsewhere)",
+    "  axr data fetch anomalyruler --archive AnomalyRuler-main.tar.gz   (downloaded elsewhere)\n\n"
+    "  axr data fetch ucf-crime                        (3 files from raw.githubusercontent.com, ~4 MB)",
 )
 def fetch(
     name: str = typer.Argument(..., help="a data set from `axr data list`"),
-    url: str = typer.Option(None, help="download from here instead of the set's public archive"),
+    url: str = typer.Option(
+        None, help="download from here instead of the set's public archive (a set built from files: a mirror root)"
+    ),
     archive: Path = typer.Option(None, help="a copy of the archive already on this machine (no network)"),
     timeout: float = typer.Option(60.0, help="seconds to wait for the server between bytes"),
 ):

@@ -18,9 +18,12 @@ import shutil
 import tarfile
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+
+from axr.reasoning.data import ucf_crime
 
 DATA_PREFIX = "data:"
 
@@ -53,6 +56,10 @@ class DataSet:
     url: str  # the public archive `axr data fetch` downloads
     required: tuple[str, ...]  # paths a complete copy has (the layout check)
     embedded: str | None = None  # archive in axr.reasoning.data holding part of the set
+    # A set built from files instead of unpacked from an archive: their paths under `url` (a raw-file root such
+    # as raw.githubusercontent.com, or a mirror of it), and the function writing the layout from them
+    sources: tuple[str, ...] = ()
+    build: Callable[[dict[str, Path], Path], int] | None = None
 
 
 ANOMALYRULER_COMMIT = "210ce0b5470152ac0361691706bf49e291e1c47d"
@@ -68,6 +75,15 @@ DATASETS = {
         )
         + tuple(f"rule/rule_{s}.txt" for s in ("ped2", "SHTech", "avenue", "UBNormal")),
         embedded="anomalyruler.tar.xz",
+    ),
+    "ucf-crime": DataSet(
+        name="ucf-crime",
+        description="UCF-Crime's 290 test videos as CoReVAD's captions (a line a second; no licence: fetched, "
+        "never shipped) with VadCLIP's labels (Apache-2.0)",
+        url="https://raw.githubusercontent.com",
+        required=("test_frame_description", "test_frame"),
+        sources=ucf_crime.SOURCES,
+        build=ucf_crime.build,
     ),
 }
 
@@ -161,26 +177,26 @@ def fetch(
     """Download (or take from `archive`) the set's public archive, check its layout, and install it as
     `<data folder>/<name>` with a SOURCE.json (source, sha256, size, date). Returns that folder."""
     dataset = _dataset(name)
-    source = str(archive) if archive else (url or dataset.url)
+    if archive and dataset.sources:
+        raise DataError(f"{name} is built from files, not an archive: use --url with a mirror of {dataset.url}")
+    source = str(archive) if archive else (url or dataset.url).rstrip("/")
     root = data_root()
     root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=root, prefix=f".fetch-{name}-") as scratch:
-        download = (
-            Path(archive) if archive else _download(source, Path(scratch) / "archive", dataset, timeout, on_bytes)
-        )
-        digest = hashlib.sha256(download.read_bytes()).hexdigest()
         unpacked = Path(scratch) / "unpacked"
-        _unpack(download, unpacked, f"{name} archive")
+        if dataset.sources:
+            record = _build(dataset, source, Path(scratch), unpacked, timeout, on_bytes)
+        else:
+            download = (
+                Path(archive) if archive else _download(source, Path(scratch) / "archive", dataset, timeout, on_bytes)
+            )
+            _unpack(download, unpacked, f"{name} archive")
+            record = {"source": source, **_file_record(download)}
         missing = missing_paths(unpacked, dataset)
         if missing:
             shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
             raise DataError(f"{source}: not {name}'s layout (missing {shown}); nothing was installed")
-        record = {
-            "source": source,
-            "sha256": digest,
-            "bytes": download.stat().st_size,
-            "fetched": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        }
+        record["fetched"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         (unpacked / "SOURCE.json").write_text(json.dumps(record, indent=2) + "\n")
         target = root / name
         if target.exists():
@@ -189,12 +205,34 @@ def fetch(
     return target
 
 
+def _file_record(path: Path) -> dict:
+    return {"sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "bytes": path.stat().st_size}
+
+
+def _build(dataset: DataSet, root_url: str, scratch: Path, into: Path, timeout: float, on_bytes) -> dict:
+    """Download each of the set's source files under `root_url` and build its layout from them into `into`."""
+    files = {}
+    for i, source in enumerate(dataset.sources):
+        files[source] = _download(f"{root_url}/{source}", scratch / f"source-{i}", dataset, timeout, on_bytes)
+    try:
+        videos = dataset.build(files, into)
+    except ValueError as error:
+        raise DataError(f"{dataset.name}: {error}; nothing was installed") from None
+    return {
+        "source": root_url,
+        "files": {f"{root_url}/{source}": _file_record(path) for source, path in files.items()},
+        "videos": videos,
+    }
+
+
 def _download(url: str, into: Path, dataset: DataSet, timeout: float, on_bytes) -> Path:
     import httpx
 
     by_hand = (
         f"download it elsewhere and run `axr data fetch {dataset.name} --archive FILE`, "
         f"or unpack it by hand into {data_root() / dataset.name}"
+        if not dataset.sources
+        else f"run `axr data fetch {dataset.name} --url ROOT` with a mirror of {dataset.url}"
     )
     try:
         with httpx.stream("GET", url, follow_redirects=True, timeout=timeout) as response:
