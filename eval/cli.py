@@ -124,16 +124,21 @@ def suite(
     variants: list[str] = typer.Option(
         None, "--variant", help="LABEL[:key=value,...] with task keys; repeat to compare (default: axr)"
     ),
+    assignments: list[str] = typer.Option(
+        None, "--set", help="a task field for every set and variant: dotted.key=value (e.g. pipeline.rules=FILE)"
+    ),
     out: Path = typer.Option(None, help="also write the rows as JSON"),
 ):
     """The caption detector on several caption sets beside AnomalyRuler-base (computed by AXR on the same
     held-out videos) and published figures: pooled / per-video-mean frame AUC (%), no model."""
     from axr.eval.datasets import LayoutError
     from axr.eval.suite import BASELINE, CaptionSet, Variant, caption_tasks, mean_row, measure_set
+    from axr.eval.tasks import task_overrides
     from axr.reasoning.embedding import Embedder
     from axr.reasoning.schema import SchemaError
 
     try:
+        common = task_overrides(assignments)
         chosen = [CaptionSet.parse(text) for text in sets or caption_tasks()]
         compared = [Variant.parse(text) for text in variants or ["axr"]]
     except SchemaError as error:
@@ -145,7 +150,7 @@ def suite(
         for caption_set in chosen:
             bar.update(job, description=caption_set.label)
             try:
-                rows.append(measure_set(caption_set, compared, embedder))
+                rows.append(measure_set(caption_set, compared, embedder, common))
             except (LayoutError, SchemaError, ValueError) as error:
                 fail(f"{caption_set.label}: {error}")
             bar.advance(job)

@@ -65,10 +65,12 @@ def caption_tasks() -> list[str]:
     return names
 
 
-def measure_set(caption_set: CaptionSet, variants: list[Variant], embedder) -> dict:
+def measure_set(caption_set: CaptionSet, variants: list[Variant], embedder, common: dict | None = None) -> dict:
     """One row: the set's split, AnomalyRuler-base and each variant on its held-out videos (pooled and
-    per-video-mean frame AUC, %), and the task's published figures."""
-    base_task = _task(caption_set, {})
+    per-video-mean frame AUC, %), and the task's published figures. `common`: task overrides of every
+    variant (a variant's own come after)."""
+    common = common or {}
+    base_task = _task(caption_set, common)
     reference, held_out, problems = task_videos(base_task)
     labels = {v.video: v.labels for v in held_out}
     row = {
@@ -81,7 +83,7 @@ def measure_set(caption_set: CaptionSet, variants: list[Variant], embedder) -> d
     baseline = {v.video: anomalyruler_base.video_scores(v.captions) for v in held_out}
     row[BASELINE] = _aucs(labels, baseline)
     for variant in variants:
-        task = _task(caption_set, variant.overrides)
+        task = _task(caption_set, {**common, **variant.overrides})
         detector = CaptionDetector(
             task_rulebook(task), task.pipeline, task.split.scene_pattern, embedder, task.dataset.line_seconds
         )
