@@ -44,3 +44,29 @@ def video_scores(captions: list[str]) -> np.ndarray:
     threshold = float(smoothed.mean())
     votes = (smoothed > threshold).astype(float)
     return ewm_adjusted(votes, threshold if threshold > 0 else 1e-7)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m axr.eval.anomalyruler_base DATA_DIR`: the baseline as AnomalyRuler ships it (pandas' EWM,
+    scikit-learn's AUC) on every video of a caption folder, pooled frame AUC printed: the process
+    `axr eval bench cost` measures beside AXR's."""
+    import sys
+
+    import pandas as pd
+    from sklearn.metrics import roc_auc_score
+
+    from axr.eval.datasets.captions import load_caption_set
+
+    videos, _ = load_caption_set((argv or sys.argv[1:])[0])
+    labels, scores = [], []
+    for video in videos:
+        smoothed = pd.Series(flags(video.captions)).ewm(alpha=FIRST_ALPHA, adjust=True).mean()
+        threshold = float(smoothed.mean())
+        votes = (smoothed > threshold).astype(float)
+        scores.extend(votes.ewm(alpha=threshold if threshold > 0 else 1e-7, adjust=True).mean())
+        labels.extend(video.labels)
+    print(f"{roc_auc_score(labels, scores):.4f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -347,3 +347,67 @@ def _probe_row(detector, detection, held_out, probe, embedder) -> dict:
         row[name] = pooled_auc(merged[name])
         row[f"{name}_change"] = round(row[name] - row["trigger"], 2)
     return row
+
+
+def process_cost(argv: list[str], env: dict | None = None) -> dict:
+    """Whole-process CPU seconds (user + system), wall seconds and peak resident memory (MiB) of a command,
+    from the kernel's accounting of that child alone (`os.wait4`); its last stdout line is kept."""
+    import os
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryFile() as out:
+        began = time.perf_counter()
+        child = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.DEVNULL)
+        _, status, usage = os.wait4(child.pid, 0)
+        wall = time.perf_counter() - began
+        child.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        last = (out.read().decode(errors="replace").strip().splitlines() or [""])[-1]
+    if child.returncode:
+        raise RuntimeError(f"{' '.join(argv)} exited with {child.returncode}")
+    return {
+        "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
+        "wall_s": round(wall, 2),
+        "peak_mib": round(usage.ru_maxrss / 1024),  # KiB on Linux
+        "output": last,
+    }
+
+
+def bench_cost(tasks: list[str], runs: int, workdir, cold: bool = False) -> list[dict]:
+    """AXR's no-model caption run (`axr eval run TASK`, the held-out videos) and AnomalyRuler-base as it
+    ships (pandas' EWM, scikit-learn's AUC, every video), each a fresh process, `runs` times; medians.
+    `cold`: each AXR run starts with an empty cache (MiniLM loaded, every caption embedded)."""
+    import json
+    import os
+    import sys
+    from pathlib import Path
+
+    from axr.eval.tasks import load_task, task_file_path
+
+    rows = []
+    for task in tasks:
+        data_dir = str(task_file_path(load_task(task).dataset.data_dir))
+        commands = {
+            "axr eval run": [sys.executable, "-m", "axr", "eval", "run", task],
+            "AnomalyRuler-base": [sys.executable, "-m", "axr.eval.anomalyruler_base", data_dir],
+        }
+        for process, argv in commands.items():
+            measured = []
+            for i in range(runs):
+                env = dict(os.environ)
+                if process == "axr eval run":
+                    argv = [*commands[process], "--output", str(Path(workdir) / f"{task}-{i}")]
+                    if cold:
+                        env["AXR_CACHE"] = str(Path(workdir) / f"cache-{task}-{i}")
+                measured.append(process_cost(argv, env))
+            row = {"task": task, "process": process, "runs": runs}
+            for key in ("cpu_s", "wall_s", "peak_mib"):
+                row[key] = float(np.median([m[key] for m in measured]))
+            if process == "axr eval run":
+                metrics = json.loads((Path(workdir) / f"{task}-0" / "metrics.json").read_text())
+                row["auc"] = f"{metrics['frame_auc_pooled']:.4f} ({metrics['split']['evaluated_videos']} held-out)"
+            else:
+                row["auc"] = f"{measured[0]['output']} (all videos)"
+            rows.append(row)
+    return rows

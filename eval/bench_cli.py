@@ -85,6 +85,49 @@ def bench_backends(
 
 
 @app.command(
+    "cost",
+    epilog="Examples:\n\n  axr eval bench cost                      (ped2 and shtech, 3 runs each, warm cache)\n\n"
+    "  axr eval bench cost shtech --runs 5 --cold   (every caption embedded afresh)",
+)
+def bench_cost_command(
+    tasks: list[str] = typer.Argument(None, help="caption tasks (default: ped2 shtech)"),
+    runs: int = typer.Option(3, min=1, help="fresh processes per command; medians are printed"),
+    cold: bool = typer.Option(False, help="start each AXR run with an empty cache (MiniLM loads, captions embed)"),
+    out: Path = typer.Option(None, help="also write the rows as JSON"),
+):
+    """Whole-process CPU seconds and peak memory of AXR's no-model caption run beside AnomalyRuler-base's."""
+    import tempfile
+
+    from axr.eval.bench import bench_cost
+
+    tasks = tasks or ["ped2", "shtech"]
+    with tempfile.TemporaryDirectory(prefix="axr-bench-") as workdir:
+        if not cold:  # a first run fills the embedding cache, so the measured ones are warm
+            bench_cost(tasks, 1, workdir)
+        try:
+            rows = bench_cost(tasks, runs, workdir, cold)
+        except (RuntimeError, ValueError) as error:
+            fail(str(error))
+    for row in rows[::2]:
+        base = next(r for r in rows if r["task"] == row["task"] and r["process"] != row["process"])
+        row["x_base_cpu"] = round(row["cpu_s"] / base["cpu_s"], 2)
+        row["x_base_memory"] = round(row["peak_mib"] / base["peak_mib"], 2)
+        base["x_base_cpu"] = base["x_base_memory"] = 1.0
+    columns = {
+        "task": "task",
+        "process": "process",
+        "cpu_s": "CPU s",
+        "wall_s": "wall s",
+        "peak_mib": "peak MiB",
+        "x_base_cpu": "x base CPU",
+        "x_base_memory": "x base memory",
+        "auc": "pooled frame AUC",
+    }
+    cache = "cold cache" if cold else "warm embedding cache"
+    _print_rows(rows, columns, f"no-model caption path, whole processes, medians of {runs} ({cache})", out)
+
+
+@app.command(
     "task",
     epilog="Examples:\n\n"
     "  axr eval bench task textile --setting batch=1 --setting batch=8 --limit 64\n\n"

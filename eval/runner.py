@@ -85,7 +85,9 @@ def timed(pipeline: Pipeline, chunk: list[Sample], backend: BackendMaker) -> lis
     began = time.perf_counter()
     records = pipeline.predict(chunk, backend)
     share = round((time.perf_counter() - began) / max(len(records), 1), 4)
-    return [r.model_copy(update={"seconds": share}) for r in records]
+    for record in records:  # fresh from predict, nobody else holds them: set in place, no copies
+        record.seconds = share
+    return records
 
 
 def run(
@@ -131,7 +133,7 @@ def run(
     records = [r for r in journal.records.values() if r.unit in wanted]
     final = pipeline.finalize(records, output, backend, on_message, on_phase)
     before = {r.sample_id: r for r in records}
-    changed = [r for r in final if before.get(r.sample_id) != r]
+    changed = [r for r in final if before.get(r.sample_id) is not r and before.get(r.sample_id) != r]
     if changed:  # what finalize changed (a caption re-check's merge): one line per sample again
         journal.append(changed, replace=True)
         journal.compact()

@@ -46,14 +46,21 @@ class Embedder:
     def _key(self, text: str) -> str:
         return hashlib.sha256(f"{self.model_name}\x1f{text}".encode()).hexdigest()
 
+    def _read_cached(self, texts: list[str], chunk: int = 500) -> None:
+        """The cached vectors of `texts` into memory, a few hundred keys a query."""
+        by_key = {self._key(t): t for t in texts}
+        keys = list(by_key)
+        for start in range(0, len(keys), chunk):
+            part = keys[start : start + chunk]
+            query = f"SELECT key, vec FROM emb WHERE key IN ({','.join('?' * len(part))})"
+            for key, vec in self._db.execute(query, part):
+                self._memory[by_key[key]] = np.frombuffer(vec, dtype=np.float32)
+
     def encode(self, texts: list[str], batch_size: int = 128) -> np.ndarray:
         """Unit-norm vectors, one row per text (duplicates computed once)."""
         missing = [t for t in dict.fromkeys(texts) if t not in self._memory]
         if missing and self._db is not None:
-            for text in list(missing):
-                row = self._db.execute("SELECT vec FROM emb WHERE key = ?", (self._key(text),)).fetchone()
-                if row:
-                    self._memory[text] = np.frombuffer(row[0], dtype=np.float32)
+            self._read_cached(missing)
             missing = [t for t in missing if t not in self._memory]
         if missing:
             # thousands of captions take minutes on a CPU: say so (sentence-transformers' own bar, on stderr)

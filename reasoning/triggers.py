@@ -10,11 +10,13 @@ Two signals, both derived per rule book and per set of normal references (never 
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from axr.reasoning.schema import RuleBook
 
@@ -29,9 +31,20 @@ _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
 
 def lemmas(text: str) -> list[str]:
+    return [_lemma(w) for w in _WORD.findall(text.lower())]
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _lemma(word: str) -> str:
     import simplemma
 
-    return [simplemma.lemmatize(w, lang="en") for w in _WORD.findall(text.lower())]
+    return simplemma.lemmatize(word, lang="en")
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def lemma_set(text: str) -> frozenset[str]:
+    """The set of a text's lemmas, cached: consecutive frames of a video repeat their captions."""
+    return frozenset(lemmas(text))
 
 
 def sentences(text: str) -> list[str]:
@@ -122,7 +135,7 @@ class TriggerStage:
         labels. Returns {new word: the keyword it was matched to}."""
         if self.embedder is None:
             return {}
-        counts = Counter(w for text in observations for w in set(lemmas(text)))
+        counts = Counter(w for text in observations for w in lemma_set(text))
         vocabulary = [w for w, k in counts.items() if k >= min_count and _content(w) and w not in self.dropped]
         keywords = sorted({w for words in self.keywords.values() for w in words})
         if not vocabulary or not keywords:
@@ -140,7 +153,7 @@ class TriggerStage:
         return added
 
     def keyword_hits(self, text: str) -> dict[str, list[str]]:
-        words = set(lemmas(text))
+        words = lemma_set(text)
         return {rule_id: sorted(words & kws) for rule_id, kws in self.keywords.items() if words & kws}
 
     def score(self, observations: list[str]) -> list[TriggerResult]:
@@ -163,7 +176,8 @@ class TriggerStage:
         per_text = [self._units(t) for t in observations]
         unique = sorted({s for group in per_text for s in group})
         vectors = self.embedder.encode(unique)
-        distance = 1.0 - (vectors @ self._reference_vectors.T).max(axis=1)
+        with threadpool_limits(1, "blas"):  # a few hundred rows: BLAS threads only spin on a small CPU
+            distance = 1.0 - (vectors @ self._reference_vectors.T).max(axis=1)
         by_sentence = dict(zip(unique, np.clip(distance, 0.0, 1.0), strict=True))
         out = []
         for group in per_text:
@@ -174,7 +188,10 @@ class TriggerStage:
 
 def _shares(texts: list[str]) -> dict[str, float]:
     """The share of the texts each lemma occurs in."""
-    counts = Counter(w for text in texts for w in set(lemmas(text)))
+    counts: Counter = Counter()
+    for text, repeats in Counter(texts).items():  # consecutive frames repeat their captions
+        for word in lemma_set(text):
+            counts[word] += repeats
     return {w: k / max(len(texts), 1) for w, k in counts.items()}
 
 

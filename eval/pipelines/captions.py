@@ -21,7 +21,7 @@ from axr.eval.pipelines.base import Pipeline
 from axr.eval.records import PredictionRecord, TriggerDetail
 from axr.eval.tasks import task_file_path
 from axr.reasoning.caption_detector import CaptionDetector, CaptionVideo, Detection
-from axr.reasoning.schema import RuleBook, Sample, SchemaError
+from axr.reasoning.schema import Cost, RuleBook, Sample, SchemaError
 
 ADAPTER = "anomalyruler_captions"
 METRICS = frozenset(
@@ -167,17 +167,15 @@ class CaptionPipeline(Pipeline):
         out = [r for r in records if not r.ok]
         for record in (r for r in records if r.ok):
             verdict = detection.rechecks.get((record.video, record.frame))
-            score = float(detection.scores[record.video][record.frame])
-            out.append(
-                record.model_copy(
-                    update={
-                        "pred_score": score,
-                        "pred_label": detection.label(record.video, record.frame),
-                        "verdict": verdict.model_dump(mode="json", exclude_none=True) if verdict else None,
-                        "cost": verdict.cost() if verdict else record.cost.model_construct(),
-                    }
-                )
-            )
+            update = {
+                "pred_score": float(detection.scores[record.video][record.frame]),
+                "pred_label": detection.label(record.video, record.frame),
+                "verdict": verdict.model_dump(mode="json", exclude_none=True) if verdict else None,
+                "cost": verdict.cost() if verdict else Cost(),
+            }
+            # a record finalize leaves as it is stays the same object: the runner rewrites only what changed
+            unchanged = all(getattr(record, key) == value for key, value in update.items())
+            out.append(record if unchanged else record.model_copy(update=update))
         return out
 
     def metrics(self, records: list[PredictionRecord]) -> dict:
