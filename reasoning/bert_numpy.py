@@ -34,14 +34,20 @@ class NumpyBert:
         self.tokenizer.no_padding()
         self.dimension = self.weights["embeddings.word_embeddings.weight"].shape[1]
 
-    def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
-        """Unit-norm vectors; texts of similar length are batched together so padding stays short."""
+    def encode(self, texts: list[str], tokens_per_batch: int = 4096) -> np.ndarray:
+        """Unit-norm vectors. Texts of similar length are batched together, so padding stays short, and a batch
+        holds about `tokens_per_batch` tokens, so memory stays flat (attention grows with length squared)."""
         encodings = self.tokenizer.encode_batch(texts)
         order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
         out = np.zeros((len(texts), self.dimension), np.float32)
-        for start in range(0, len(order), batch_size):
-            chosen = order[start : start + batch_size]
-            out[chosen] = self._forward([encodings[i].ids for i in chosen])
+        batch: list[int] = []
+        for i in [*order, None]:
+            longest = len(encodings[i].ids) if i is not None else 0
+            if batch and (i is None or (len(batch) + 1) * longest > tokens_per_batch):
+                out[batch] = self._forward([encodings[j].ids for j in batch])
+                batch = []
+            if i is not None:
+                batch.append(i)
         return out
 
     def _forward(self, ids: list[list[int]]) -> np.ndarray:

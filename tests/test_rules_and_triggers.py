@@ -7,8 +7,8 @@ from axr.eval.datasets.captions import load_caption_set, split_videos
 from axr.reasoning.resources import resolve
 from axr.reasoning.rulebook_import import import_anomalyruler
 from axr.reasoning.schema import Rule, RuleBook, RuleSection, SchemaError
-from axr.reasoning.smoothing import centred_mean, ema, event_spans, majority, smooth
 from axr.reasoning.settings import TriggerSettings
+from axr.reasoning.smoothing import centred_mean, ema, event_spans, majority, smooth
 from axr.reasoning.triggers import TriggerStage, clauses, lemmas
 from tests.captions_layout import NORMAL, write_caption_set
 
