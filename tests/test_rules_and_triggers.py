@@ -178,3 +178,14 @@ def test_a_long_caption_with_one_anomalous_clause_scores_above_its_normal_twin()
         assert anomalous.score > normal.score
     assert anomalous.novel_sentence == "a car is burning with thick black smoke"
     assert anomalous.novelty > 0.4  # the clause alone, not diluted by the paragraph around it
+
+
+def test_smoothing_windows_are_in_seconds_of_the_sets_own_time():
+    from axr.reasoning.settings import SmoothingSettings
+
+    seconds = SmoothingSettings()  # 2.5 s
+    assert seconds.window_lines(0.1) == 25  # ped2: a caption a frame at 10 fps
+    assert seconds.window_lines(1 / 24) == seconds.window_lines(None) == 60  # 61 once centred (odd)
+    assert seconds.window_lines(1.0) == 2  # UCF-Crime's one-second windows: 3 once centred
+    assert SmoothingSettings(window=7).window_lines(0.1) == 7  # lines, when given, win
+    assert len(centred_mean([0.0] * 10 + [1.0] + [0.0] * 10, seconds.window_lines(1.0)).nonzero()[0]) == 3
