@@ -27,22 +27,26 @@ def auc(labels, scores) -> float | None:
 
 def average_precision(labels, scores) -> float | None:
     """Sum over thresholds of (recall gained) x precision, as scikit-learn's average_precision_score."""
-    labels, scores = np.asarray(labels, dtype=int), np.asarray(scores, dtype=float)
-    if not labels.any():
-        return None
-    tps, fps = _curve(labels, scores)
-    precision, recall = tps / (tps + fps), tps / tps[-1]
-    return float(np.sum(np.diff(np.r_[0, recall]) * precision))
+    curve = _precision_recall(labels, scores)
+    return None if curve is None else float(np.sum(np.diff(np.r_[0, curve[1]]) * curve[0]))
 
 
 def f1_max(labels, scores) -> float | None:
     """The best F1 over all thresholds on the scores (as anomaly-detection papers report it)."""
+    curve = _precision_recall(labels, scores)
+    if curve is None:
+        return None
+    precision, recall = curve
+    return float(np.max(2 * precision * recall / np.maximum(precision + recall, 1e-12)))
+
+
+def _precision_recall(labels, scores) -> tuple[np.ndarray, np.ndarray] | None:
+    """(precision, recall) above each distinct score; None without a positive label."""
     labels, scores = np.asarray(labels, dtype=int), np.asarray(scores, dtype=float)
     if not labels.any():
         return None
     tps, fps = _curve(labels, scores)
-    precision, recall = tps / (tps + fps), tps / tps[-1]
-    return float(np.max(2 * precision * recall / np.maximum(precision + recall, 1e-12)))
+    return tps / (tps + fps), tps / tps[-1]
 
 
 def binary_metrics(labels, scores, threshold: float = 0.5, predicted=None) -> dict[str, float | None]:
