@@ -2,8 +2,9 @@
 
 Two signals, both derived per rule book and per set of normal references (never a hard-coded list):
 - keywords: each anomaly rule's trigger words (its `keywords`, else the content words of its text and
-  examples), lemmatised, and dropped when they are common in the normal references ("walking" describes
-  normal scenes, so it cannot signal an anomaly); matched on whole lemmas, so "lying" never matches "flying";
+  examples, less the words of its normal rules), lemmatised, each weighted by how rare it is in the normal
+  references and how much more often the observations use it ("walking" describes normal scenes, so it
+  signals little; see TriggerSettings.keywords); matched on whole lemmas, so "lying" never matches "flying";
 - novelty: how far the observation's least familiar sentence is from every sentence of the normal
   references (MiniLM cosine), so an anomaly no rule names still raises the score.
 """
@@ -51,6 +52,7 @@ def sentences(text: str) -> list[str]:
     return [s.strip() for s in _SENTENCE.split(text) if s.strip()] or [text.strip()]
 
 
+NAMED_WEIGHT = 0.5  # a keyword this strong is named as a broken rule (rarity: in under max_normal_share)
 _CLAUSE = re.compile(r"[,;:]\s+|\s+(?:and|while|but|whereas)\s+")
 LONG_SENTENCE = 12  # words: a shorter sentence is one clause
 
@@ -131,8 +133,8 @@ class TriggerStage:
 
     def add_synonyms(self, observations: list[str], threshold: float = 0.75, min_count: int = 3) -> dict[str, str]:
         """Extend each rule's keywords with words of the observations that MiniLM puts near one of them
-        (car -> vehicle, bicyclist -> bicycle), unless they are common in the normal references. Uses no
-        labels. Returns {new word: the keyword it was matched to}."""
+        (car -> vehicle, bicyclist -> bicycle), each weighted like any keyword. Uses no labels. Returns
+        {new word: the keyword it was matched to}."""
         if self.embedder is None:
             return {}
         counts = Counter(w for text in observations for w in lemma_set(text))
@@ -152,20 +154,26 @@ class TriggerStage:
         self._weigh()
         return added
 
-    def keyword_hits(self, text: str) -> dict[str, list[str]]:
+    def keyword_hits(self, text: str, min_weight: float = NAMED_WEIGHT) -> dict[str, list[str]]:
+        """Rule id -> the matched keywords weighing at least `min_weight` (by default those a verdict names: a
+        word common in normal scenes adds a little to the score but breaks no rule by itself)."""
         words = lemma_set(text)
-        return {rule_id: sorted(words & kws) for rule_id, kws in self.keywords.items() if words & kws}
+        return self._at_least({rule: sorted(words & kws) for rule, kws in self.keywords.items()}, min_weight)
 
     def score(self, observations: list[str]) -> list[TriggerResult]:
-        """Score = keyword_weight x (the weight of the rarest matched keyword) + novelty in [0, 1]."""
+        """Score = keyword_weight x (the largest weight of a matched keyword) + novelty in [0, 1]."""
         novelty = self._novelty(observations)
         results = []
         for text, (nov, sentence) in zip(observations, novelty, strict=True):
-            hits = self.keyword_hits(text)
-            evidence = max((self.weights[w] for words in hits.values() for w in words), default=0.0)
+            matched = self.keyword_hits(text, min_weight=0.0)
+            evidence = max((self.weights[w] for words in matched.values() for w in words), default=0.0)
             score = self.settings.keyword_weight * evidence + nov
-            results.append(TriggerResult(score, hits, nov, sentence))
+            results.append(TriggerResult(score, self._at_least(matched, NAMED_WEIGHT), nov, sentence))
         return results
+
+    def _at_least(self, hits: dict[str, list[str]], min_weight: float) -> dict[str, list[str]]:
+        kept = {rule: [w for w in words if self.weights[w] >= min_weight] for rule, words in hits.items()}
+        return {rule: words for rule, words in kept.items() if words}
 
     def _units(self, text: str) -> list[str]:
         return clauses(text) if self.settings.novelty_unit == "clause" else sentences(text)

@@ -51,6 +51,7 @@ def test_a_keyword_common_in_the_references_weakens_but_still_counts():
     walking, fast = stage.score(["Two people are walking on the pathway.", "A man moves fast."])
     assert stage.weights["walk"] == pytest.approx(1 / (1 + 1 / 0.05))  # in every reference: weak
     assert 0 < walking.score < 0.1 and fast.score == 1.0  # in none: whole
+    assert walking.keyword_hits == {} and fast.keyword_hits == {"a1": ["fast"]}  # a weak word names no rule
     assert stage.dropped == set()
     drop = TriggerStage(rules, NORMAL, settings=TriggerSettings(keywords="drop"))
     assert {"walk", "building"} <= drop.dropped and "fast" in drop.keywords["a1"]
