@@ -17,6 +17,7 @@ from axr.reasoning.visual_gate import GateResult, calls_saved_at_recall, coreset
 from tests.conftest import CHROMIUM_FLAGS, REPO, run_axr
 
 ARTIFACTS = Path(os.environ.get("AXR_TEST_ARTIFACTS", REPO / "test-artifacts"))
+DOCS_PICTURE = REPO / "docs" / "assets" / "ui-verdict.png"  # kept current by the UI test
 
 
 @pytest.fixture(scope="module")
@@ -251,6 +252,7 @@ def test_web_ui_upload_chat_verdict_and_bad_inputs(textile, bad_images, tmp_path
             assert "verdict" in page.locator("#verdict-card").inner_text()
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "ui-verdict.png"), full_page=True)
+            page.screenshot(path=str(DOCS_PICTURE), full_page=True)  # the README's and the site's picture
             browser.close()
     finally:
         process.terminate()  # a plain `kill`: the server cleans up on its way out

@@ -31,3 +31,13 @@ def main(argv: list[str] | None = None) -> None:
     except (SchemaError, MediaError, BackendError, ValueError, FileNotFoundError) as error:
         err.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
         sys.exit(2)
+
+
+def __getattr__(name: str):
+    """`click_command`: the whole command tree as Click sees it, for the CLI reference the docs generate
+    (`docs/cli.md`); built on request, so `axr --help` never pays for it."""
+    if name == "click_command":
+        import typer.main
+
+        return typer.main.get_command(app)
+    raise AttributeError(name)
