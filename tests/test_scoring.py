@@ -1,0 +1,69 @@
+"""One-token scoring: the first answer token's log-probabilities from every backend, and P(yes) read from
+them. Real models: SmolLM2 through hf and through the vLLM CPU server."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from axr.reasoning.backends import Sampling, load_backend, system, user
+from axr.reasoning.backends.openai_server import _completion, build_payload
+from axr.reasoning.scoring import yes_probability
+
+QUESTIONS = ["Is fire hot? Answer yes or no.", "Is ice hot? Answer yes or no."]
+SCORED = Sampling(max_tokens=1, top_logprobs=10)
+
+
+def requests():
+    return [[system("Answer with one word: yes or no."), user(q)] for q in QUESTIONS]
+
+
+def test_yes_probability_pools_spellings_and_refuses_to_guess():
+    assert yes_probability({"Yes": math.log(0.3), " yes": math.log(0.1), "No": math.log(0.4)}) == pytest.approx(0.5)
+    assert yes_probability({"The": -0.1, "I": -2.0}) is None  # neither answer: ask again, never a score
+    assert yes_probability(None) is None and yes_probability({"no": -0.5}) == 0.0
+
+
+def test_openai_payload_asks_for_logprobs_and_the_answer_carries_them():
+    payload = build_payload("m", requests()[0], SCORED, None, supports_images=False)
+    assert payload["logprobs"] is True and payload["top_logprobs"] == 10 and payload["max_tokens"] == 1
+    assert "logprobs" not in build_payload("m", requests()[0], Sampling(), None, supports_images=False)
+    body = {  # the shape of OpenAI's and vLLM's chat-completions answer with logprobs
+        "choices": [
+            {
+                "message": {"content": "Yes"},
+                "finish_reason": "length",
+                "logprobs": {
+                    "content": [
+                        {
+                            "token": "Yes",
+                            "logprob": -0.2,
+                            "top_logprobs": [{"token": "No", "logprob": -1.8}, {"token": "Yes", "logprob": -0.2}],
+                        }
+                    ]
+                },
+            }
+        ],
+        "usage": {"prompt_tokens": 20, "completion_tokens": 1},
+    }
+    completion = _completion(body, 0.1)
+    assert list(completion.top_logprobs) == ["Yes", "No"]  # most likely first
+    assert yes_probability(completion.top_logprobs) == pytest.approx(1 / (1 + math.exp(-1.6)))
+
+
+def check(completions) -> None:
+    for completion in completions:
+        assert completion.tokens_out == 1 and len(completion.top_logprobs) >= 5
+        assert max(completion.top_logprobs, key=completion.top_logprobs.get) == completion.text  # greedy: the top
+        assert all(logprob <= 0 for logprob in completion.top_logprobs.values())
+        assert 0.0 <= yes_probability(completion.top_logprobs) <= 1.0
+
+
+def test_hf_returns_the_first_tokens_logprobs(smollm2):
+    check(load_backend("hf", str(smollm2)).generate(requests(), SCORED))
+
+
+def test_the_vllm_server_returns_the_first_tokens_logprobs(vllm_server):
+    backend = load_backend("openai", "smollm2", base_url=vllm_server.base_url, supports_images=False)
+    check(backend.generate(requests(), SCORED))
