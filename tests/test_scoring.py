@@ -67,3 +67,66 @@ def test_hf_returns_the_first_tokens_logprobs(smollm2):
 def test_the_vllm_server_returns_the_first_tokens_logprobs(vllm_server):
     backend = load_backend("openai", "smollm2", base_url=vllm_server.base_url, supports_images=False)
     check(backend.generate(requests(), SCORED))
+
+
+def test_each_distinct_caption_is_scored_once_and_a_rerun_asks_nothing(smollm2, tmp_path):
+    from axr.reasoning.rulebook_import import load_rules
+    from axr.reasoning.scoring import CaptionScorer
+
+    backend = load_backend("hf", str(smollm2))
+    book = load_rules("surveillance")
+    captions = ["A man is walking.", "A man  is walking.", "Two men are fighting.", "A man is walking."]
+    scorer = CaptionScorer(backend, book, tmp_path / "scores.jsonl")
+    scores = scorer.score(captions)
+    assert scorer.asked == 2 and set(scores) == set(captions) and all(0 <= p <= 1 for p in scores.values())
+    assert scores["A man is walking."] == scores["A man  is walking."]  # the same text, one score
+    again = CaptionScorer(backend, book, tmp_path / "scores.jsonl")
+    assert again.score(captions) == scores and again.asked == 0  # from the journal, no request
+    other = CaptionScorer(backend, load_rules("data:anomalyruler/rule/rule_ped2.txt"), tmp_path / "scores.jsonl")
+    other.score(captions[:1])
+    assert other.asked == 1  # another rule book is another prompt: asked afresh
+
+
+def test_a_request_without_an_answer_is_never_scored(tmp_path):
+    from axr.reasoning.backends.base import Backend, Completion
+    from axr.reasoning.rulebook_import import load_rules
+    from axr.reasoning.scoring import CaptionScorer
+
+    class Failing(Backend):
+        """Every request fails the first time (a dropped connection), then answers "No"."""
+
+        name, model, supports_images = "scripted", "scripted", False
+
+        def __init__(self):
+            self.seen: set[str] = set()
+
+        def _complete(self, requests, sampling, schema, arrived=None):
+            out = []
+            for request in requests:
+                text = request[-1]["content"][0]["text"]
+                first = text not in self.seen
+                self.seen.add(text)
+                out.append(
+                    Completion(error="dropped")
+                    if first
+                    else Completion(text="No", top_logprobs={"No": -0.1, "Yes": -2.4})
+                )
+            return out
+
+    backend, book = Failing(), load_rules("surveillance")
+    first = CaptionScorer(backend, book, tmp_path / "s.jsonl")
+    assert first.score(["A man is walking."]) == {} and first.unanswered == 1
+    second = CaptionScorer(backend, book, tmp_path / "s.jsonl")
+    assert list(second.score(["A man is walking."]).values()) == [pytest.approx(1 / (1 + math.exp(2.3)))]
+
+
+def test_fusion_ranks_each_signal_against_the_normal_references():
+    import numpy as np
+
+    from axr.reasoning.scoring import fuse, rank_against
+
+    reference = [0.1, 0.2, 0.3, 0.4]
+    assert rank_against([0.05, 0.25, 0.9], reference).tolist() == [0.0, 0.5, 1.0]
+    fused = fuse(np.array([0.9, 0.1]), np.array([0.2, 0.99]), reference, [0.5, 0.6, 0.7, 0.8], weight=0.5)
+    assert fused.tolist() == [0.5 * 1.0 + 0.5 * 0.0, 0.5 * 0.25 + 0.5 * 1.0]  # each on its own references' scale
+    assert fuse([0.3], [0.9], reference, [0.1], weight=0.0).tolist() == [0.75]  # weight 0: the trigger alone
