@@ -130,3 +130,24 @@ def test_fusion_ranks_each_signal_against_the_normal_references():
     fused = fuse(np.array([0.9, 0.1]), np.array([0.2, 0.99]), reference, [0.5, 0.6, 0.7, 0.8], weight=0.5)
     assert fused.tolist() == [0.5 * 1.0 + 0.5 * 0.0, 0.5 * 0.25 + 0.5 * 1.0]  # each on its own references' scale
     assert fuse([0.3], [0.9], reference, [0.1], weight=0.0).tolist() == [0.75]  # weight 0: the trigger alone
+
+
+@pytest.mark.slow
+def test_a_caption_run_fuses_the_models_scores_and_a_rerun_asks_nothing(smollm2, tmp_path):
+    import json
+
+    from tests.captions_layout import synthetic_videos, write_caption_set
+    from tests.conftest import run_axr
+
+    write_caption_set(tmp_path / "set", synthetic_videos(6, 30))
+    book = tmp_path / "rules.txt"
+    book.write_text("**Rules for Anomaly Human Activities:**\n1. Riding a bicycle or skateboard\n")
+    args = ["eval", "run", "captions", "--data-dir", str(tmp_path / "set"), "--rules", str(book)]
+    args += ["--backend", "hf", "--model", str(smollm2), "--set", "pipeline.scoring.policy=all"]
+    env = {"AXR_CACHE": str(tmp_path / "cache")}
+    run_axr(*args, "--output", str(tmp_path / "run"), env=env)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["scoring"]["asked_this_run"] == 5 and metrics["scoring"]["unanswered"] == 0  # 5 distinct captions
+    assert 0 <= metrics["frame_auc_pooled"] <= 1
+    run_axr(*args, "--output", str(tmp_path / "again"), env=env)
+    assert json.loads((tmp_path / "again" / "metrics.json").read_text())["scoring"]["asked_this_run"] == 0
