@@ -132,7 +132,6 @@ def test_fusion_ranks_each_signal_against_the_normal_references():
     assert fuse([0.3], [0.9], reference, [0.1], weight=0.0).tolist() == [0.75]  # weight 0: the trigger alone
 
 
-@pytest.mark.slow
 def test_a_caption_run_fuses_the_models_scores_and_a_rerun_asks_nothing(smollm2, tmp_path):
     import json
 
