@@ -89,13 +89,15 @@ class CaptionPipeline(Pipeline):
         self.detector = CaptionDetector(
             rulebook, pipeline, self.task.split.scene_pattern, embedder, self.task.dataset.line_seconds
         )
-        self.detector.fit(self.reference, held_out, self._scorer(rulebook, backend, on_message))
+        scorer = self._scorer(rulebook, backend, on_message, on_phase)
+        self.detector.fit(self.reference, held_out, scorer)
         if pipeline.trigger.synonyms:
             on_message(f"synonyms added from the observations: {self.detector.synonyms}")
 
-    def _scorer(self, rulebook: RuleBook, backend, on_message):
+    def _scorer(self, rulebook: RuleBook, backend, on_message, on_phase):
         """With `scoring.policy: all`, the model that scores each distinct caption once (P(yes) of its first
-        answer token), its scores kept in $AXR_CACHE/caption-scores.jsonl across runs."""
+        answer token), its scores kept in $AXR_CACHE/caption-scores.jsonl across runs. Every caption of the
+        run is scored here, in batches across videos, with a progress bar; the detector then reads the cache."""
         if self.task.pipeline.scoring.policy != "all":
             return None
         from axr.reasoning.resources import cache_dir
@@ -105,7 +107,9 @@ class CaptionPipeline(Pipeline):
         scorer = CaptionScorer(
             backend(), rulebook, cache_dir() / "caption-scores.jsonl", top_logprobs=scoring.top_logprobs
         )
-        on_message(f"scoring each distinct caption with {scorer.backend.model} (one answer token each)")
+        captions = [c for v in [*self.reference, *self.held_out.values()] for c in v.captions]
+        on_message(f"scoring {len(set(captions))} distinct captions with {scorer.backend.model} (one token each)")
+        scorer.score(captions, on_progress=on_phase("scoring"))
         return scorer
 
     def _induce(self, embedder, backend, on_message, on_phase) -> RuleBook:
