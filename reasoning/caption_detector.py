@@ -89,17 +89,22 @@ class CaptionDetector:
         self.stages: dict[str, TriggerStage] = {}
         self.threshold: float | None = None
         self.synonyms: dict[str, str] = {}  # word of the observations -> the keyword it joined (all scenes)
+        self.scorer = None  # set by fit with scoring.policy all
 
     @property
     def scale(self) -> float:
-        """The largest trigger score: a keyword hit plus full novelty."""
-        return self.settings.trigger.keyword_weight + 1
+        """The largest frame score: a keyword hit plus full novelty, or 1 for a fused (rank) score."""
+        return 1.0 if self.scorer is not None else self.settings.trigger.keyword_weight + 1
 
-    def fit(self, references: list[CaptionVideo], observations: list[CaptionVideo] = ()) -> CaptionDetector:
+    def fit(
+        self, references: list[CaptionVideo], observations: list[CaptionVideo] = (), scorer=None
+    ) -> CaptionDetector:
         """Trigger stages from the references' normal frames (one per scene with enough of its own), and the
         threshold from their smoothed scores. `observations` only name the scenes to prepare (and, with
-        `synonyms`, lend their words)."""
+        `synonyms`, lend their words). `scorer` (a CaptionScorer, with `scoring.policy: all`) scores the
+        references' captions now and each video's when it is scored, fused with the trigger."""
         s = self.settings
+        self.scorer = scorer if s.scoring.policy == "all" else None
         by_scene: dict[str, list[str]] = {}
         for video in references:
             by_scene.setdefault(scene_of(video.video, self.scene_pattern), []).extend(video.normal_captions())
@@ -118,6 +123,12 @@ class CaptionDetector:
             for stage in {id(x): x for x in self.stages.values()}.values():  # scenes without references share "all"
                 stage.embedder = self.embedder
                 self.synonyms.update(stage.add_synonyms(words, s.trigger.synonyms))
+        if self.scorer is not None:  # each signal's distribution on the normal references, for the fusion
+            normal = [(v, i) for v in references for i, y in enumerate(v.labels) if y == 0]
+            model = self.scorer.score([v.captions[i] for v, i in normal])
+            self._reference_model = np.array([model[c] for c in (v.captions[i] for v, i in normal) if c in model])
+            trigger = {v.video: self._results(v) for v in references}
+            self._reference_trigger = np.array([trigger[v.video][i].score for v, i in normal])
         fixed = s.threshold.value
         self.threshold = fixed if fixed is not None else self._reference_threshold(references)
         return self
@@ -128,7 +139,7 @@ class CaptionDetector:
     def _reference_threshold(self, references: list[CaptionVideo]) -> float:
         normal = []
         for video in references:
-            scores = self._smoothed(self._results(video))
+            scores = self._smoothed(self._frame_scores(video, self._results(video)))
             normal.extend(x for x, y in zip(scores, video.labels, strict=True) if y == 0)
         # without references a keyword hit alone is enough
         quantile = self.settings.threshold.reference_quantile
@@ -140,16 +151,31 @@ class CaptionDetector:
     def _results(self, video: CaptionVideo) -> list[TriggerResult]:
         return self._stage_of(video).score(video.captions)
 
-    def _smoothed(self, results: list[TriggerResult]) -> np.ndarray:
+    def _frame_scores(self, video: CaptionVideo, results: list[TriggerResult]) -> np.ndarray:
+        """The trigger's scores, or with a scorer the fused ones (a frame whose caption got no model score
+        keeps its trigger rank alone)."""
+        trigger = np.array([r.score for r in results])
+        if self.scorer is None:
+            return trigger
+        from axr.reasoning.scoring import fuse, rank_against
+
+        model = self.scorer.score(video.captions)
+        p_yes = np.array([model.get(c, np.nan) for c in video.captions])
+        fused = fuse(
+            trigger, np.nan_to_num(p_yes), self._reference_trigger, self._reference_model, self.settings.scoring.weight
+        )
+        return np.where(np.isnan(p_yes), rank_against(trigger, self._reference_trigger), fused)
+
+    def _smoothed(self, scores: np.ndarray) -> np.ndarray:
         s = self.settings.smoothing
-        return smooth(np.array([r.score for r in results]), s.method, s.window_lines(self.line_seconds), s.alpha)
+        return smooth(scores, s.method, s.window_lines(self.line_seconds), s.alpha)
 
     def score(self, videos: list[CaptionVideo]) -> Detection:
         """Trigger results and smoothed scores of every frame (no model)."""
         if self.threshold is None:
             raise ValueError("fit the detector on normal references first")
         results = {v.video: self._results(v) for v in videos}
-        scores = {v.video: self._smoothed(results[v.video]) for v in videos}
+        scores = {v.video: self._smoothed(self._frame_scores(v, results[v.video])) for v in videos}
         return Detection(self.threshold, results, scores)
 
     def chosen_for_recheck(self, videos: list[CaptionVideo], detection: Detection) -> list[tuple[CaptionVideo, int]]:

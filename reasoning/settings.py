@@ -74,6 +74,14 @@ class RecheckPolicy(Strict):
     min_confidence: float = Field(0.5, ge=0, le=1)
 
 
+class ScoringSettings(Strict):
+    # all: every distinct caption is scored by the model (P(yes) of one answer token) and fused with the
+    # trigger before smoothing; none: the trigger alone
+    policy: Literal["none", "all"] = "none"
+    weight: float = Field(0.5, ge=0, le=1)  # fused = (1 - weight) x trigger rank + weight x model rank
+    top_logprobs: int = Field(20, ge=2)  # first-token alternatives read for "yes" and "no"
+
+
 class DetectorSettings(Strict):
     """What the caption detector reads: its stages' settings, by section."""
 
@@ -81,3 +89,4 @@ class DetectorSettings(Strict):
     smoothing: SmoothingSettings = Field(default_factory=SmoothingSettings)
     threshold: ThresholdSettings = Field(default_factory=ThresholdSettings)
     recheck: RecheckPolicy = Field(default_factory=RecheckPolicy)
+    scoring: ScoringSettings = Field(default_factory=ScoringSettings)

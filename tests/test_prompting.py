@@ -72,6 +72,8 @@ CASES = {
         )
     ],
     "deduce_system": [dict(rulebook=BOOK, schema=VerdictAnswer)],
+    "score_system": [dict(rulebook=BOOK, normal_summary=""), dict(rulebook=BOOK, normal_summary="- a man walks")],
+    "score_user": [dict(caption="a man rides a bicycle")],
     "deduce_user": [
         dict(observation="a man rides a bicycle", sample_id="01_0001"),
         dict(observation="a man walks", sample_id=None),

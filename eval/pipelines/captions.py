@@ -89,9 +89,28 @@ class CaptionPipeline(Pipeline):
         self.detector = CaptionDetector(
             rulebook, pipeline, self.task.split.scene_pattern, embedder, self.task.dataset.line_seconds
         )
-        self.detector.fit(self.reference, held_out)
+        scorer = self._scorer(rulebook, backend, on_message, on_phase)
+        self.detector.fit(self.reference, held_out, scorer)
         if pipeline.trigger.synonyms:
             on_message(f"synonyms added from the observations: {self.detector.synonyms}")
+
+    def _scorer(self, rulebook: RuleBook, backend, on_message, on_phase):
+        """With `scoring.policy: all`, the model that scores each distinct caption once (P(yes) of its first
+        answer token), its scores kept in $AXR_CACHE/caption-scores.jsonl across runs. Every caption of the
+        run is scored here, in batches across videos, with a progress bar; the detector then reads the cache."""
+        if self.task.pipeline.scoring.policy != "all":
+            return None
+        from axr.reasoning.resources import cache_dir
+        from axr.reasoning.scoring import CaptionScorer
+
+        scoring = self.task.pipeline.scoring
+        scorer = CaptionScorer(
+            backend(), rulebook, cache_dir() / "caption-scores.jsonl", top_logprobs=scoring.top_logprobs
+        )
+        captions = [c for v in [*self.reference, *self.held_out.values()] for c in v.captions]
+        on_message(f"scoring {len(set(captions))} distinct captions with {scorer.backend.model} (one token each)")
+        scorer.score(captions, on_progress=on_phase("scoring"))
+        return scorer
 
     def _induce(self, embedder, backend, on_message, on_phase) -> RuleBook:
         """Rules induced from the reference videos' normal frames by the re-check model."""
@@ -186,6 +205,13 @@ class CaptionPipeline(Pipeline):
         metrics = frame_metrics(labels, {v: np.array(s) for v, s in scores.items()}, self.detector.threshold)
         if self.quality is not None:
             metrics["recheck_quality"] = self.quality
+        if (scorer := self.detector.scorer) is not None:
+            metrics["scoring"] = {
+                "model": scorer.backend.model,
+                "asked_this_run": scorer.asked,  # distinct captions; the others came from the cache
+                "unanswered": scorer.unanswered,  # no yes/no answer: asked again by the next run
+                "weight": self.task.pipeline.scoring.weight,
+            }
         stage = self.detector.stages["all"]
         pipeline = self.task.pipeline
         cost = {k: v for k, v in self.recheck_cost.items() if k not in ("model_calls", "tokens_in", "tokens_out")}

@@ -38,6 +38,9 @@ class Sampling:
     seed: int | None = 0
     stop: list[str] | None = None
     repetition_penalty: float = 1.0  # >1 discourages loops in small models; not an OpenAI field, vLLM's
+    # the first answer token's N most likely tokens and their log-probabilities, in Completion.top_logprobs
+    # (one-token scoring reads a yes/no answer from them instead of generated text)
+    top_logprobs: int | None = None
 
 
 @dataclass
@@ -55,6 +58,7 @@ class Completion:
     repaired: bool = False
     tries: int = 1  # HTTP tries this answer took (retries after dropped connections, timeouts, 429/5xx)
     think: str | None = None
+    top_logprobs: dict[str, float] | None = None  # first answer token: text -> log-probability (Sampling.top_logprobs)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -72,6 +76,15 @@ class Completion:
         repair.latency_s += self.latency_s
         repair.repaired = True
         return repair
+
+
+def first_seen(pairs) -> dict[str, float]:
+    """`{token: logprob}` from (token, logprob) pairs, most likely first: two token ids that decode to the same
+    text keep the likelier one's log-probability."""
+    out: dict[str, float] = {}
+    for token, logprob in pairs:
+        out.setdefault(token, logprob)
+    return out
 
 
 def text_block(text: str) -> dict:

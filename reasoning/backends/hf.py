@@ -14,7 +14,16 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from axr.reasoning.backends.base import Backend, BackendError, Completion, Request, Sampling, flatten_text, images_of
+from axr.reasoning.backends.base import (
+    Backend,
+    BackendError,
+    Completion,
+    Request,
+    Sampling,
+    first_seen,
+    flatten_text,
+    images_of,
+)
 from axr.reasoning.media import MAX_PIXELS, MIN_PIXELS
 from axr.reasoning.schema import json_schema
 
@@ -123,15 +132,28 @@ class HFBackend(Backend):
             torch.manual_seed(sampling.seed)
         processors = self._grammars.processors(schema) if (schema and self._grammars) else None
         started = time.perf_counter()
+        scored = bool(sampling.top_logprobs)
         with torch.inference_mode():
-            generated = self.net.generate(**inputs, **self._generation_args(sampling), logits_processor=processors)
+            generated = self.net.generate(
+                **inputs,
+                **self._generation_args(sampling),
+                logits_processor=processors,
+                output_scores=scored,
+                return_dict_in_generate=True,
+            )
         per_request = (time.perf_counter() - started) / len(requests)  # a batch shares one clock
-        new_tokens = generated[:, inputs["input_ids"].shape[1] :]
+        new_tokens = generated.sequences[:, inputs["input_ids"].shape[1] :]
         attention = inputs["attention_mask"]
-        return [
+        completions = [
             self._completion(new_tokens[i].tolist(), int(attention[i].sum()), per_request)
             for i in range(len(requests))
         ]
+        if scored:  # the first step's distribution, before sampling: what the answer's first token could be
+            first = torch.log_softmax(generated.scores[0].float(), dim=-1).topk(sampling.top_logprobs, dim=-1)
+            for completion, values, ids in zip(completions, first.values, first.indices, strict=True):
+                tokens = [self.tokenizer.decode([i]) for i in ids.tolist()]
+                completion.top_logprobs = first_seen(zip(tokens, values.tolist(), strict=True))
+        return completions
 
     def _inputs(self, requests: list[Request]):
         if not self.supports_images and any(images_of(r) for r in requests):

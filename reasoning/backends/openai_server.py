@@ -29,6 +29,7 @@ from axr.reasoning.backends.base import (
     RequestFailed,
     Sampling,
     convert_images,
+    first_seen,
 )
 from axr.reasoning.media import data_url
 from axr.reasoning.schema import json_schema
@@ -70,6 +71,8 @@ def build_payload(
         payload["stop"] = sampling.stop
     if sampling.repetition_penalty != 1.0:
         payload["repetition_penalty"] = sampling.repetition_penalty
+    if sampling.top_logprobs:
+        payload["logprobs"], payload["top_logprobs"] = True, sampling.top_logprobs
     if schema is not None:
         payload["response_format"] = {
             "type": "json_schema",
@@ -215,7 +218,19 @@ def _completion(body: dict, latency: float) -> Completion:
         tokens_out=usage.get("completion_tokens", 0),
         latency_s=latency,
         finish_reason=choice.get("finish_reason"),
+        top_logprobs=_first_token_logprobs(choice),
     )
+
+
+def _first_token_logprobs(choice: dict) -> dict[str, float] | None:
+    """The first answer token's alternatives, `{token: logprob}`, from an OpenAI-style `logprobs` field."""
+    content = (choice.get("logprobs") or {}).get("content") or []
+    if not content:
+        return None
+    first = content[0]
+    alternatives = first.get("top_logprobs") or [first]
+    ranked = sorted(alternatives, key=lambda a: -float(a["logprob"]))
+    return first_seen((a["token"], float(a["logprob"])) for a in ranked)
 
 
 def _error_text(response: httpx.Response) -> str:

@@ -11,7 +11,15 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from axr.reasoning.backends.base import Backend, BackendError, Completion, Request, Sampling, convert_images
+from axr.reasoning.backends.base import (
+    Backend,
+    BackendError,
+    Completion,
+    Request,
+    Sampling,
+    convert_images,
+    first_seen,
+)
 from axr.reasoning.schema import json_schema
 
 
@@ -31,6 +39,8 @@ def sampling_kwargs(sampling: Sampling, schema: type[BaseModel] | None) -> dict[
     }
     if sampling.stop:
         kwargs["stop"] = sampling.stop
+    if sampling.top_logprobs:
+        kwargs["logprobs"] = sampling.top_logprobs
     if schema is not None:
         kwargs["structured_outputs"] = {"json": json_schema(schema)}
     return kwargs
@@ -106,7 +116,17 @@ class VLLMBackend(Backend):
                 tokens_out=len(o.outputs[0].token_ids),
                 latency_s=per_request,
                 finish_reason=o.outputs[0].finish_reason,
+                top_logprobs=_first_token_logprobs(o.outputs[0]),
                 extra={"cached_tokens": getattr(o, "num_cached_tokens", None)},
             )
             for o in outputs
         ]
+
+
+def _first_token_logprobs(output) -> dict[str, float] | None:
+    """The first generated token's alternatives, `{decoded token: logprob}`, from vLLM's per-step logprobs."""
+    steps = getattr(output, "logprobs", None)
+    if not steps:
+        return None
+    ranked = sorted(steps[0].values(), key=lambda entry: -entry.logprob)
+    return first_seen((entry.decoded_token or "", float(entry.logprob)) for entry in ranked)

@@ -1,0 +1,100 @@
+"""One-token scoring: how anomalous a model finds an observation, read from the log-probabilities of its
+first answer token to a yes/no question (`Sampling(max_tokens=1, top_logprobs=N)`), not from generated
+text. One forward pass and one answer token per distinct observation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+
+import numpy as np
+
+YES, NO = "yes", "no"
+
+
+def yes_probability(top_logprobs: dict[str, float] | None) -> float | None:
+    """P(yes) / (P(yes) + P(no)) over the first token's alternatives, each token compared after stripping
+    spaces and case ("Yes", " yes", "YES" all count as yes); None when neither answer is among them (a
+    request to ask again, or with more alternatives, never a score)."""
+    if not top_logprobs:
+        return None
+    mass = {YES: 0.0, NO: 0.0}
+    for token, logprob in top_logprobs.items():
+        word = token.strip().lower()
+        if word in mass:
+            mass[word] += math.exp(logprob)
+    total = mass[YES] + mass[NO]
+    return mass[YES] / total if total > 0 else None
+
+
+def normalise(caption: str) -> str:
+    """The text a caption is scored by: spaces collapsed, trimmed (a repeated caption is scored once)."""
+    return " ".join(caption.split())
+
+
+class CaptionScorer:
+    """P(yes) for each distinct caption, one forward pass and one answer token each, cached in a journal
+    keyed by sha256(model, prompt templates, rule book, scene summary, caption): a repeat, a rerun or a
+    resumed run asks only what has no score yet. A request that got no answer, or whose first token was
+    neither yes nor no, is not journaled: the next run asks it again, and it is never given a score."""
+
+    def __init__(self, backend, rulebook, journal_path, normal_summary: str = "", top_logprobs: int = 20):
+        from axr.reasoning.journal import Journal
+        from axr.reasoning.prompting import render, template_version
+
+        self.backend, self.top_logprobs = backend, top_logprobs
+        self.prefix = render("score_system", rulebook=rulebook, normal_summary=normal_summary)
+        self.version = "|".join(
+            [backend.model, template_version("score_system"), template_version("score_user"), self.prefix]
+        )
+        self.journal = Journal(journal_path, key="key")
+        self.asked = self.unanswered = 0
+
+    def key(self, caption: str) -> str:
+        return hashlib.sha256(f"{self.version}\x1f{normalise(caption)}".encode()).hexdigest()
+
+    def score(self, captions: list[str], chunk: int = 64, on_progress=None) -> dict[str, float]:
+        """{caption: P(yes)} for the captions that have a score (asked now or before)."""
+        from axr.reasoning.backends import Sampling, system, user
+        from axr.reasoning.prompting import render
+
+        distinct = list(dict.fromkeys(normalise(c) for c in captions))
+        todo = [c for c in distinct if self.key(c) not in self.journal]
+        sampling = Sampling(max_tokens=1, top_logprobs=self.top_logprobs)
+        for start in range(0, len(todo), chunk):
+            part = todo[start : start + chunk]
+            requests = [[system(self.prefix), user(render("score_user", caption=c))] for c in part]
+            answers = self.backend.generate(requests, sampling)
+            self.asked += len(part)
+            fresh = []
+            for caption, answer in zip(part, answers, strict=True):
+                p = None if answer.error else yes_probability(answer.top_logprobs)
+                if p is None:
+                    self.unanswered += 1
+                    continue
+                fresh.append({"key": self.key(caption), "caption": caption, "p_yes": p, "tokens_in": answer.tokens_in})
+            self.journal.append(fresh)
+            if on_progress:
+                on_progress(min(start + chunk, len(todo)), len(todo))
+        scores = {}
+        for caption in captions:
+            record = self.journal.records.get(self.key(caption))
+            if record is not None:
+                scores[caption] = record["p_yes"]
+        return scores
+
+
+def rank_against(values, reference) -> np.ndarray:
+    """Each value's share of `reference` at or below it (its empirical CDF over the references' normal
+    frames), in [0, 1]: two scores on different scales become comparable without any anomaly label."""
+    reference = np.sort(np.asarray(reference, dtype=float))
+    if not len(reference):
+        return np.asarray(values, dtype=float)
+    return np.searchsorted(reference, np.asarray(values, dtype=float), side="right") / len(reference)
+
+
+def fuse(trigger, model, reference_trigger, reference_model, weight: float = 0.5) -> np.ndarray:
+    """One frame score from the trigger's and the model's: each ranked against the same signal on the normal
+    references, then (1 - weight) x trigger rank + weight x model rank. Needs no anomaly label."""
+    return (1 - weight) * rank_against(trigger, reference_trigger) + weight * rank_against(model, reference_model)

@@ -1,0 +1,152 @@
+"""One-token scoring: the first answer token's log-probabilities from every backend, and P(yes) read from
+them. Real models: SmolLM2 through hf and through the vLLM CPU server."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from axr.reasoning.backends import Sampling, load_backend, system, user
+from axr.reasoning.backends.openai_server import _completion, build_payload
+from axr.reasoning.scoring import yes_probability
+
+QUESTIONS = ["Is fire hot? Answer yes or no.", "Is ice hot? Answer yes or no."]
+SCORED = Sampling(max_tokens=1, top_logprobs=10)
+
+
+def requests():
+    return [[system("Answer with one word: yes or no."), user(q)] for q in QUESTIONS]
+
+
+def test_yes_probability_pools_spellings_and_refuses_to_guess():
+    assert yes_probability({"Yes": math.log(0.3), " yes": math.log(0.1), "No": math.log(0.4)}) == pytest.approx(0.5)
+    assert yes_probability({"The": -0.1, "I": -2.0}) is None  # neither answer: ask again, never a score
+    assert yes_probability(None) is None and yes_probability({"no": -0.5}) == 0.0
+
+
+def test_openai_payload_asks_for_logprobs_and_the_answer_carries_them():
+    payload = build_payload("m", requests()[0], SCORED, None, supports_images=False)
+    assert payload["logprobs"] is True and payload["top_logprobs"] == 10 and payload["max_tokens"] == 1
+    assert "logprobs" not in build_payload("m", requests()[0], Sampling(), None, supports_images=False)
+    body = {  # the shape of OpenAI's and vLLM's chat-completions answer with logprobs
+        "choices": [
+            {
+                "message": {"content": "Yes"},
+                "finish_reason": "length",
+                "logprobs": {
+                    "content": [
+                        {
+                            "token": "Yes",
+                            "logprob": -0.2,
+                            "top_logprobs": [{"token": "No", "logprob": -1.8}, {"token": "Yes", "logprob": -0.2}],
+                        }
+                    ]
+                },
+            }
+        ],
+        "usage": {"prompt_tokens": 20, "completion_tokens": 1},
+    }
+    completion = _completion(body, 0.1)
+    assert list(completion.top_logprobs) == ["Yes", "No"]  # most likely first
+    assert yes_probability(completion.top_logprobs) == pytest.approx(1 / (1 + math.exp(-1.6)))
+
+
+def check(completions) -> None:
+    for completion in completions:
+        assert completion.tokens_out == 1 and len(completion.top_logprobs) >= 5
+        assert max(completion.top_logprobs, key=completion.top_logprobs.get) == completion.text  # greedy: the top
+        assert all(logprob <= 0 for logprob in completion.top_logprobs.values())
+        assert 0.0 <= yes_probability(completion.top_logprobs) <= 1.0
+
+
+def test_hf_returns_the_first_tokens_logprobs(smollm2):
+    check(load_backend("hf", str(smollm2)).generate(requests(), SCORED))
+
+
+def test_the_vllm_server_returns_the_first_tokens_logprobs(vllm_server):
+    backend = load_backend("openai", "smollm2", base_url=vllm_server.base_url, supports_images=False)
+    check(backend.generate(requests(), SCORED))
+
+
+def test_each_distinct_caption_is_scored_once_and_a_rerun_asks_nothing(smollm2, tmp_path):
+    from axr.reasoning.rulebook_import import load_rules
+    from axr.reasoning.scoring import CaptionScorer
+
+    backend = load_backend("hf", str(smollm2))
+    book = load_rules("surveillance")
+    captions = ["A man is walking.", "A man  is walking.", "Two men are fighting.", "A man is walking."]
+    scorer = CaptionScorer(backend, book, tmp_path / "scores.jsonl")
+    scores = scorer.score(captions)
+    assert scorer.asked == 2 and set(scores) == set(captions) and all(0 <= p <= 1 for p in scores.values())
+    assert scores["A man is walking."] == scores["A man  is walking."]  # the same text, one score
+    again = CaptionScorer(backend, book, tmp_path / "scores.jsonl")
+    assert again.score(captions) == scores and again.asked == 0  # from the journal, no request
+    other = CaptionScorer(backend, load_rules("data:anomalyruler/rule/rule_ped2.txt"), tmp_path / "scores.jsonl")
+    other.score(captions[:1])
+    assert other.asked == 1  # another rule book is another prompt: asked afresh
+
+
+def test_a_request_without_an_answer_is_never_scored(tmp_path):
+    from axr.reasoning.backends.base import Backend, Completion
+    from axr.reasoning.rulebook_import import load_rules
+    from axr.reasoning.scoring import CaptionScorer
+
+    class Failing(Backend):
+        """Every request fails the first time (a dropped connection), then answers "No"."""
+
+        name, model, supports_images = "scripted", "scripted", False
+
+        def __init__(self):
+            self.seen: set[str] = set()
+
+        def _complete(self, requests, sampling, schema, arrived=None):
+            out = []
+            for request in requests:
+                text = request[-1]["content"][0]["text"]
+                first = text not in self.seen
+                self.seen.add(text)
+                out.append(
+                    Completion(error="dropped")
+                    if first
+                    else Completion(text="No", top_logprobs={"No": -0.1, "Yes": -2.4})
+                )
+            return out
+
+    backend, book = Failing(), load_rules("surveillance")
+    first = CaptionScorer(backend, book, tmp_path / "s.jsonl")
+    assert first.score(["A man is walking."]) == {} and first.unanswered == 1
+    second = CaptionScorer(backend, book, tmp_path / "s.jsonl")
+    assert list(second.score(["A man is walking."]).values()) == [pytest.approx(1 / (1 + math.exp(2.3)))]
+
+
+def test_fusion_ranks_each_signal_against_the_normal_references():
+    import numpy as np
+
+    from axr.reasoning.scoring import fuse, rank_against
+
+    reference = [0.1, 0.2, 0.3, 0.4]
+    assert rank_against([0.05, 0.25, 0.9], reference).tolist() == [0.0, 0.5, 1.0]
+    fused = fuse(np.array([0.9, 0.1]), np.array([0.2, 0.99]), reference, [0.5, 0.6, 0.7, 0.8], weight=0.5)
+    assert fused.tolist() == [0.5 * 1.0 + 0.5 * 0.0, 0.5 * 0.25 + 0.5 * 1.0]  # each on its own references' scale
+    assert fuse([0.3], [0.9], reference, [0.1], weight=0.0).tolist() == [0.75]  # weight 0: the trigger alone
+
+
+def test_a_caption_run_fuses_the_models_scores_and_a_rerun_asks_nothing(smollm2, tmp_path):
+    import json
+
+    from tests.captions_layout import synthetic_videos, write_caption_set
+    from tests.conftest import run_axr
+
+    write_caption_set(tmp_path / "set", synthetic_videos(6, 30))
+    book = tmp_path / "rules.txt"
+    book.write_text("**Rules for Anomaly Human Activities:**\n1. Riding a bicycle or skateboard\n")
+    args = ["eval", "run", "captions", "--data-dir", str(tmp_path / "set"), "--rules", str(book)]
+    args += ["--backend", "hf", "--model", str(smollm2), "--set", "pipeline.scoring.policy=all"]
+    env = {"AXR_CACHE": str(tmp_path / "cache")}
+    run_axr(*args, "--output", str(tmp_path / "run"), env=env)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["scoring"]["asked_this_run"] == 5 and metrics["scoring"]["unanswered"] == 0  # 5 distinct captions
+    assert 0 <= metrics["frame_auc_pooled"] <= 1
+    run_axr(*args, "--output", str(tmp_path / "again"), env=env)
+    assert json.loads((tmp_path / "again" / "metrics.json").read_text())["scoring"]["asked_this_run"] == 0
