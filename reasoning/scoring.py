@@ -45,9 +45,8 @@ class CaptionScorer:
 
         self.backend, self.top_logprobs = backend, top_logprobs
         self.prefix = render("score_system", rulebook=rulebook, normal_summary=normal_summary)
-        self.version = "|".join(
-            [backend.model, template_version("score_system"), template_version("score_user"), self.prefix]
-        )
+        version = [backend.model, template_version("score_system"), template_version("score_user"), self.prefix]
+        self.version = hashlib.sha256("\x1f".join(version).encode()).hexdigest()  # the prompt, once per run
         self.journal = Journal(journal_path, key="key")
         self.asked = self.unanswered = 0
 
