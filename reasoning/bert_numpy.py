@@ -34,20 +34,34 @@ class NumpyBert:
         self.tokenizer.no_padding()
         self.dimension = self.weights["embeddings.word_embeddings.weight"].shape[1]
 
-    def encode(self, texts: list[str], tokens_per_batch: int = 4096) -> np.ndarray:
-        """Unit-norm vectors. Texts of similar length are batched together, so padding stays short, and a batch
-        holds about `tokens_per_batch` tokens, so memory stays flat (attention grows with length squared)."""
+    def get_embedding_dimension(self) -> int:
+        return self.dimension
+
+    def encode(
+        self, texts: list[str], show_progress_bar: bool = False, tokens_per_batch: int = 4096, **_
+    ) -> np.ndarray:
+        """Unit-norm vectors, called as sentence-transformers' `encode` is (its other options have no effect:
+        vectors are always normalised). Texts of similar length are batched together, so padding stays short,
+        and a batch holds about `tokens_per_batch` tokens, so memory stays flat (attention grows with length
+        squared)."""
         encodings = self.tokenizer.encode_batch(texts)
         order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
-        out = np.zeros((len(texts), self.dimension), np.float32)
-        batch: list[int] = []
-        for i in [*order, None]:
-            longest = len(encodings[i].ids) if i is not None else 0
-            if batch and (i is None or (len(batch) + 1) * longest > tokens_per_batch):
-                out[batch] = self._forward([encodings[j].ids for j in batch])
+        batches, batch = [], []
+        for i in order:
+            if batch and (len(batch) + 1) * len(encodings[i].ids) > tokens_per_batch:
+                batches.append(batch)
                 batch = []
-            if i is not None:
-                batch.append(i)
+            batch.append(i)
+        batches += [batch] if batch else []
+        if show_progress_bar:
+            from rich.progress import track
+
+            from axr.reasoning.console import err
+
+            batches = track(batches, description=f"embedding {len(texts)} sentences", console=err, transient=True)
+        out = np.zeros((len(texts), self.dimension), np.float32)
+        for batch in batches:
+            out[batch] = self._forward([encodings[j].ids for j in batch])
         return out
 
     def _forward(self, ids: list[list[int]]) -> np.ndarray:

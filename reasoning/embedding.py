@@ -81,7 +81,10 @@ class Embedder:
             self._read_cached(missing)
             missing = [t for t in missing if t not in self._memory]
         if missing:
-            vectors = self._compute(missing, batch_size)
+            # thousands of captions take minutes on a CPU: say so (a bar on stderr); both runtimes take these
+            vectors = self.model.encode(
+                missing, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=len(missing) > 2000
+            )
             for text, vector in zip(missing, vectors, strict=True):
                 self._memory[text] = vector.astype(np.float32)
             if self._db is not None:
@@ -89,26 +92,5 @@ class Embedder:
                 self._db.executemany("INSERT OR REPLACE INTO emb VALUES (?, ?)", rows)
                 self._db.commit()
         if not texts:
-            return np.zeros((0, self.dimension), np.float32)
+            return np.zeros((0, self.model.get_embedding_dimension()), np.float32)
         return np.stack([self._memory[t] for t in texts])
-
-    @property
-    def dimension(self) -> int:
-        model = self.model
-        return model.dimension if self.runtime == "numpy" else model.get_embedding_dimension()
-
-    def _compute(self, texts: list[str], batch_size: int) -> np.ndarray:
-        # thousands of captions take minutes on a CPU: say so (a bar on stderr)
-        if self.runtime == "torch":
-            return self.model.encode(
-                texts, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=len(texts) > 2000
-            )
-        if len(texts) <= 2000:
-            return self.model.encode(texts)
-        from rich.progress import track
-
-        from axr.reasoning.console import err
-
-        chunks = [texts[i : i + 1000] for i in range(0, len(texts), 1000)]
-        done = track(chunks, description=f"embedding {len(texts)} sentences", console=err, transient=True)
-        return np.concatenate([self.model.encode(chunk) for chunk in done])

@@ -40,9 +40,11 @@ SCRIPT = textwrap.dedent(
         plain = backend.generate([[user("What is the capital of France?")]], Sampling(max_tokens=12))
         verdicts = backend.generate(requests, Sampling(max_tokens=300), VerdictAnswer)
         again = backend.generate(requests, Sampling(max_tokens=300), VerdictAnswer)
+        scored = backend.generate(requests, Sampling(max_tokens=1, top_logprobs=5))
         print("RESULT " + json.dumps({"plain": plain[0].text,
                                       "parsed": [v.parsed is not None for v in verdicts],
-                                      "cached": [v.extra["cached_tokens"] for v in again]}))
+                                      "cached": [v.extra["cached_tokens"] for v in again],
+                                      "first_token": [[c.text, c.top_logprobs] for c in scored]}))
     """
 )
 
@@ -63,3 +65,6 @@ def test_vllm_engine_on_cpu(vllm_python, smollm2, tmp_path):
     assert "Paris" in out["plain"]
     assert out["parsed"] == [True, True]  # structured output, no free whitespace
     assert all(n is not None and n > 0 for n in out["cached"]), out  # shared prefix from the prefix cache
+    for text, alternatives in out["first_token"]:  # one-token scoring: the first token's log-probabilities
+        assert len(alternatives) >= 3 and all(logprob <= 0 for logprob in alternatives.values())
+        assert max(alternatives, key=alternatives.get) == text  # greedy: the answer is the likeliest token
