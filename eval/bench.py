@@ -93,6 +93,12 @@ def bench_openai(backend: Backend, n: int, concurrency: int, sampling: Sampling)
 RUN_KEYS = ("engine", "workers", "ray_address")  # settings of the run, not of the task's pipeline
 
 
+def split_label(text: str) -> tuple[str, str]:
+    """'LABEL:key=value,...' -> (LABEL, 'key=value,...'); a setting without a label is its own label."""
+    head, sep, rest = text.partition(":")
+    return (head.strip(), rest) if sep and "=" not in head else (text, text)
+
+
 def parse_setting(text: str) -> tuple[dict, dict]:
     """'batch=8,engine=ray' -> ({'pipeline.batch': 8}, {'engine': 'ray'}): task overrides (values read as
     YAML) and run options; '' keeps the task's own settings."""
@@ -261,6 +267,8 @@ def bench_reasoner(configs: list, names: list[str], workdir, backend_for) -> lis
     rows = []
     for number, (config, name) in enumerate(zip(configs, names, strict=True)):
         started = time.perf_counter()
+        server = config.pipeline.recheck.base_url if config.pipeline.recheck.backend == "openai" else None
+        before = prefix_cache_counters(server)
         metrics = evaluate(config, Path(workdir) / f"setting-{number}", backend_for, on_message=lambda text: None)
         cost, seconds = metrics["cost"], time.perf_counter() - started
         checked = cost.get("frames_rechecked", 0)
@@ -280,11 +288,55 @@ def bench_reasoner(configs: list, names: list[str], workdir, backend_for) -> lis
                 "tokens_out_per_frame": round(cost["tokens_out"] / checked, 1) if checked else 0.0,
                 "seconds_per_frame": round(cost.get("recheck_seconds", 0.0) / checked, 3) if checked else 0.0,
                 "seconds": round(seconds, 1),
+                **_scoring_columns(metrics.get("scoring"), before, prefix_cache_counters(server)),
             }
         )
     for row in rows:
         row["auc_change"] = round(row["frame_auc_pooled"] - rows[0]["frame_auc_pooled"], 2)
     return rows
+
+
+def _scoring_columns(scoring: dict | None, before: dict | None, after: dict | None) -> dict:
+    """The scoring stage's part of a bench row: pooled AUC of the trigger alone, the model alone and fused on
+    the same frames; distinct captions scored and their share of frames; tokens per frame; seconds per
+    distinct caption; and the server's prefix-cache hit rate over this setting's requests."""
+    parts = (scoring or {}).get("frame_auc_pooled", {})
+    hit_rate = None
+    if before and after and after["queries"] > before["queries"]:
+        hit_rate = round((after["hits"] - before["hits"]) / (after["queries"] - before["queries"]), 3)
+    scoring = scoring or {}
+    return {
+        **{
+            f"auc_{part}": round(100 * parts[part], 2) if part in parts else None
+            for part in ("trigger", "model", "fused")
+        },
+        "distinct_scored": scoring.get("distinct_scored"),
+        "distinct_share_of_frames": scoring.get("distinct_share_of_frames"),
+        "scoring_tokens_in_per_frame": scoring.get("tokens_in_per_frame"),
+        "scoring_tokens_out_per_frame": scoring.get("tokens_out_per_frame"),
+        "seconds_per_distinct_caption": scoring.get("seconds_per_caption"),
+        "prefix_cache_hit_rate": hit_rate,
+    }
+
+
+def prefix_cache_counters(base_url: str | None) -> dict | None:
+    """A vLLM server's prefix-cache counters (prompt tokens looked up, and found, in its cache), from its
+    Prometheus endpoint; None for another server or none."""
+    import httpx
+
+    if not base_url:
+        return None
+    root = base_url.rstrip("/").removesuffix("/v1")
+    try:
+        text = httpx.get(f"{root}/metrics", timeout=10).text
+    except httpx.HTTPError:
+        return None
+    counters = {"queries": 0.0, "hits": 0.0}
+    for line in text.splitlines():
+        for name in counters:
+            if line.startswith(f"vllm:prefix_cache_{name}_total"):
+                counters[name] += float(line.rsplit(" ", 1)[1])
+    return counters if counters["queries"] or "vllm:prefix_cache" in text else None
 
 
 def bench_probe(config, train_config, bands: list[float], embedder=None) -> list[dict]:

@@ -142,6 +142,7 @@ def bench_task_command(
     ),
     limit: int = typer.Option(32, help="samples per setting (the same fixed subset for each)"),
     data_dir: Path = typer.Option(None, help="override dataset.data_dir"),
+    assignments: list[str] = typer.Option(None, "--set", help="any field of TASK for every setting: dotted.key=value"),
     out: Path = typer.Option(None, help="also write the rows as JSON"),
 ):
     """Throughput and cost of one task under several settings, side by side, on the same samples."""
@@ -149,11 +150,11 @@ def bench_task_command(
 
     from axr.eval.bench import bench_task, parse_setting
     from axr.eval.datasets import LayoutError
-    from axr.eval.tasks import load_task
+    from axr.eval.tasks import load_task, task_overrides
     from axr.reasoning.schema import SchemaError
 
-    base = {"dataset.data_dir": str(data_dir.resolve())} if data_dir else {}
     try:
+        base = task_overrides(assignments, **{"dataset.data_dir": str(data_dir.resolve()) if data_dir else None})
         parsed = [parse_setting(text) for text in settings]
         configs = [load_task(task, {**base, **overrides}) for overrides, _ in parsed]
     except (SchemaError, ValueError) as error:
@@ -292,6 +293,11 @@ def _print_rows(rows: list[dict], columns: dict[str, str], title: str, out: Path
 @app.command(
     "reasoner",
     epilog="Examples:\n\n  axr eval bench reasoner ped2 --setting recheck.policy=none "
+    "--setting scoring.policy=all,recheck.backend=openai,recheck.model=qwen2.5-coder-1.5b,"
+    "recheck.base_url=http://127.0.0.1:8001/v1\n\n"
+    "  axr eval bench reasoner ucf-crime --set split.evaluate_every=4 --setting recheck.policy=none "
+    "--setting scoring.policy=all,recheck.backend=vllm,recheck.model=Qwen/Qwen2.5-7B-Instruct   (a GPU)\n\n"
+    "  axr eval bench reasoner ped2 --setting recheck.policy=none "
     "--setting recheck.policy=uncertain,recheck.model=smollm2,recheck.base_url=http://127.0.0.1:8000/v1\n\n"
     "  axr eval bench reasoner shtech --setting recheck.policy=none "
     "--setting recheck.policy=uncertain,recheck.model=runs/smollm2-caption-sft,recheck.base_url=http://127.0.0.1:8012/v1",
@@ -299,27 +305,36 @@ def _print_rows(rows: list[dict], columns: dict[str, str], title: str, out: Path
 def bench_reasoner_command(
     task: str = typer.Argument(..., help="a caption task (ped2, shtech, or a YAML path)"),
     settings: list[str] = typer.Option(
-        ..., "--setting", help="pipeline fields as key=value[,key=value] (e.g. recheck.policy=none); repeat"
+        ...,
+        "--setting",
+        help="[LABEL:]pipeline fields as key=value[,key=value] (e.g. trigger:recheck.policy=none); repeat",
     ),
     data_dir: Path = typer.Option(None, help="override dataset.data_dir"),
+    assignments: list[str] = typer.Option(
+        None, "--set", help="any field of TASK for every setting: dotted.key=value (e.g. split.evaluate_every=4)"
+    ),
     out: Path = typer.Option(None, help="also write the rows as JSON"),
     workdir: Path = typer.Option(
         None, help="keep each setting's run folder here, so a stopped bench resumes its re-checks (default: temporary)"
     ),
 ):
-    """Caption re-checkers side by side on the same frames: the trigger stage alone, then each re-check model;
-    pooled AUC, its change from the first setting, how often each model agreed with the labels, the AUC a
-    perfect re-checker of the same frames would reach, and tokens and seconds per re-checked frame."""
+    """Caption re-checkers and scorers side by side on the same frames: the trigger stage alone, then each model.
+    For re-checks: pooled AUC, its change from the first setting, how often each model agreed with the
+    labels, the AUC a perfect re-checker of the same frames would reach, and tokens and seconds per
+    re-checked frame. With scoring.policy=all: the pooled AUC of the trigger alone, the model alone and
+    fused, distinct captions scored and their share of frames, tokens per frame, seconds per distinct
+    caption and the vLLM server's prefix-cache hit rate."""
     import contextlib
     import tempfile
 
-    from axr.eval.bench import bench_reasoner, parse_setting
+    from axr.eval.bench import bench_reasoner, parse_setting, split_label
     from axr.eval.datasets import LayoutError
-    from axr.eval.tasks import load_task
+    from axr.eval.tasks import load_task, task_overrides
     from axr.reasoning.schema import SchemaError
 
-    base = {"dataset.data_dir": str(data_dir.resolve())} if data_dir else {}
     try:
+        base = task_overrides(assignments, **{"dataset.data_dir": str(data_dir.resolve()) if data_dir else None})
+        names, settings = zip(*(split_label(text) for text in settings), strict=True)
         parsed = [parse_setting(text) for text in settings]
         if any(run for _, run in parsed):
             raise ValueError("--setting: caption re-checks run locally (no engine, workers or ray_address)")
@@ -331,7 +346,7 @@ def bench_reasoner_command(
     folder = contextlib.nullcontext(workdir) if workdir else tempfile.TemporaryDirectory(prefix="axr-bench-")
     with folder as runs:
         try:
-            rows = bench_reasoner(configs, settings, runs, backend_for)
+            rows = bench_reasoner(configs, list(names), runs, backend_for)
         except (LayoutError, SchemaError, ValueError) as error:
             fail(str(error))
     columns = {
@@ -347,7 +362,22 @@ def bench_reasoner_command(
         "tokens_out_per_frame": "tokens out/frame",
         "seconds_per_frame": "s/frame",
     }
-    _print_rows(rows, columns, f"{configs[0].task}: re-check settings on the same held-out frames", out)
+    if any(row["auc_fused"] is not None for row in rows):  # the scoring stage ran: its parts and its cost
+        columns = {
+            "setting": "setting",
+            "auc_trigger": "trigger",
+            "auc_model": "model",
+            "auc_fused": "fused",
+            "frame_auc_pooled": "pooled AUC",
+            "auc_change": "change",
+            "distinct_scored": "captions scored",
+            "distinct_share_of_frames": "share of frames",
+            "scoring_tokens_in_per_frame": "tokens in/frame",
+            "scoring_tokens_out_per_frame": "tokens out/frame",
+            "seconds_per_distinct_caption": "s/caption",
+            "prefix_cache_hit_rate": "prefix cache hits",
+        }
+    _print_rows(rows, columns, f"{configs[0].task}: model settings on the same held-out frames", out)
 
 
 @app.command(

@@ -31,7 +31,8 @@ KEPT_META = ("category", "question_type", "question", "options", "masks", "momen
 
 class TriggerDetail(BaseModel):
     """A caption frame's trigger stage: its raw score, the rules whose keywords matched, MiniLM novelty, and
-    the smoothed score before any model re-check was merged in (a rerun merges again from it)."""
+    the smoothed score before any model re-check was merged in (a rerun merges again from it), and the scoring
+    stage's P(yes) for its caption."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -39,6 +40,7 @@ class TriggerDetail(BaseModel):
     keyword_hits: dict[str, list[str]] = Field(default_factory=dict)
     novelty: float = 0.0
     smoothed: float
+    model_score: float | None = None  # the scoring stage's P(yes) for the caption, when it ran
 
 
 class PredictionRecord(BaseModel):

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from axr.reasoning.deduction import merge_recheck, recheck, select_for_recheck, trigger_verdict
+from axr.reasoning.events import Event, explain_events, find_events
 from axr.reasoning.journal import Journal
 from axr.reasoning.prompting import template_version
 from axr.reasoning.schema import RuleBook, Verdict
@@ -124,14 +125,22 @@ class CaptionDetector:
                 stage.embedder = self.embedder
                 self.synonyms.update(stage.add_synonyms(words, s.trigger.synonyms))
         if self.scorer is not None:  # each signal's distribution on the normal references, for the fusion
-            normal = [(v, i) for v in references for i, y in enumerate(v.labels) if y == 0]
-            model = self.scorer.score([v.captions[i] for v, i in normal])
-            self._reference_model = np.array([model[c] for c in (v.captions[i] for v, i in normal) if c in model])
+            sample = self.model_reference_captions(references)
+            model = self.scorer.score(sample)
+            self._reference_model = np.array([model[c] for c in sample if c in model])
             trigger = {v.video: self._results(v) for v in references}
+            normal = [(v, i) for v in references for i, y in enumerate(v.labels) if y == 0]
             self._reference_trigger = np.array([trigger[v.video][i].score for v, i in normal])
         fixed = s.threshold.value
         self.threshold = fixed if fixed is not None else self._reference_threshold(references)
         return self
+
+    def model_reference_captions(self, references: list[CaptionVideo]) -> list[str]:
+        """The captions of at most `scoring.reference_frames` normal reference frames, spread evenly: the
+        model's own normal distribution for the fusion (a repeated caption counts once per frame)."""
+        normal = [c for v in references for c in v.normal_captions()]
+        step = max(1, -(-len(normal) // self.settings.scoring.reference_frames))
+        return normal[::step]
 
     def _stage(self, normal: list[str]) -> TriggerStage:
         return TriggerStage(self.rulebook, normal, self.embedder, self.settings.trigger)
@@ -139,7 +148,9 @@ class CaptionDetector:
     def _reference_threshold(self, references: list[CaptionVideo]) -> float:
         normal = []
         for video in references:
-            scores = self._smoothed(self._frame_scores(video, self._results(video)))
+            # with a scorer, the frames outside the model's reference sample keep their trigger rank (the
+            # threshold asks the model nothing more)
+            scores = self._smoothed(self._frame_scores(video, self._results(video), ask=False))
             normal.extend(x for x, y in zip(scores, video.labels, strict=True) if y == 0)
         # without references a keyword hit alone is enough
         quantile = self.settings.threshold.reference_quantile
@@ -151,20 +162,36 @@ class CaptionDetector:
     def _results(self, video: CaptionVideo) -> list[TriggerResult]:
         return self._stage_of(video).score(video.captions)
 
-    def _frame_scores(self, video: CaptionVideo, results: list[TriggerResult]) -> np.ndarray:
-        """The trigger's scores, or with a scorer the fused ones (a frame whose caption got no model score
-        keeps its trigger rank alone)."""
+    def model_scores(self, video: CaptionVideo, ask: bool = True) -> np.ndarray:
+        """The model's P(yes) for each frame's caption (NaN where it has none), asking the scorer for the
+        missing ones unless `ask` is False; needs a scorer."""
+        model = (self.scorer.score if ask else self.scorer.known)(video.captions)
+        return np.array([model.get(c, np.nan) for c in video.captions])
+
+    def _frame_scores(
+        self, video: CaptionVideo, results: list[TriggerResult], weight: float | None = None, ask: bool = True
+    ) -> np.ndarray:
+        """The trigger's scores, or with a scorer the fused ones at `weight` (default the setting's; a frame
+        whose caption got no model score keeps its trigger rank alone)."""
         trigger = np.array([r.score for r in results])
         if self.scorer is None:
             return trigger
         from axr.reasoning.scoring import fuse, rank_against
 
-        model = self.scorer.score(video.captions)
-        p_yes = np.array([model.get(c, np.nan) for c in video.captions])
-        fused = fuse(
-            trigger, np.nan_to_num(p_yes), self._reference_trigger, self._reference_model, self.settings.scoring.weight
-        )
+        p_yes = self.model_scores(video, ask)
+        weight = self.settings.scoring.weight if weight is None else weight
+        fused = fuse(trigger, np.nan_to_num(p_yes), self._reference_trigger, self._reference_model, weight)
         return np.where(np.isnan(p_yes), rank_against(trigger, self._reference_trigger), fused)
+
+    def part_scores(self, videos: list[CaptionVideo]) -> dict[str, dict[str, np.ndarray]]:
+        """With a scorer, each video's smoothed scores by each part: the trigger alone (as without scoring),
+        the model alone (its rank; the trigger's rank where a caption has no model score) and fused."""
+        results = {v.video: self._results(v) for v in videos}
+        return {
+            "trigger": {v.video: self._smoothed(np.array([r.score for r in results[v.video]])) for v in videos},
+            "model": {v.video: self._smoothed(self._frame_scores(v, results[v.video], 1.0)) for v in videos},
+            "fused": {v.video: self._smoothed(self._frame_scores(v, results[v.video])) for v in videos},
+        }
 
     def _smoothed(self, scores: np.ndarray) -> np.ndarray:
         s = self.settings.smoothing
@@ -254,6 +281,22 @@ class CaptionDetector:
         cost["frames_rechecked"] = len(chosen)
         return detection
 
+    def find_events(self, detection: Detection) -> list[Event]:
+        """The detection's events: runs of frames above the threshold per video (see `axr.reasoning.events`)."""
+        gap = self.settings.events.merge_gap_seconds
+        return find_events(detection.scores, detection.threshold, self.line_seconds, gap)
+
+    def explain_events(
+        self, events: list[Event], videos, backend_factory, journal_folder, model_name: str, on_progress=None
+    ) -> dict:
+        """One generated Verdict per event (set on each), journaled in `journal_folder`; returns the cost."""
+        name = f"events-{self._fingerprint(model_name)}-v{template_version('event')}.jsonl"
+        captions = {v.video: v.captions for v in videos}
+        most = self.settings.events.max_captions
+        return explain_events(
+            backend_factory, self.rulebook, events, captions, journal_folder / name, most, on_progress
+        )
+
     def _fingerprint(self, model_name: str) -> str:
         """The journal's name: another rule book, model or prompt version starts a new journal."""
         parts = [
@@ -336,9 +379,10 @@ def detect_rows(
     on_progress=None,
     on_message=None,
     line_seconds=None,
-):
+) -> tuple[list[Verdict], list[Event]]:
     """`axr detect` on observations: Verdicts for `rows`, the detector fitted on `reference_rows` (normal);
-    `backend` (None without a re-check) re-checks what the policy chooses."""
+    `backend` (None without a re-check or events) re-checks what the policy chooses; with `events.explain`
+    each detected event is explained by it too (else the events come back without a verdict)."""
     videos, references = videos_of(rows), videos_of(reference_rows)
     detector = CaptionDetector(rulebook, settings, embedder=embedder, line_seconds=line_seconds)
     detector.fit(references, videos)
@@ -347,4 +391,9 @@ def detect_rows(
     detector.recheck(
         videos, detection, lambda: backend, journal_folder, model, on_progress=on_progress, on_message=on_message
     )
-    return detector.verdicts(videos, detection)
+    events = detector.find_events(detection)
+    if detector.settings.events.explain and events:
+        if on_message:
+            on_message(f"explaining {len(events)} detected events with {model}")
+        detector.explain_events(events, videos, lambda: backend, journal_folder, model, on_progress)
+    return detector.verdicts(videos, detection), events

@@ -193,6 +193,9 @@ def detect(
     fps: float = typer.Option(None, help="caption lines per second of video (default 24)"),
     subject: str = typer.Option("scene", help="for captioning images: scene or object"),
     explain: bool = typer.Option(False, help="print each verdict, the rules it broke and the evidence"),
+    events: bool = typer.Option(
+        False, help="have the model explain each detected event (a run of flagged frames) once: OUT.events.jsonl"
+    ),
     gate: str = typer.Option(None, help="direct: send only images the visual gate flags: THRESHOLD or top:FRACTION"),
     hint: bool = typer.Option(False, help="direct: tell the VLM where the visual gate saw the most unusual region"),
     retrieve: int = typer.Option(0, help="direct: show each image only its K most similar references (0 = all)"),
@@ -210,6 +213,9 @@ def detect(
             fail(f"{path}: no such file or folder")
     book = load_rules(rules) if rules else None
     skipped: list[dict] = []  # unreadable inputs, recorded beside the verdicts
+    found = []  # detected events, with --events
+    if events and direct:
+        fail("--events explains the caption detector's events; --direct already gives each image a verdict")
     if direct:
         visual = {"gate": gate, "hint": hint, "retrieve": retrieve, "gate_model": gate_model or model, "draw": draw}
         backend = make_backend(backend_name, model, base_url)
@@ -225,10 +231,11 @@ def detect(
             "smoothing": {"window": window},
             "threshold": {"value": threshold},
             "recheck": {"policy": recheck, "band": band},
+            "events": {"explain": events or None},
         }
         settings = DetectorSettings(**{k: {f: v for f, v in d.items() if v is not None} for k, d in given.items()})
         line_seconds = 1 / fps if fps else None
-        verdicts = _detect_observations(
+        verdicts, found = _detect_observations(
             inputs, references, book, settings, backend_name, model, base_url, subject, out, line_seconds
         )
     with out.open("w", encoding="utf-8") as sink:
@@ -238,6 +245,8 @@ def detect(
             sink.write(json.dumps(record) + "\n")
     if explain:
         _explain(verdicts, book)
+    if events:
+        _write_events(found, out.with_name(out.stem + ".events.jsonl"), explain)
     flagged = sum(v.verdict == "anomalous" for v in verdicts)
     unreadable = f", {len(skipped)} unreadable inputs recorded with their error" if skipped else ""
     err.print(f"{len(verdicts)} verdicts, {flagged} anomalous{unreadable} -> {out}", highlight=False)
@@ -250,8 +259,10 @@ def _say(message: str) -> None:
 def _detect_observations(
     inputs, references, book, settings, backend_name, model, base_url, subject, out, line_seconds=None
 ):
-    needs_model = settings.recheck.policy != "none" or any(
-        p.suffix not in (".txt", ".jsonl") for p in [*inputs, *references]
+    needs_model = (
+        settings.recheck.policy != "none"
+        or settings.events.explain
+        or any(p.suffix not in (".txt", ".jsonl") for p in [*inputs, *references])
     )
     text_only = backend_name == "openai" and all(p.suffix in (".txt", ".jsonl") for p in [*inputs, *references])
     backend = make_backend(backend_name, model, base_url, text_only=text_only) if needs_model else None
@@ -281,6 +292,26 @@ def _detect_observations(
             on_message=_say,
             line_seconds=line_seconds,
         )
+
+
+def _write_events(events, path: Path, explain: bool) -> None:
+    """The detected events with their verdicts, one JSON line each; printed as a person reads them with
+    --explain."""
+    path.write_text("".join(json.dumps(e.record(), ensure_ascii=False) + "\n" for e in events), encoding="utf-8")
+    if explain:
+        console = Console()
+        for event in events:
+            start, end = event.seconds
+            verdict = event.verdict
+            what = "no answer (a rerun asks again)" if verdict is None else verdict.verdict
+            console.print(f"[bold]event {escape(event.event_id)}[/] {start}-{end} s: {escape(what)}")
+            if verdict is not None and verdict.verdict != "unparsed":
+                for part in ("what", "why", "how"):
+                    if text := getattr(verdict.rationale, part, None):
+                        console.print(f"  {part}: {escape(text)}")
+                if verdict.rules_matched:
+                    console.print(f"  rules: {escape(', '.join(verdict.rules_matched))}; severity {verdict.severity}")
+    err.print(f"{len(events)} events -> {path}", highlight=False)
 
 
 def _explain(verdicts, book) -> None:

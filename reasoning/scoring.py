@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import time
 
 import numpy as np
 
@@ -37,7 +38,8 @@ class CaptionScorer:
     """P(yes) for each distinct caption, one forward pass and one answer token each, cached in a journal
     keyed by sha256(model, prompt templates, rule book, scene summary, caption): a repeat, a rerun or a
     resumed run asks only what has no score yet. A request that got no answer, or whose first token was
-    neither yes nor no, is not journaled: the next run asks it again, and it is never given a score."""
+    neither yes nor no, is not journaled and never given a score: the next run asks it again (this one asks
+    each caption once)."""
 
     def __init__(self, backend, rulebook, journal_path, normal_summary: str = "", top_logprobs: int = 20):
         from axr.reasoning.journal import Journal
@@ -49,6 +51,7 @@ class CaptionScorer:
         self.version = hashlib.sha256("\x1f".join(version).encode()).hexdigest()  # the prompt, once per run
         self.journal = Journal(journal_path, key="key")
         self.asked = self.unanswered = 0
+        self.tried: set[str] = set()  # keys asked this run: one without an answer waits for the next run
 
     def key(self, caption: str) -> str:
         return hashlib.sha256(f"{self.version}\x1f{normalise(caption)}".encode()).hexdigest()
@@ -59,12 +62,15 @@ class CaptionScorer:
         from axr.reasoning.prompting import render
 
         distinct = list(dict.fromkeys(normalise(c) for c in captions))
-        todo = [c for c in distinct if self.key(c) not in self.journal]
+        todo = [c for c in distinct if self.key(c) not in self.journal and self.key(c) not in self.tried]
+        self.tried.update(self.key(c) for c in todo)
         sampling = Sampling(max_tokens=1, top_logprobs=self.top_logprobs)
         for start in range(0, len(todo), chunk):
             part = todo[start : start + chunk]
             requests = [[system(self.prefix), user(render("score_user", caption=c))] for c in part]
+            started = time.perf_counter()
             answers = self.backend.generate(requests, sampling)
+            seconds = (time.perf_counter() - started) / len(part)  # the chunk's wall time, shared by its captions
             self.asked += len(part)
             fresh = []
             for caption, answer in zip(part, answers, strict=True):
@@ -72,16 +78,41 @@ class CaptionScorer:
                 if p is None:
                     self.unanswered += 1
                     continue
-                fresh.append({"key": self.key(caption), "caption": caption, "p_yes": p, "tokens_in": answer.tokens_in})
+                fresh.append(
+                    {
+                        "key": self.key(caption),
+                        "caption": caption,
+                        "p_yes": p,
+                        "tokens_in": answer.tokens_in,
+                        "tokens_out": answer.tokens_out,
+                        "seconds": round(seconds, 4),
+                    }
+                )
             self.journal.append(fresh)
             if on_progress:
                 on_progress(min(start + chunk, len(todo)), len(todo))
+        return self.known(captions)
+
+    def known(self, captions: list[str]) -> dict[str, float]:
+        """{caption: P(yes)} for the captions already scored, asking nothing."""
         scores = {}
         for caption in captions:
             record = self.journal.records.get(self.key(caption))
             if record is not None:
                 scores[caption] = record["p_yes"]
         return scores
+
+    def cost(self, captions: list[str]) -> dict:
+        """What scoring these captions cost, from the journal (whether asked now or by an earlier run):
+        distinct captions scored, prompt and completion tokens, and wall seconds per distinct caption."""
+        records = [self.journal.records[k] for k in {self.key(c) for c in captions} if k in self.journal]
+        n = len(records)
+        return {
+            "distinct_scored": n,
+            "tokens_in": sum(r.get("tokens_in", 0) for r in records),
+            "tokens_out": sum(r.get("tokens_out", 1) for r in records),
+            "seconds_per_caption": round(sum(r.get("seconds", 0.0) for r in records) / n, 4) if n else None,
+        }
 
 
 def rank_against(values, reference) -> np.ndarray:

@@ -80,6 +80,17 @@ class ScoringSettings(Strict):
     policy: Literal["none", "all"] = "none"
     weight: float = Field(0.5, ge=0, le=1)  # fused = (1 - weight) x trigger rank + weight x model rank
     top_logprobs: int = Field(20, ge=2)  # first-token alternatives read for "yes" and "no"
+    # normal reference frames (spread evenly over the references) whose captions the model scores for its own
+    # normal distribution: the model's cost grows with the evaluated videos, not with the references
+    reference_frames: int = Field(500, ge=10)
+
+
+class EventSettings(Strict):
+    # explain: each detected event (a run of frames above the threshold) gets one generated Verdict from the
+    # re-check model, read from the event's captions; cost grows with events, not frames
+    explain: bool = False
+    merge_gap_seconds: float = Field(1.0, ge=0)  # runs closer than this are one event
+    max_captions: int = Field(8, ge=1)  # distinct captions of an event shown to the model, spread over it
 
 
 class DetectorSettings(Strict):
@@ -90,3 +101,4 @@ class DetectorSettings(Strict):
     threshold: ThresholdSettings = Field(default_factory=ThresholdSettings)
     recheck: RecheckPolicy = Field(default_factory=RecheckPolicy)
     scoring: ScoringSettings = Field(default_factory=ScoringSettings)
+    events: EventSettings = Field(default_factory=EventSettings)

@@ -136,7 +136,7 @@ def test_bench_reasoner_compares_recheck_settings_on_the_same_frames(tmp_path, t
     assert len(answers) == 12 - checked["unparsed"] - checked["request_errors"]
     right = sum((verdict == "anomalous") == bool(label) for verdict, label in answers)
     assert checked["agreement_with_labels"] == (round(right / len(answers), 4) if answers else None)
-    assert "re-check settings on the same held-out frames" in result.stdout
+    assert "model settings on the same held-out frames" in result.stdout
     run_axr(*command, "--workdir", str(runs))  # a rerun resumes the journaled answers: nothing asked again
     again = json.loads(out.read_text())[1]
     assert json.loads((runs / "setting-1" / "metrics.json").read_text())["cost"]["resumed"] == 12
@@ -144,6 +144,31 @@ def test_bench_reasoner_compares_recheck_settings_on_the_same_frames(tmp_path, t
     assert again["frame_auc_pooled"] == checked["frame_auc_pooled"]
     bad = run_axr("eval", "bench", "reasoner", "textile", "--setting", "batch=1", check=False)
     assert bad.returncode == 2 and "not a caption task" in bad.stderr
+
+
+def test_bench_reasoner_reports_each_part_of_the_scoring_stage_and_its_cost(tmp_path, smollm2):
+    """SmolLM2 through hf scores each distinct caption once; the row has the trigger alone (the same AUC as the
+    run without scoring), the model alone and fused, and what the scoring cost per frame and per caption."""
+    from tests.captions_layout import synthetic_videos, write_caption_set
+
+    data_dir = write_caption_set(tmp_path / "set", synthetic_videos(6, 30))
+    book = tmp_path / "rules.txt"
+    book.write_text("**Rules for Anomaly Human Activities:**\n1. Riding a bicycle or skateboard\n")
+    model = f"recheck.backend=hf,recheck.model={smollm2}"
+    settings = ["--setting", "trigger:recheck.policy=none", "--setting", f"smollm2:scoring.policy=all,{model}"]
+    out = tmp_path / "rows.json"
+    command = ["eval", "bench", "reasoner", "captions", "--data-dir", str(data_dir), "--set", f"pipeline.rules={book}"]
+    result = run_axr(*command, *settings, "--out", str(out), env={"AXR_CACHE": str(tmp_path / "cache")})
+    alone, scored = json.loads(out.read_text())
+    assert [alone["setting"], scored["setting"]] == ["trigger", "smollm2"] and alone["auc_fused"] is None
+    assert scored["auc_trigger"] == alone["frame_auc_pooled"] and scored["auc_fused"] == scored["frame_auc_pooled"]
+    assert 0 <= scored["auc_model"] <= 100
+    frames = 4 * 30  # the held-out videos' frames; their captions are 5 distinct texts
+    assert scored["distinct_scored"] == 5 and scored["distinct_share_of_frames"] == round(5 / frames, 4)
+    assert scored["scoring_tokens_out_per_frame"] == round(5 / frames, 4)  # one answer token per distinct caption
+    assert scored["scoring_tokens_in_per_frame"] > 0 and scored["seconds_per_distinct_caption"] > 0
+    assert scored["prefix_cache_hit_rate"] is None  # hf has no server counters to read
+    assert "fused" in result.stdout and "s/caption" in result.stdout
 
 
 def test_bench_probe_answers_the_uncertain_frames_by_keywords_probe_and_labels(tmp_path):

@@ -74,6 +74,17 @@ CASES = {
     "deduce_system": [dict(rulebook=BOOK, schema=VerdictAnswer)],
     "score_system": [dict(rulebook=BOOK, normal_summary=""), dict(rulebook=BOOK, normal_summary="- a man walks")],
     "score_user": [dict(caption="a man rides a bicycle")],
+    "event": [
+        dict(
+            start=1.2,
+            end=4.0,
+            frames=28,
+            shown=2,
+            distinct=2,
+            captions=[(1.2, "a man walks"), (2.5, "a man rides a bike")],
+        ),
+        dict(start=0.0, end=9.0, frames=90, shown=1, distinct=5, captions=[(3.0, "a truck drives on the walkway")]),
+    ],
     "deduce_user": [
         dict(observation="a man rides a bicycle", sample_id="01_0001"),
         dict(observation="a man walks", sample_id=None),

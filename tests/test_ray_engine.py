@@ -139,6 +139,33 @@ def test_caption_recheck_on_ray_through_the_server(tmp_path, vllm_server, ray_he
     assert sum(v["verdict"] != "unparsed" for v in verdicts) >= 40  # structured output through the pool
 
 
+def test_caption_scoring_and_event_explanations_on_ray_through_the_server(tmp_path, vllm_server, ray_head):
+    import yaml
+
+    from tests.captions_layout import synthetic_videos, write_caption_set
+    from tests.test_caption_benchmark import BOOK
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(yaml.safe_dump(BOOK))
+    data_dir = write_caption_set(tmp_path / "captions", synthetic_videos(6, 12))
+    args = ["eval", "run", "captions", "--data-dir", str(data_dir), "--rules", str(rules)]
+    args += ["--set", "pipeline.scoring.policy=all", "--set", "pipeline.events.explain=true"]
+    args += ["--base-url", vllm_server.base_url, "--model", "smollm2", "--engine", "ray", "--workers", "2"]
+    args += ["--ray-address", ray_head, "--output", str(tmp_path / "r")]
+    run_axr(*args, env={"AXR_CACHE": str(tmp_path / "cache")})
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    # every distinct caption scored once through the pool, each frame carrying its caption's P(yes)
+    scoring = metrics["scoring"]
+    assert scoring["asked_this_run"] == 5 and scoring["unanswered"] == 0 and scoring["tokens_out_per_frame"] < 1
+    assert all(0 <= r["trigger"]["model_score"] <= 1 for r in _records(tmp_path / "r"))
+    assert set(scoring["frame_auc_pooled"]) == {"trigger", "model", "fused"}
+    # one generated explanation per detected event
+    events = [json.loads(line) for line in (tmp_path / "r" / "events.jsonl").read_text().splitlines()]
+    assert events and len(events) == metrics["events"]["events"]
+    assert all(e["verdict"]["verdict"] in ("normal", "anomalous", "unparsed") for e in events)
+    assert metrics["events"]["unanswered"] == 0
+
+
 def _vllm_task(textile_root):
     from axr.eval.tasks import load_task
 

@@ -116,6 +116,7 @@ def test_a_request_without_an_answer_is_never_scored(tmp_path):
     backend, book = Failing(), load_rules("surveillance")
     first = CaptionScorer(backend, book, tmp_path / "s.jsonl")
     assert first.score(["A man is walking."]) == {} and first.unanswered == 1
+    assert first.score(["A man is walking."]) == {} and first.asked == 1  # once a run: the next run retries
     second = CaptionScorer(backend, book, tmp_path / "s.jsonl")
     assert list(second.score(["A man is walking."]).values()) == [pytest.approx(1 / (1 + math.exp(2.3)))]
 

@@ -76,7 +76,7 @@ def task_videos(task) -> tuple[list[CaptionVideo], list[CaptionVideo], dict[str,
         raise SchemaError("task: dataset.data_dir is required (or --data-dir)")
     videos, problems = load_caption_set(data_dir)
     reference, held_out = split_videos(videos, task.split.reference_every)
-    return reference, held_out, problems
+    return reference, held_out[:: task.split.evaluate_every], problems
 
 
 def task_rulebook(task):

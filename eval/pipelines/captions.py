@@ -5,8 +5,10 @@ On the runner's contract: `setup` fits the detector on the reference videos (ind
 with `rules: induce`); the samples are the held-out videos, so `--limit`, `--shard`, resume and the Ray
 engine choose whole videos; `predict` scores a video's frames (no model); `finalize` re-checks the frames
 the policy chooses, pooled over every chosen video, and merges the answers (re-run from each frame's
-trigger score, so a resumed or widened run merges afresh). Outputs beside the runner's: `rulebook.yaml`
-(the book used) and the re-check's own journal `recheck-<fingerprint>.jsonl`.
+trigger score, so a resumed or widened run merges afresh), then finds the detected events (runs of flagged
+frames) and, with `events.explain`, has the model explain each. Outputs beside the runner's: `rulebook.yaml`
+(the book used), `events.jsonl`, and the model's journals `recheck-<fingerprint>.jsonl` and
+`events-<fingerprint>-v<N>.jsonl`.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ class CaptionPipeline(Pipeline):
         self.skipped: dict[str, str] = {}  # video -> why it could not be read
         self.recheck_cost: dict = {}
         self.quality: dict | None = None
+        self.events_cost: dict | None = None  # set by finalize
 
     @property
     def endpoint(self):
@@ -107,7 +110,8 @@ class CaptionPipeline(Pipeline):
         scorer = CaptionScorer(
             backend(), rulebook, cache_dir() / "caption-scores.jsonl", top_logprobs=scoring.top_logprobs
         )
-        captions = [c for v in [*self.reference, *self.held_out.values()] for c in v.captions]
+        captions = self.detector.model_reference_captions(self.reference)
+        captions += [c for v in self.held_out.values() for c in v.captions]
         on_message(f"scoring {len(set(captions))} distinct captions with {scorer.backend.model} (one token each)")
         scorer.score(captions, on_progress=on_phase("scoring"))
         return scorer
@@ -140,6 +144,8 @@ class CaptionPipeline(Pipeline):
             if s.sample_id not in self.held_out
         ]
         detection = self.detector.score(videos)
+        scorer = self.detector.scorer
+        model = {v.video: self.detector.model_scores(v) for v in videos} if scorer else {}
         return unreadable + [
             PredictionRecord(
                 sample_id=video.frame_id(i),
@@ -153,6 +159,7 @@ class CaptionPipeline(Pipeline):
                     keyword_hits=result.keyword_hits,
                     novelty=round(result.novelty, 4),
                     smoothed=float(detection.scores[video.video][i]),
+                    model_score=_rounded(model[video.video][i]) if scorer else None,
                 ),
             )
             for video in videos
@@ -183,6 +190,7 @@ class CaptionPipeline(Pipeline):
         self.recheck_cost = detection.cost
         if ceiling is not None:
             self.quality = _recheck_quality(videos, detection, ceiling)
+        self._events(videos, detection, output, backend, on_phase, on_message)
         out = [r for r in records if not r.ok]
         for record in (r for r in records if r.ok):
             verdict = detection.rechecks.get((record.video, record.frame))
@@ -197,6 +205,44 @@ class CaptionPipeline(Pipeline):
             out.append(record if unchanged else record.model_copy(update=update))
         return out
 
+    def _scoring_metrics(self, scorer, labels: dict[str, list[int]]) -> dict:
+        """The scoring stage: pooled AUC of each part alone and fused on these frames, and its cost (distinct
+        captions of the evaluated videos, per frame and per distinct caption)."""
+        videos = [self.held_out[name] for name in labels]
+        parts = self.detector.part_scores(videos)
+        threshold = self.detector.threshold
+        frames = sum(len(v.captions) for v in videos)
+        cost = scorer.cost([c for v in videos for c in v.captions])
+        return {
+            "model": scorer.backend.model,
+            "weight": self.task.pipeline.scoring.weight,
+            "frame_auc_pooled": {
+                name: frame_metrics(labels, s, threshold)["frame_auc_pooled"] for name, s in parts.items()
+            },
+            "asked_this_run": scorer.asked,  # distinct captions; the others came from the cache
+            "unanswered": scorer.unanswered,  # no yes/no answer: asked again by the next run
+            **cost,
+            "frames": frames,
+            "distinct_share_of_frames": round(cost["distinct_scored"] / frames, 4) if frames else None,
+            "tokens_in_per_frame": round(cost["tokens_in"] / frames, 2) if frames else None,
+            "tokens_out_per_frame": round(cost["tokens_out"] / frames, 4) if frames else None,
+        }
+
+    def _events(self, videos, detection: Detection, output: Path, backend, on_phase, on_message) -> None:
+        """The detected events, each explained by the re-check model with `events.explain`, in events.jsonl."""
+        import json
+
+        events = self.detector.find_events(detection)
+        self.events_cost = {"events": len(events)}
+        if self.task.pipeline.events.explain and events:
+            model = self.task.pipeline.recheck.model
+            on_message(f"explaining {len(events)} detected events with {model} (one answer each)")
+            self.events_cost = self.detector.explain_events(
+                events, videos, backend, output, model, on_phase("explaining events")
+            )
+        lines = "".join(json.dumps(e.record(), ensure_ascii=False) + "\n" for e in events)
+        (output / "events.jsonl").write_text(lines, encoding="utf-8")
+
     def metrics(self, records: list[PredictionRecord]) -> dict:
         labels, scores = {}, {}
         for record in sorted(records, key=lambda r: (r.video, r.frame)):
@@ -205,13 +251,10 @@ class CaptionPipeline(Pipeline):
         metrics = frame_metrics(labels, {v: np.array(s) for v, s in scores.items()}, self.detector.threshold)
         if self.quality is not None:
             metrics["recheck_quality"] = self.quality
+        if self.events_cost is not None:
+            metrics["events"] = self.events_cost
         if (scorer := self.detector.scorer) is not None:
-            metrics["scoring"] = {
-                "model": scorer.backend.model,
-                "asked_this_run": scorer.asked,  # distinct captions; the others came from the cache
-                "unanswered": scorer.unanswered,  # no yes/no answer: asked again by the next run
-                "weight": self.task.pipeline.scoring.weight,
-            }
+            metrics["scoring"] = self._scoring_metrics(scorer, labels)
         stage = self.detector.stages["all"]
         pipeline = self.task.pipeline
         cost = {k: v for k, v in self.recheck_cost.items() if k not in ("model_calls", "tokens_in", "tokens_out")}
@@ -230,13 +273,17 @@ class CaptionPipeline(Pipeline):
             dropped_keywords=sorted(stage.dropped),
             scenes=sorted(k for k in self.detector.stages if k != "all"),
             settings=pipeline.model_dump(
-                include={"trigger", "smoothing", "threshold", "recheck"}, context={"public": True}
+                include={"trigger", "smoothing", "threshold", "recheck", "scoring", "events"}, context={"public": True}
             ),
             cost=cost,
         )
         if self.task.published:
             metrics["published"] = self.task.published
         return metrics
+
+
+def _rounded(value: float) -> float | None:
+    return None if np.isnan(value) else round(float(value), 4)
 
 
 def _recheck_quality(videos: list[CaptionVideo], detection: Detection, ceiling: dict) -> dict:
