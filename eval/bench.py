@@ -363,8 +363,8 @@ def bench_probe(config, train_config, bands: list[float], embedder=None) -> list
     settings = config.pipeline.model_copy(deep=True)
     settings.recheck.policy = "uncertain"
     # fitted and scored once: the band only chooses frames and bounds the merge, not the scores or threshold
-    detector = CaptionDetector(book, settings, config.split.scene_pattern, embedder).fit(reference, held_out)
-    detection = detector.score(held_out)
+    detector = CaptionDetector(book, settings, config.split.scene_pattern, embedder, config.dataset.line_seconds)
+    detection = detector.fit(reference, held_out).score(held_out)
     rows = []
     for band in bands:
         settings.recheck.band = band
@@ -399,6 +399,64 @@ def _probe_row(detector, detection, held_out, probe, embedder) -> dict:
         row[name] = pooled_auc(merged[name])
         row[f"{name}_change"] = round(row[name] - row["trigger"], 2)
     return row
+
+
+class LabelledScorer:
+    """A stand-in for a caption scorer of known quality, for analysis only (it reads the anomaly labels):
+    each distinct caption's score is the share of anomalous frames among the evaluated frames that carry it
+    (0 for a caption seen only on normal references), plus Gaussian noise of scale `noise`. No noise is a
+    perfect caption-level scorer; more noise, a weaker one."""
+
+    def __init__(self, videos, noise: float, seed: int = 0):
+        from axr.reasoning.scoring import normalise
+
+        frames: dict[str, list[int]] = {}
+        for video in videos:
+            for caption, label in zip(video.captions, video.labels, strict=True):
+                frames.setdefault(normalise(caption), []).append(label)
+        rng = np.random.default_rng(seed)
+        self.truth = {c: float(np.mean(y)) + noise * rng.standard_normal() for c, y in sorted(frames.items())}
+        self.noise, self.rng = noise, rng
+
+    def known(self, captions: list[str]) -> dict[str, float]:
+        from axr.reasoning.scoring import normalise
+
+        return {c: self.truth.get(normalise(c), self.noise * float(self.rng.standard_normal())) for c in captions}
+
+    score = known
+
+
+def bench_fusion(config, noises: list[float], weights: list[float], embedder=None) -> list[dict]:
+    """How good a caption scorer must be for the fusion to help: on `config`'s held-out frames, pooled AUC of
+    the trigger alone, of a scorer of known quality alone (`LabelledScorer` at each noise level) and fused with
+    the trigger at each weight. Evaluation only: the scorer reads labels, so this says what a model would need,
+    not what one does; the reasoner bench gives a real model's figures in the same columns."""
+    from axr.eval.datasets.captions import task_rulebook, task_videos
+    from axr.eval.metrics import frame_metrics
+    from axr.reasoning.caption_detector import CaptionDetector
+    from axr.reasoning.embedding import Embedder
+
+    if config.pipeline.trigger.novelty:
+        embedder = embedder or Embedder()
+    book, (reference, held_out, _) = task_rulebook(config), task_videos(config)
+    truth = {v.video: v.labels for v in held_out}
+    rows = []
+    for noise in noises:
+        settings = config.pipeline.model_copy(deep=True)
+        settings.scoring.policy = "all"
+        detector = CaptionDetector(book, settings, config.split.scene_pattern, embedder, config.dataset.line_seconds)
+        detector.fit(reference, held_out, LabelledScorer([*reference, *held_out], noise))
+
+        def pooled_auc(scores, threshold=detector.threshold) -> float:
+            return round(100 * frame_metrics(truth, scores, threshold)["frame_auc_pooled"], 2)
+
+        parts = detector.part_scores(held_out)
+        row = {"noise": noise, "trigger": pooled_auc(parts["trigger"]), "model": pooled_auc(parts["model"])}
+        for weight in weights:
+            settings.scoring.weight = weight
+            row[f"fused_{weight:g}"] = pooled_auc(detector.part_scores(held_out)["fused"])
+        rows.append(row)
+    return rows
 
 
 def process_cost(argv: list[str], env: dict | None = None) -> dict:

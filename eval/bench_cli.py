@@ -423,3 +423,39 @@ def bench_probe_command(
             columns[f"{name}_agrees"] = "agrees"
     title = f"{config.task}: pooled AUC, uncertain frames answered by each source (probe trained on {train.task})"
     _print_rows(rows, columns, title, out)
+
+
+@app.command(
+    "fusion",
+    epilog="Examples:\n\n  axr eval bench fusion ped2\n\n"
+    "  axr eval bench fusion ucf-crime --data-dir DIR --noise 0.3 --noise 0.6 --weight 0.2 --weight 0.5",
+)
+def bench_fusion_command(
+    task: str = typer.Argument(..., help="a caption task (ped2, shtech, or a YAML path): its held-out videos"),
+    noises: list[float] = typer.Option(
+        [0.0, 0.5, 1.0, 1.5, 2.0, 3.0], "--noise", help="the stand-in scorer's noise scale(s); repeat"
+    ),
+    weights: list[float] = typer.Option([0.2, 0.5], "--weight", help="fusion weight(s) of the model; repeat"),
+    data_dir: str = typer.Option(None, help="override TASK's dataset.data_dir: a folder or data:SET/PATH"),
+    assignments: list[str] = typer.Option(None, "--set", help="any field of TASK: dotted.key=value (YAML value)"),
+    out: Path = typer.Option(None, help="also write the rows as JSON"),
+):
+    """How good a caption scorer must be before fusing it with the trigger helps, before spending hours on a
+    model: a stand-in scorer of known quality (each caption's anomalous share of frames, from the labels, plus
+    noise) alone and fused at each weight, beside the trigger alone, on the held-out frames. Compare its
+    "model" column with a real model's in `axr eval bench reasoner`. Reads anomaly labels: analysis only."""
+    from axr.eval.bench import bench_fusion
+    from axr.eval.datasets import LayoutError
+    from axr.eval.tasks import load_task, task_overrides
+    from axr.reasoning.schema import SchemaError
+
+    try:
+        config = load_task(task, task_overrides(assignments, **{"dataset.data_dir": data_dir}))
+        if config.mode != "captions":
+            raise ValueError(f"{config.task}: not a caption task")
+        rows = bench_fusion(config, noises, weights)
+    except (LayoutError, SchemaError, ValueError) as error:
+        fail(str(error))
+    columns = {"noise": "noise", "trigger": "trigger", "model": "model alone"}
+    columns.update({f"fused_{w:g}": f"fused (w={w:g})" for w in weights})
+    _print_rows(rows, columns, f"{config.task}: pooled AUC with a scorer of known quality (reads labels)", out)

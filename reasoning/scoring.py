@@ -115,13 +115,22 @@ class CaptionScorer:
         }
 
 
+TIE_BREAK = 1e-3  # at most this much of a rank comes from the value itself
+
+
 def rank_against(values, reference) -> np.ndarray:
-    """Each value's share of `reference` at or below it (its empirical CDF over the references' normal
-    frames), in [0, 1]: two scores on different scales become comparable without any anomaly label."""
+    """Each value's mid-rank among `reference` (the share of it below the value, plus half the share equal to
+    it: the empirical CDF over the references' normal frames), so two scores on different scales become
+    comparable without any anomaly label; plus a tie-break of under TIE_BREAK, increasing with the value and
+    fixed by the references alone, so that values past the references' range (where anomalies lie) keep
+    their order instead of all ranking 1."""
     reference = np.sort(np.asarray(reference, dtype=float))
+    values = np.asarray(values, dtype=float)
     if not len(reference):
-        return np.asarray(values, dtype=float)
-    return np.searchsorted(reference, np.asarray(values, dtype=float), side="right") / len(reference)
+        return values
+    below, upto = np.searchsorted(reference, values, side="left"), np.searchsorted(reference, values, side="right")
+    scale = (reference[-1] - reference[0]) or 1.0
+    return (below + upto) / (2 * len(reference)) + TIE_BREAK * np.tanh((values - reference[0]) / scale)
 
 
 def fuse(trigger, model, reference_trigger, reference_model, weight: float = 0.5) -> np.ndarray:

@@ -203,3 +203,33 @@ def test_bench_probe_answers_the_uncertain_frames_by_keywords_probe_and_labels(t
     task = load_task("captions", {"dataset.data_dir": str(plain), "pipeline.rules": str(rules)})
     with pytest.raises(ValueError, match="need normal and anomalous frames for the probe"):
         bench_probe(task, task, [0.1])  # the command prints this line and exits 2, as for any ValueError
+
+
+def test_bench_fusion_shows_what_a_scorer_must_reach_before_fusion_helps(tmp_path):
+    """A stand-in scorer of known quality (labels plus noise): perfect alone without noise, worse with it, and
+    fused beside the trigger alone on the same frames."""
+    from tests.captions_layout import synthetic_videos, write_caption_set
+
+    data_dir = write_caption_set(tmp_path / "set", synthetic_videos(6, 30))
+    book = tmp_path / "rules.txt"
+    book.write_text("**Rules for Anomaly Human Activities:**\n1. Riding a bicycle or skateboard\n")
+    out = tmp_path / "rows.json"
+    command = ["eval", "bench", "fusion", "captions", "--data-dir", str(data_dir), "--set", f"pipeline.rules={book}"]
+    command += ["--set", "pipeline.smoothing.window=1"]  # frame by frame: a perfect scorer shows as 100
+    run_axr(*command, "--noise", "0", "--noise", "100", "--weight", "0.5", "--out", str(out))
+    perfect, noisy = json.loads(out.read_text())
+    assert perfect["trigger"] == noisy["trigger"]  # the same frames, the same trigger
+    assert perfect["model"] == 100.0 and perfect["fused_0.5"] == 100.0  # every anomalous caption above the rest
+    assert set(perfect) == {"noise", "trigger", "model", "fused_0.5"}
+    bad = run_axr("eval", "bench", "fusion", "textile", check=False)
+    assert bad.returncode == 2 and "not a caption task" in bad.stderr
+    from axr.eval.bench import LabelledScorer
+    from axr.reasoning.caption_detector import CaptionVideo
+
+    video = CaptionVideo("v", ["a man walks", "a man  walks", "a car drives", "a car drives"], [0, 0, 1, 0])
+    assert LabelledScorer([video], noise=0).known(["a man walks", "a car drives"]) == {
+        "a man walks": 0,
+        "a car drives": 0.5,
+    }
+    noisy = LabelledScorer([video], noise=1.0).known(["a man walks", "a car drives"])
+    assert noisy != {"a man walks": 0, "a car drives": 0.5}

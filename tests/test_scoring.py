@@ -126,11 +126,19 @@ def test_fusion_ranks_each_signal_against_the_normal_references():
 
     from axr.reasoning.scoring import fuse, rank_against
 
+    close = dict(abs=1e-3)  # each rank carries a tie-break of under 0.001
     reference = [0.1, 0.2, 0.3, 0.4]
-    assert rank_against([0.05, 0.25, 0.9], reference).tolist() == [0.0, 0.5, 1.0]
+    assert rank_against([0.05, 0.25, 0.9], reference).tolist() == pytest.approx([0.0, 0.5, 1.0], **close)
     fused = fuse(np.array([0.9, 0.1]), np.array([0.2, 0.99]), reference, [0.5, 0.6, 0.7, 0.8], weight=0.5)
-    assert fused.tolist() == [0.5 * 1.0 + 0.5 * 0.0, 0.5 * 0.25 + 0.5 * 1.0]  # each on its own references' scale
-    assert fuse([0.3], [0.9], reference, [0.1], weight=0.0).tolist() == [0.75]  # weight 0: the trigger alone
+    expected = [0.5 * 1.0 + 0.5 * 0.0, 0.5 * 0.125 + 0.5 * 1.0]  # each on its own references' scale
+    assert fused.tolist() == pytest.approx(expected, **close)
+    assert fuse([0.3], [0.9], reference, [0.1], weight=0.0).tolist() == pytest.approx(
+        [0.625], **close
+    )  # trigger alone
+    # a value equal to every reference sits mid-way; values past the references keep their order
+    assert rank_against([0.0], [0.0, 0.0]).tolist() == [0.5]
+    past = rank_against([0.5, 0.9, 5.0], reference)
+    assert past[0] < past[1] < past[2] and 1.0 < past[0] < 1.0 + 1e-3
 
 
 def test_a_caption_run_fuses_the_models_scores_and_a_rerun_asks_nothing(smollm2, tmp_path):
