@@ -339,12 +339,15 @@ class CaptionDetector:
         matched, and the model's re-check where there was one."""
         out = []
         for video in videos:
+            model = self.model_scores(video, ask=False) if self.scorer is not None else None
             for i, result in enumerate(detection.results[video.video]):
                 smoothed = float(detection.scores[video.video][i])
                 verdict = trigger_verdict(
                     video.frame_id(i), result, smoothed, detection.threshold, self.scale, self.rulebook
                 )
                 verdict.meta["smoothed_score"] = round(smoothed, 4)
+                if model is not None and not np.isnan(model[i]):
+                    verdict.meta["model_score"] = round(float(model[i]), 4)  # the scoring stage's P(yes)
                 if (video.video, i) in detection.rechecks:
                     recheck_verdict = detection.rechecks[(video.video, i)]
                     verdict.meta.update(
@@ -381,11 +384,23 @@ def detect_rows(
     line_seconds=None,
 ) -> tuple[list[Verdict], list[Event]]:
     """`axr detect` on observations: Verdicts for `rows`, the detector fitted on `reference_rows` (normal);
-    `backend` (None without a re-check or events) re-checks what the policy chooses; with `events.explain`
-    each detected event is explained by it too (else the events come back without a verdict)."""
+    `backend` (None without a model stage) scores every caption with `scoring.policy: all`, re-checks what
+    the policy chooses, and with `events.explain` explains each detected event (else the events come back
+    without a verdict)."""
     videos, references = videos_of(rows), videos_of(reference_rows)
     detector = CaptionDetector(rulebook, settings, embedder=embedder, line_seconds=line_seconds)
-    detector.fit(references, videos)
+    scorer = None
+    if detector.settings.scoring.policy == "all":
+        from axr.reasoning.resources import cache_dir
+        from axr.reasoning.scoring import CaptionScorer
+
+        top = detector.settings.scoring.top_logprobs
+        scorer = CaptionScorer(backend, rulebook, cache_dir() / "caption-scores.jsonl", top_logprobs=top)
+        captions = detector.model_reference_captions(references) + [c for v in videos for c in v.captions]
+        if on_message:
+            on_message(f"scoring {len(set(captions))} distinct captions with {backend.model} (one token each)")
+        scorer.score(captions, on_progress=on_progress)
+    detector.fit(references, videos, scorer)
     detection = detector.score(videos)
     model = backend.model if backend is not None else "none"
     detector.recheck(

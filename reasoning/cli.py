@@ -166,6 +166,8 @@ def induce(
 @app.command(
     epilog="Examples:\n\n"
     "  axr detect captions.jsonl --rules rules.yaml --reference normal.jsonl --explain\n\n"
+    "  axr detect cam1.txt --rules surveillance --reference normal.txt --fps 1 --score --events --explain "
+    "--backend openai --model qwen2.5-coder-1.5b --base-url http://127.0.0.1:8001/v1\n\n"
     "  axr detect video_captions.txt --rules rule_ped2.txt --recheck uncertain --backend openai --model smollm2\n\n"
     "  axr detect part.png --direct --reference good1.png --reference good2.png --rules rules.yaml "
     "--backend hf --model tiny-qwen2.5-vl"
@@ -193,6 +195,9 @@ def detect(
     fps: float = typer.Option(None, help="caption lines per second of video (default 24)"),
     subject: str = typer.Option("scene", help="for captioning images: scene or object"),
     explain: bool = typer.Option(False, help="print each verdict, the rules it broke and the evidence"),
+    score: bool = typer.Option(
+        False, help="the model scores each distinct caption once (one token) and it is fused with the trigger"
+    ),
     events: bool = typer.Option(
         False, help="have the model explain each detected event (a run of flagged frames) once: OUT.events.jsonl"
     ),
@@ -232,6 +237,7 @@ def detect(
             "threshold": {"value": threshold},
             "recheck": {"policy": recheck, "band": band},
             "events": {"explain": events or None},
+            "scoring": {"policy": "all" if score else None},
         }
         settings = DetectorSettings(**{k: {f: v for f, v in d.items() if v is not None} for k, d in given.items()})
         line_seconds = 1 / fps if fps else None
@@ -262,6 +268,7 @@ def _detect_observations(
     needs_model = (
         settings.recheck.policy != "none"
         or settings.events.explain
+        or settings.scoring.policy != "none"
         or any(p.suffix not in (".txt", ".jsonl") for p in [*inputs, *references])
     )
     text_only = backend_name == "openai" and all(p.suffix in (".txt", ".jsonl") for p in [*inputs, *references])
@@ -279,7 +286,7 @@ def _detect_observations(
 
         embedder = Embedder()
     with progress_bar() as bar:
-        job = bar.add_task("re-check", total=None, visible=False)
+        job = bar.add_task("model answers", total=None, visible=False)
         return detect_rows(
             rows,
             normal,

@@ -20,6 +20,7 @@ from axr.reasoning.journal import Journal
 from axr.reasoning.prompting import render
 from axr.reasoning.schema import RuleBook, Verdict
 from axr.reasoning.settings import DEFAULT_LINE_SECONDS
+from axr.reasoning.smoothing import event_spans
 
 CHUNK = 16  # events per request batch (each answer is journaled as it arrives)
 
@@ -67,13 +68,9 @@ def find_events(
     gap = int(merge_gap_seconds / line_seconds)  # lines of normal frames a single event may span
     events = []
     for video, values in scores.items():
-        flagged = np.flatnonzero(np.asarray(values) > threshold)
-        if not len(flagged):
-            continue
-        breaks = np.flatnonzero(np.diff(flagged) > gap + 1)
-        for first, last in zip(np.r_[0, breaks + 1], np.r_[breaks, len(flagged) - 1], strict=True):
-            start, end = int(flagged[first]), int(flagged[last])
-            events.append(Event(video, start, end, float(np.max(values[start : end + 1])), line_seconds))
+        values = np.asarray(values)
+        for start, end in event_spans(values > threshold, max_gap=gap):
+            events.append(Event(video, start, end, float(values[start : end + 1].max()), line_seconds))
     return events
 
 

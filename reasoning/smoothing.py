@@ -46,14 +46,16 @@ def smooth(scores, method: str = "mean", window: int = 61, alpha: float = 0.33) 
     raise ValueError(f"unknown smoothing {method!r}; choose none, mean or ema")
 
 
-def event_spans(flags, min_length: int = 1) -> list[tuple[int, int]]:
-    """[start, end] frame indices (inclusive) of runs of 1s at least `min_length` long."""
-    spans, start = [], None
+def event_spans(flags, min_length: int = 1, max_gap: int = 0) -> list[tuple[int, int]]:
+    """[start, end] frame indices (inclusive) of runs of 1s at least `min_length` long; runs separated by at
+    most `max_gap` 0s are one."""
+    runs, start = [], None
     for i, flag in enumerate(list(flags) + [0]):
         if flag and start is None:
             start = i
         elif not flag and start is not None:
-            if i - start >= min_length:
-                spans.append((start, i - 1))
+            if runs and start - runs[-1][1] - 1 <= max_gap:
+                start = runs.pop()[0]
+            runs.append((start, i - 1))
             start = None
-    return spans
+    return [(a, b) for a, b in runs if b - a + 1 >= min_length]
