@@ -87,6 +87,32 @@ def test_each_distinct_caption_is_scored_once_and_a_rerun_asks_nothing(smollm2, 
     assert other.asked == 1  # another rule book is another prompt: asked afresh
 
 
+def test_an_interrupted_scoring_run_resumes_without_asking_again(smollm2, tmp_path):
+    """Ctrl-C after the first chunk: its answers are journaled; the next run asks only the rest."""
+    from axr.reasoning.rulebook_import import load_rules
+    from axr.reasoning.scoring import CaptionScorer
+
+    class Interrupted:
+        """SmolLM2 through hf, interrupted (as by Ctrl-C) on its second batch of requests."""
+
+        def __init__(self, backend):
+            self.backend, self.model, self.calls = backend, backend.model, 0
+
+        def generate(self, *args, **kwargs):
+            self.calls += 1
+            if self.calls == 2:
+                raise KeyboardInterrupt
+            return self.backend.generate(*args, **kwargs)
+
+    backend, book = load_backend("hf", str(smollm2)), load_rules("surveillance")
+    captions = ["A man is walking.", "Two men are fighting.", "A car is parked.", "A dog runs."]
+    with pytest.raises(KeyboardInterrupt):
+        CaptionScorer(Interrupted(backend), book, tmp_path / "s.jsonl").score(captions, chunk=2)
+    resumed = CaptionScorer(backend, book, tmp_path / "s.jsonl")
+    assert len(resumed.known(captions)) == 2  # the first chunk's answers survived the interruption
+    assert len(resumed.score(captions, chunk=2)) == 4 and resumed.asked == 2  # only the rest was asked
+
+
 def test_a_request_without_an_answer_is_never_scored(tmp_path):
     from axr.reasoning.backends.base import Backend, Completion
     from axr.reasoning.rulebook_import import load_rules
