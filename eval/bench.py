@@ -311,6 +311,7 @@ def _scoring_columns(scoring: dict | None, before: dict | None, after: dict | No
             for part in ("trigger", "model", "fused")
         },
         "distinct_scored": scoring.get("distinct_scored"),
+        "unanswered": scoring.get("unanswered"),
         "distinct_share_of_frames": scoring.get("distinct_share_of_frames"),
         "scoring_tokens_in_per_frame": scoring.get("tokens_in_per_frame"),
         "scoring_tokens_out_per_frame": scoring.get("tokens_out_per_frame"),
