@@ -142,6 +142,23 @@ class CaptionDetector:
         step = max(1, -(-len(normal) // self.settings.scoring.reference_frames))
         return normal[::step]
 
+    def prepared_scorer(self, backend, references, observations, on_message=None, on_progress=None):
+        """With `scoring.policy: all`, the CaptionScorer for `fit` (its journal in $AXR_CACHE), having scored
+        every caption the run needs: the references' sample and every frame of `observations`, in batches
+        across videos, with progress. None otherwise."""
+        if self.settings.scoring.policy != "all":
+            return None
+        from axr.reasoning.resources import cache_dir
+        from axr.reasoning.scoring import CaptionScorer
+
+        top = self.settings.scoring.top_logprobs
+        scorer = CaptionScorer(backend, self.rulebook, cache_dir() / "caption-scores.jsonl", top_logprobs=top)
+        captions = self.model_reference_captions(references) + [c for v in observations for c in v.captions]
+        if on_message:
+            on_message(f"scoring {len(set(captions))} distinct captions with {backend.model} (one token each)")
+        scorer.score(captions, on_progress=on_progress)
+        return scorer
+
     def _stage(self, normal: list[str]) -> TriggerStage:
         return TriggerStage(self.rulebook, normal, self.embedder, self.settings.trigger)
 
@@ -389,17 +406,7 @@ def detect_rows(
     without a verdict)."""
     videos, references = videos_of(rows), videos_of(reference_rows)
     detector = CaptionDetector(rulebook, settings, embedder=embedder, line_seconds=line_seconds)
-    scorer = None
-    if detector.settings.scoring.policy == "all":
-        from axr.reasoning.resources import cache_dir
-        from axr.reasoning.scoring import CaptionScorer
-
-        top = detector.settings.scoring.top_logprobs
-        scorer = CaptionScorer(backend, rulebook, cache_dir() / "caption-scores.jsonl", top_logprobs=top)
-        captions = detector.model_reference_captions(references) + [c for v in videos for c in v.captions]
-        if on_message:
-            on_message(f"scoring {len(set(captions))} distinct captions with {backend.model} (one token each)")
-        scorer.score(captions, on_progress=on_progress)
+    scorer = detector.prepared_scorer(backend, references, videos, on_message, on_progress)
     detector.fit(references, videos, scorer)
     detection = detector.score(videos)
     model = backend.model if backend is not None else "none"

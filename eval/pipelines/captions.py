@@ -92,29 +92,18 @@ class CaptionPipeline(Pipeline):
         self.detector = CaptionDetector(
             rulebook, pipeline, self.task.split.scene_pattern, embedder, self.task.dataset.line_seconds
         )
-        scorer = self._scorer(rulebook, backend, on_message, on_phase)
+        scorer = self._scorer(backend, held_out, on_message, on_phase)
         self.detector.fit(self.reference, held_out, scorer)
         if pipeline.trigger.synonyms:
             on_message(f"synonyms added from the observations: {self.detector.synonyms}")
 
-    def _scorer(self, rulebook: RuleBook, backend, on_message, on_phase):
+    def _scorer(self, backend, held_out, on_message, on_phase):
         """With `scoring.policy: all`, the model that scores each distinct caption once (P(yes) of its first
-        answer token), its scores kept in $AXR_CACHE/caption-scores.jsonl across runs. Every caption of the
-        run is scored here, in batches across videos, with a progress bar; the detector then reads the cache."""
+        answer token), its scores kept in $AXR_CACHE/caption-scores.jsonl across runs; every caption of the run
+        is scored here, and the detector then reads the cache."""
         if self.task.pipeline.scoring.policy != "all":
             return None
-        from axr.reasoning.resources import cache_dir
-        from axr.reasoning.scoring import CaptionScorer
-
-        scoring = self.task.pipeline.scoring
-        scorer = CaptionScorer(
-            backend(), rulebook, cache_dir() / "caption-scores.jsonl", top_logprobs=scoring.top_logprobs
-        )
-        captions = self.detector.model_reference_captions(self.reference)
-        captions += [c for v in self.held_out.values() for c in v.captions]
-        on_message(f"scoring {len(set(captions))} distinct captions with {scorer.backend.model} (one token each)")
-        scorer.score(captions, on_progress=on_phase("scoring"))
-        return scorer
+        return self.detector.prepared_scorer(backend(), self.reference, held_out, on_message, on_phase("scoring"))
 
     def _induce(self, embedder, backend, on_message, on_phase) -> RuleBook:
         """Rules induced from the reference videos' normal frames by the re-check model."""
