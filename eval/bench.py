@@ -300,11 +300,11 @@ def _scoring_columns(scoring: dict | None, before: dict | None, after: dict | No
     """The scoring stage's part of a bench row: pooled AUC of the trigger alone, the model alone and fused on
     the same frames; distinct captions scored and their share of frames; tokens per frame; seconds per
     distinct caption; and the server's prefix-cache hit rate over this setting's requests."""
-    parts = (scoring or {}).get("frame_auc_pooled", {})
+    scoring = scoring or {}
+    parts = scoring.get("frame_auc_pooled", {})
     hit_rate = None
     if before and after and after["queries"] > before["queries"]:
         hit_rate = round((after["hits"] - before["hits"]) / (after["queries"] - before["queries"]), 3)
-    scoring = scoring or {}
     return {
         **{
             f"auc_{part}": round(100 * parts[part], 2) if part in parts else None
@@ -441,22 +441,19 @@ def bench_fusion(config, noises: list[float], weights: list[float], embedder=Non
         embedder = embedder or Embedder()
     book, (reference, held_out, _) = task_rulebook(config), task_videos(config)
     truth = {v.video: v.labels for v in held_out}
+    settings = config.pipeline.model_copy(deep=True)
+    settings.scoring.policy = "all"
     rows = []
     for noise in noises:
-        settings = config.pipeline.model_copy(deep=True)
-        settings.scoring.policy = "all"
         detector = CaptionDetector(book, settings, config.split.scene_pattern, embedder, config.dataset.line_seconds)
         detector.fit(reference, held_out, LabelledScorer([*reference, *held_out], noise))
 
         def pooled_auc(scores, threshold=detector.threshold) -> float:
             return round(100 * frame_metrics(truth, scores, threshold)["frame_auc_pooled"], 2)
 
-        parts = detector.part_scores(held_out)
+        parts = detector.part_scores(held_out, weights)
         row = {"noise": noise, "trigger": pooled_auc(parts["trigger"]), "model": pooled_auc(parts["model"])}
-        for weight in weights:
-            settings.scoring.weight = weight
-            row[f"fused_{weight:g}"] = pooled_auc(detector.part_scores(held_out)["fused"])
-        rows.append(row)
+        rows.append(row | {f"fused_{w:g}": pooled_auc(parts[f"fused_{w:g}"]) for w in weights})
     return rows
 
 

@@ -200,14 +200,20 @@ class CaptionDetector:
         fused = fuse(trigger, np.nan_to_num(p_yes), self._reference_trigger, self._reference_model, weight)
         return np.where(np.isnan(p_yes), rank_against(trigger, self._reference_trigger), fused)
 
-    def part_scores(self, videos: list[CaptionVideo]) -> dict[str, dict[str, np.ndarray]]:
+    def part_scores(self, videos: list[CaptionVideo], weights=()) -> dict[str, dict[str, np.ndarray]]:
         """With a scorer, each video's smoothed scores by each part: the trigger alone (as without scoring),
-        the model alone (its rank; the trigger's rank where a caption has no model score) and fused."""
+        the model alone (its rank; the trigger's rank where a caption has no model score), fused at the
+        setting's weight, and fused at each of `weights` (as `fused_<weight>`)."""
         results = {v.video: self._results(v) for v in videos}
+
+        def smoothed(weight=None) -> dict[str, np.ndarray]:
+            return {v.video: self._smoothed(self._frame_scores(v, results[v.video], weight)) for v in videos}
+
         return {
             "trigger": {v.video: self._smoothed(np.array([r.score for r in results[v.video]])) for v in videos},
-            "model": {v.video: self._smoothed(self._frame_scores(v, results[v.video], 1.0)) for v in videos},
-            "fused": {v.video: self._smoothed(self._frame_scores(v, results[v.video])) for v in videos},
+            "model": smoothed(1.0),
+            "fused": smoothed(),
+            **{f"fused_{weight:g}": smoothed(weight) for weight in weights},
         }
 
     def _smoothed(self, scores: np.ndarray) -> np.ndarray:

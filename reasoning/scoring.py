@@ -61,9 +61,9 @@ class CaptionScorer:
         from axr.reasoning.backends import Sampling, system, user
         from axr.reasoning.prompting import render
 
-        distinct = list(dict.fromkeys(normalise(c) for c in captions))
-        todo = [c for c in distinct if self.key(c) not in self.journal and self.key(c) not in self.tried]
-        self.tried.update(self.key(c) for c in todo)
+        keys = {c: self.key(c) for c in dict.fromkeys(normalise(c) for c in captions)}
+        todo = [c for c, key in keys.items() if key not in self.journal and key not in self.tried]
+        self.tried.update(keys[c] for c in todo)
         sampling = Sampling(max_tokens=1, top_logprobs=self.top_logprobs)
         for start in range(0, len(todo), chunk):
             part = todo[start : start + chunk]
@@ -80,7 +80,7 @@ class CaptionScorer:
                     continue
                 fresh.append(
                     {
-                        "key": self.key(caption),
+                        "key": keys[caption],
                         "caption": caption,
                         "p_yes": p,
                         "tokens_in": answer.tokens_in,

@@ -65,8 +65,14 @@ def test_hf_returns_the_first_tokens_logprobs(smollm2):
 
 
 def test_the_vllm_server_returns_the_first_tokens_logprobs(vllm_server):
+    from axr.eval.bench import prefix_cache_counters
+
     backend = load_backend("openai", "smollm2", base_url=vllm_server.base_url, supports_images=False)
     check(backend.generate(requests(), SCORED))
+    # the bench's prefix-cache hit rate reads these counters from the server's Prometheus endpoint
+    counters = prefix_cache_counters(vllm_server.base_url)
+    assert counters["queries"] > 0 and 0 <= counters["hits"] <= counters["queries"]
+    assert prefix_cache_counters(None) is None
 
 
 def test_each_distinct_caption_is_scored_once_and_a_rerun_asks_nothing(smollm2, tmp_path):
