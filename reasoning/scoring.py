@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 import time
 
 import numpy as np
 
 YES, NO = "yes", "no"
+QUESTION = re.compile(r"Caption: (.*)\nDoes this caption describe an anomaly\?", re.DOTALL)  # score_user's words
 
 
 def yes_probability(top_logprobs: dict[str, float] | None) -> float | None:
@@ -27,6 +29,12 @@ def yes_probability(top_logprobs: dict[str, float] | None) -> float | None:
             mass[word] += math.exp(logprob)
     total = mass[YES] + mass[NO]
     return mass[YES] / total if total > 0 else None
+
+
+def asked_caption(question: str) -> str | None:
+    """The caption a scoring question (`score_user`) asks about, or None for any other text."""
+    match = QUESTION.search(question)
+    return match.group(1) if match else None
 
 
 def normalise(caption: str) -> str:

@@ -28,7 +28,7 @@ def models(prepare: bool = typer.Option(False, help="build the offline models in
     from axr.reasoning.vllm_server import vllm_python
 
     table = Table("backend", "available", "what")
-    needs = {"hf": "transformers", "vllm": "vllm", "openai": "httpx"}
+    needs = {"hf": "transformers", "vllm": "vllm", "openai": "httpx", "probe": "numpy"}
     for name, (_, _, what) in BACKENDS.items():
         available = "yes" if importlib.util.find_spec(needs[name]) else "no"
         if name == "vllm" and available == "no":

@@ -74,6 +74,7 @@ CASES = {
     "deduce_system": [dict(rulebook=BOOK, schema=VerdictAnswer)],
     "score_system": [dict(rulebook=BOOK, normal_summary=""), dict(rulebook=BOOK, normal_summary="- a man walks")],
     "score_user": [dict(caption="a man rides a bicycle")],
+    "pseudo_anomaly": [dict(domain="scene")],
     "event": [
         dict(
             start=1.2,

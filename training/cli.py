@@ -24,12 +24,20 @@ app = typer.Typer(
     "  axr train data mvtec_ad --data-dir ~/data/mvtec --split train --kind grpo --out data/mvtec-grpo\n\n"
     "  axr train data jsonl --data-dir synth/ --split train --kind sft --think --out data/synth-sft\n\n"
     "  axr train data textile --kind sft --rationale teacher --backend openai --model Qwen/Qwen2.5-VL-7B-Instruct "
-    "--base-url http://127.0.0.1:8000/v1 --out data/textile-teacher",
+    "--base-url http://127.0.0.1:8000/v1 --out data/textile-teacher\n\n"
+    "  axr train data shtech --kind scorer --negatives 1200 --out data/shtech-scorer   (a one-token scorer's rows, "
+    "no anomaly label: writes sft/, grpo/ and check/)\n\n"
+    "  axr train data shtech --kind scorer --model qwen2.5-coder-1.5b --base-url http://127.0.0.1:8001/v1 "
+    "--out data/shtech-scorer-teacher   (a served teacher rewrites the pseudo-anomalies)",
 )
 def data(
     task: str = typer.Argument(..., help="an eval task name or YAML path (its adapter, split and prompt settings)"),
     out: Path = typer.Option(..., help="the dataset folder to write (datasets.save_to_disk, plus README.md)"),
-    kind: str = typer.Option("sft", help="sft (prompt + Verdict completion) or grpo (prompt + ground-truth columns)"),
+    kind: str = typer.Option(
+        "sft",
+        help="sft (prompt + Verdict completion), grpo (prompt + ground-truth columns), or scorer (caption tasks: "
+        "the scoring stage's yes/no rows from normal references and pseudo-anomalies, no anomaly label)",
+    ),
     split: str = typer.Option(None, help="the dataset split to read (default: the task's)"),
     data_dir: Path = typer.Option(None, help="override dataset.data_dir"),
     rationale: str = typer.Option("gt", help="gt | template | teacher: where SFT rationales come from"),
@@ -39,8 +47,10 @@ def data(
     backend: str = typer.Option("openai", help="teacher backend"),
     model: str = typer.Option(None, help="teacher model"),
     base_url: str = typer.Option(None, help="teacher server URL"),
+    negatives: int = typer.Option(None, help="scorer: at most this many normal captions (a seeded sample)"),
+    seed: int = typer.Option(0, help="scorer: the sample of captions and the rule written into each"),
 ):
-    """Build an SFT or GRPO dataset from an eval task's samples, with a data card."""
+    """Build an SFT, GRPO or scorer dataset from an eval task's samples, with a data card."""
     from axr.eval.datasets import LayoutError
     from axr.eval.tasks import load_task
     from axr.reasoning.schema import SchemaError
@@ -55,6 +65,10 @@ def data(
         config = load_task(task, {k: v for k, v in overrides.items() if v is not None})
     except SchemaError as error:
         fail(str(error))
+    if kind == "scorer":
+        teacher = make_backend(backend, model, base_url, text_only=True) if model else None
+        _scorer_data(config, out, negatives, seed, teacher)
+        return
     teacher = None
     if rationale == "teacher":
         if not model:
@@ -82,6 +96,31 @@ def data(
     for sample_id, error in skipped.items():
         err.print(f"skipped {sample_id}: {error}", highlight=False, soft_wrap=True)
     err.print(f"wrote {len(rows)} {kind} rows to {out} ({json.dumps(stats)})", highlight=False)
+
+
+def _scorer_data(config, out: Path, negatives: int | None, seed: int, teacher) -> None:
+    from axr.eval.datasets import LayoutError
+    from axr.reasoning.console import progress_bar
+    from axr.reasoning.schema import SchemaError
+    from axr.training.data import save_dataset
+    from axr.training.scorer_data import card, scorer_rows
+
+    try:
+        with progress_bar() as bar:
+            job = bar.add_task("teacher rewrites" if teacher else "pseudo-anomalies", total=None)
+            parts, stats = scorer_rows(
+                config,
+                negatives,
+                seed=seed,
+                teacher=teacher,
+                on_progress=lambda done, total: bar.update(job, completed=done, total=total),
+            )
+        facts = card(config, stats, seed, teacher.model if teacher else None)
+        for name, rows in parts.items():
+            save_dataset(rows, out / name, {"part": name, **facts})
+    except (LayoutError, SchemaError, ValueError) as error:
+        fail(str(error))
+    err.print(f"wrote {', '.join(str(out / name) for name in parts)} ({json.dumps(stats)})", highlight=False)
 
 
 @app.command(
@@ -225,6 +264,60 @@ def configs(path: str = typer.Option(None, help="print only the file of this rec
         for file in files:
             table.add_row(kind, file.stem, str(file))
     Console(width=max(Console().width, 140)).print(table)
+
+
+@app.command(
+    "probe",
+    epilog="Examples:\n\n  axr train probe data/shtech-scorer/sft --out runs/shtech-probe\n\n"
+    "  then: axr train check runs/shtech-probe --backend probe --dataset data/shtech-scorer/check\n\n"
+    "  or:   axr eval run ped2 --set pipeline.scoring.policy=all --set pipeline.recheck.backend=probe "
+    "--set pipeline.recheck.model=runs/shtech-probe",
+)
+def probe(
+    datasets: list[Path] = typer.Argument(..., help="scorer dataset folders (axr train data TASK --kind scorer)"),
+    out: Path = typer.Option(..., help="the folder for probe.json"),
+    c: float = typer.Option(1.0, "--c", help="inverse regularisation strength of the logistic regression"),
+):
+    """A linear-probe baseline for a one-token scorer: logistic regression on MiniLM caption embeddings,
+    served through the scoring stage by the `probe` backend."""
+    from axr.training.probe import fit_probe
+
+    try:
+        facts = fit_probe(datasets, out, c)
+    except (OSError, ValueError) as error:
+        fail(str(error))
+    err.print(f"wrote {out} ({json.dumps(facts)})", highlight=False)
+
+
+@app.command(
+    "check",
+    epilog="Examples:\n\n  axr train check runs/smollm2-scorer-sft --dataset data/shtech-scorer/check\n\n"
+    "  axr train check runs/shtech-probe --backend probe --dataset data/shtech-scorer/check\n\n"
+    "  axr train check scorer --backend openai --base-url http://127.0.0.1:8002/v1 --dataset data/ped2-scorer/check",
+)
+def check(
+    model: str = typer.Argument(..., help="a trained scorer: a model folder, a probe folder, or a served name"),
+    dataset: Path = typer.Option(..., help="held-back scorer rows (the check/ part of axr train data --kind scorer)"),
+    backend: str = typer.Option("hf", help="hf | vllm | openai | probe"),
+    base_url: str = typer.Option(None, help="server URL for the openai backend"),
+    out: Path = typer.Option(None, help="also write the figures as JSON"),
+):
+    """A one-token scorer's agreement with held-back pseudo-labelled rows: agreement, AUC, rows/s."""
+    from axr.reasoning.console import progress_bar
+    from axr.training.agreement import agreement
+
+    scorer = make_backend(backend, model, base_url, text_only=True)
+    try:
+        with progress_bar() as bar:
+            job = bar.add_task("scoring held-back rows", total=None)
+            figures = agreement(
+                scorer, dataset, on_progress=lambda done, total: bar.update(job, completed=done, total=total)
+            )
+    except (OSError, ValueError) as error:
+        fail(str(error))
+    Console().print(" ".join(f"{k} {v}" for k, v in figures.items()), highlight=False)
+    if out:
+        out.write_text(json.dumps({"model": model, "dataset": str(dataset), **figures}, indent=2))
 
 
 @app.command("export", epilog=EXPORT_EPILOG)

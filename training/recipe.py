@@ -54,14 +54,14 @@ def load_recipe(name_or_path: str, **overrides: Any) -> Recipe:
         recipe = Recipe(**data)
     except ValidationError as error:
         raise SchemaError(f"{path}: {describe_validation_error(error)}") from None
+    from axr.training.rewards import REWARDS
+
     if recipe.kind == "grpo" and not recipe.rewards:
-        raise SchemaError(f"{path}: a GRPO recipe needs rewards (known: format, verdict, type, iou, rules, length)")
+        raise SchemaError(f"{path}: a GRPO recipe needs rewards (known: {', '.join(REWARDS)})")
     if recipe.reward_weights is not None and len(recipe.reward_weights) != len(recipe.rewards):
         raise SchemaError(
             f"{path}: reward_weights has {len(recipe.reward_weights)} values for {len(recipe.rewards)} rewards"
         )
-    from axr.training.rewards import REWARDS
-
     unknown = [r for r in recipe.rewards if r not in REWARDS]
     if unknown:
         raise SchemaError(f"{path}: unknown reward(s) {', '.join(unknown)}; known: {', '.join(REWARDS)}")

@@ -130,6 +130,16 @@ def rules_reward(completions, rule_kinds, **_) -> list[float | None]:
     return out
 
 
+def answer_reward(completions, label, **_) -> list[float | None]:
+    """One-token scorers: 1 when the answer's first word is yes for an anomalous row and no for a normal one.
+
+    >>> answer_reward(["Yes", " no", "maybe"], label=[1, 1, 0])
+    [1.0, 0.0, 0.0]
+    """
+    words = [(completion_text(c).strip().split() or [""])[0].strip(".,!").lower() for c in completions]
+    return [None if y is None else float(word == ("yes" if y else "no")) for word, y in zip(words, label, strict=True)]
+
+
 def length_reward(completions, max_chars: int = 1200, **_) -> list[float]:
     """1 up to `max_chars` characters, falling linearly to 0 at twice that: rambling costs.
 
@@ -147,8 +157,15 @@ REWARDS: dict[str, Callable] = {
     "iou": iou_reward,
     "rules": rules_reward,
     "length": length_reward,
+    "answer": answer_reward,
 }
-REQUIRED_COLUMNS = {"verdict": ["label"], "type": ["label", "anomaly_type"], "iou": ["box"], "rules": ["rule_kinds"]}
+REQUIRED_COLUMNS = {
+    "answer": ["label"],
+    "verdict": ["label"],
+    "type": ["label", "anomaly_type"],
+    "iou": ["box"],
+    "rules": ["rule_kinds"],
+}
 
 
 def get_rewards(names: list[str], columns: list[str] | None = None) -> list[Callable]:

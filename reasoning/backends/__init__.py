@@ -12,6 +12,7 @@ BACKENDS = {
     "hf": ("axr.reasoning.backends.hf", "HFBackend", "transformers, local or GPU; needs axr[hf]"),
     "vllm": ("axr.reasoning.backends.vllm_engine", "VLLMBackend", "in-process vLLM engine; needs axr[vllm]"),
     "openai": ("axr.reasoning.backends.openai_server", "OpenAIBackend", "any OpenAI-compatible server (vllm serve)"),
+    "probe": ("axr.reasoning.backends.probe", "ProbeBackend", "a linear probe on MiniLM (one-token scoring only)"),
 }
 
 
@@ -43,6 +44,8 @@ def open_backend(
         raise BackendError(f"unknown backend {backend!r}; one of: {', '.join(BACKENDS)}")
     if backend == "openai":
         options = dict(base_url=base_url, concurrency=concurrency, timeout_s=timeout_s, supports_images=not text_only)
+    elif backend == "probe":
+        options = {}
     else:
         options = dict(adapter=adapter, trust_remote_code=trust_remote_code or None)
         if backend == "hf":

@@ -1,0 +1,137 @@
+"""Pseudo-anomalous captions: a normal caption with one anomaly rule's action or object written in, so a
+scorer learns what the rule book calls anomalous without one anomaly label.
+
+Templates read a rule's text as a list of actions ("Carrying, pointing or firing a gun or a knife" ->
+carrying a gun, pointing a gun, firing a gun, carrying a knife) or of objects ("Missing, removed, or ajar
+manhole covers" -> missing manhole covers, ...). An action replaces a normal activity the caption already
+names ("the first person appears to be walking" -> "... to be riding a bicycle"), in the captioner's own
+words; otherwise, and for objects, a sentence is inserted at a sentence boundary. A served teacher can
+rewrite instead (`teacher_rewrites`); an answer that drops the rule's words falls back to the template.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+
+from axr.reasoning.schema import Rule
+
+LIST_SEPARATORS = re.compile(r"\s*(?:[,;:/()]|\bsuch as\b|\bor\b|\betc\b\.?|\be\.g\.)\s*", re.IGNORECASE)
+PERSON_WORDS = {"a", "the", "person", "people", "someone", "persons", "any"}
+NO_PHRASE_START = ("very ", "when ", "not ", "security ")  # qualifiers, never a thing or an action alone
+NORMAL_ACTIVITIES = re.compile(r"\b(walking|standing|sitting|strolling|moving)\b")
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+STOP_WORDS = {"with", "without", "from", "into", "onto", "near", "around", "another", "their", "where", "when"}
+
+
+def is_action_rule(rule: Rule, section: str) -> bool:
+    """A rule about what people do (its section names people or activity), not about things in the scene."""
+    return any(word in section.lower() for word in ("human", "activit", "people", "person", "behavio"))
+
+
+def _items(text: str) -> list[str]:
+    items = [" ".join(part.split()).strip(" .") for part in LIST_SEPARATORS.split(text)]
+    return [i for i in items if i and not i.lower().startswith(NO_PHRASE_START) and i.lower() != "etc"]
+
+
+def _gerund_at(words: list[str]) -> int | None:
+    return next((k for k, w in enumerate(words) if len(w) > 4 and w.lower().endswith("ing")), None)
+
+
+def action_phrases(text: str) -> list[tuple[str, str]]:
+    """(subject, action) pairs of an action rule, e.g. ("A person", "firing a gun")."""
+    items = _items(text)
+    parsed = []  # (subject words, gerund, object words) or (None, None, noun words) for an object alone
+    for item in items:
+        words = item.split()
+        at = _gerund_at(words)
+        if at is None:
+            parsed.append((None, None, words))
+            continue
+        subject = [w for w in words[:at] if w.lower() not in PERSON_WORDS]
+        parsed.append((subject, words[at].lower(), [w for w in words[at + 1 :] if w.lower() != "any"]))
+    phrases = []
+    for k, (subject, verb, rest) in enumerate(parsed):
+        if verb is None:  # "a knife" after "firing a gun": the nearest action before it, with this object
+            before = [p for p in parsed[:k] if p[1] is not None]
+            if before:
+                phrases.append((before[0][0], f"{before[0][1]} {' '.join(rest)}"))
+            continue
+        if not rest:  # "carrying" before "firing a gun": shares the next action's object
+            after = next((p[2] for p in parsed[k + 1 :] if p[1] is not None and p[2]), [])
+            rest = after
+        phrases.append((subject, " ".join([verb, *rest])))
+    return [(" ".join(s).capitalize() if s else "A person", a.lower()) for s, a in phrases]
+
+
+def object_phrases(text: str) -> list[str]:
+    """The things an object rule names, e.g. "ajar manhole covers"; a lone modifier before a longer item
+    ("Missing, removed, or ajar manhole covers") takes that item's noun."""
+    items = _items(text)
+    out = []
+    for k, item in enumerate(items):
+        words = item.split()
+        longer = next((i.split() for i in items[k + 1 :] if len(i.split()) > 1), None)
+        if len(words) == 1 and longer and words[0].lower().endswith(("ing", "ed", "ajar", "ged")):
+            words = [words[0], *longer[1:]]
+        out.append(" ".join(words).lower())
+    return out
+
+
+def rule_sentences(rule: Rule, section: str) -> list[str]:
+    """Stand-alone caption sentences that report the rule happening."""
+    if is_action_rule(rule, section):
+        return [f"{subject} is {action}." for subject, action in action_phrases(rule.text)] or [rule.text]
+    return [f"There {_be(thing)} {thing} in the scene." for thing in object_phrases(rule.text)] or [rule.text]
+
+
+def _be(thing: str) -> str:
+    """'are' for a plural thing ("vehicles", "unattended bags near ..."), else 'is'."""
+    head = re.split(r"\b(?:on|in|near|to|from|with|without|coming|where|left|thrown)\b", thing)[0].split()
+    plural = head and head[-1].endswith("s") and not head[-1].endswith("ss")
+    return "are" if plural else "is"
+
+
+def rule_words(rule: Rule) -> set[str]:
+    """The rule's content words (the ones a pseudo-anomalous caption must carry)."""
+    words = {w.lower() for w in re.findall(r"[A-Za-z][A-Za-z-]{3,}", rule.text)}
+    return (words | {k.lower() for k in rule.keywords}) - STOP_WORDS
+
+
+def carries_rule(caption: str, rule: Rule) -> bool:
+    lowered = caption.lower()
+    return any(word in lowered for word in rule_words(rule))
+
+
+def pseudo_anomalous(caption: str, rule: Rule, section: str, rng: random.Random) -> str:
+    """The normal caption with the rule written in: an action replaces a normal activity it names (one
+    occurrence, chosen at random), else one sentence goes in at a random sentence boundary."""
+    if is_action_rule(rule, section):
+        pairs = action_phrases(rule.text)
+        activities = list(NORMAL_ACTIVITIES.finditer(caption))
+        if pairs and activities:
+            _, action = rng.choice(pairs)
+            hit = rng.choice(activities)
+            return caption[: hit.start()] + action + caption[hit.end() :]
+    sentences = SENTENCE_END.split(caption.strip())
+    at = rng.randint(1, len(sentences)) if len(sentences) > 1 else 1
+    sentences.insert(at, rng.choice(rule_sentences(rule, section)))
+    return " ".join(sentences)
+
+
+def teacher_rewrites(teacher, items: list[tuple[str, Rule]], domain: str, max_tokens: int = 400) -> list[str | None]:
+    """The teacher's rewrite of each (normal caption, anomaly rule): the same scene with that anomaly in it, in
+    the caption's style; None where it gave no answer or dropped the rule's words."""
+    from axr.reasoning.backends import Sampling, system, user
+    from axr.reasoning.prompting import render
+
+    requests = [
+        [system(render("pseudo_anomaly", domain=domain)), user(f"Caption: {caption}\nAnomaly: {rule.text}")]
+        for caption, rule in items
+    ]
+    answers = teacher.generate(requests, Sampling(max_tokens=max_tokens, temperature=0.0))
+    out = []
+    for (_, rule), answer in zip(items, answers, strict=True):
+        text = " ".join(answer.text.split()).removeprefix("Caption:").strip().strip('"')
+        out.append(text if not answer.error and text and carries_rule(text, rule) else None)
+    return out
