@@ -133,10 +133,8 @@ def test_a_task_without_anomaly_rules_or_references_is_refused(tmp_path, scorer_
     assert result.returncode == 2 and "has no enabled anomaly rules" in result.stderr
     # reference videos with no normal frame give nothing to learn from
     only_anomalous = write_caption_set(tmp_path / "set", {f"v{v}": [(ANOMALOUS[0], 1)] * 3 for v in range(3)})
-    result = run_axr(
-        "train", "data", str(task), "--data-dir", str(only_anomalous), "--kind", "scorer", "--out", str(tmp_path / "o"),
-        check=False,
-    )  # fmt: skip
+    args = ("train", "data", str(task), "--data-dir", str(only_anomalous), "--kind", "scorer")
+    result = run_axr(*args, "--out", str(tmp_path / "o"), check=False)
     assert result.returncode == 2 and "no normal reference caption" in result.stderr
 
 
