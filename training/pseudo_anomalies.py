@@ -20,12 +20,13 @@ LIST_SEPARATORS = re.compile(r"\s*(?:[,;:/()]|\bsuch as\b|\bor\b|\betc\b\.?|\be\
 PERSON_WORDS = {"a", "the", "person", "people", "someone", "persons", "any"}
 NO_PHRASE_START = ("very ", "when ", "not ", "security ")  # qualifiers, never a thing or an action alone
 NORMAL_ACTIVITIES = re.compile(r"\b(walking|standing|sitting|strolling|moving)\b")
+IN_VIEW = re.compile(r"\bthere (?:are|is) ", re.IGNORECASE)  # a captioner's list of what is in view
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 STOP_WORDS = {"with", "without", "from", "into", "onto", "near", "around", "another", "their", "where", "when"}
 
 
-def is_action_rule(rule: Rule, section: str) -> bool:
-    """A rule about what people do (its section names people or activity), not about things in the scene."""
+def is_action_section(section: str) -> bool:
+    """A section of rules about what people do (its name says people or activity), not things in the scene."""
     return any(word in section.lower() for word in ("human", "activit", "people", "person", "behavio"))
 
 
@@ -52,7 +53,7 @@ def action_phrases(text: str) -> list[tuple[str, str]]:
         parsed.append((subject, words[at].lower(), [w for w in words[at + 1 :] if w.lower() != "any"]))
     phrases = []
     for k, (subject, verb, rest) in enumerate(parsed):
-        if verb is None:  # "a knife" after "firing a gun": the nearest action before it, with this object
+        if verb is None:  # "a knife" after "firing a gun": the rule's first action, with this object
             before = [p for p in parsed[:k] if p[1] is not None]
             if before:
                 phrases.append((before[0][0], f"{before[0][1]} {' '.join(rest)}"))
@@ -80,7 +81,7 @@ def object_phrases(text: str) -> list[str]:
 
 def rule_sentences(rule: Rule, section: str) -> list[str]:
     """Stand-alone caption sentences that report the rule happening."""
-    if is_action_rule(rule, section):
+    if is_action_section(section):
         return [f"{subject} is {action}." for subject, action in action_phrases(rule.text)] or [rule.text]
     return [f"There {_be(thing)} {thing} in the scene." for thing in object_phrases(rule.text)] or [rule.text]
 
@@ -103,25 +104,33 @@ def carries_rule(caption: str, rule: Rule) -> bool:
     return any(word in lowered for word in rule_words(rule))
 
 
-def pseudo_anomalous(caption: str, rule: Rule, section: str, rng: random.Random) -> str:
-    """The normal caption with the rule written in: an action replaces a normal activity it names (one
-    occurrence, chosen at random), else one sentence goes in at a random sentence boundary."""
-    if is_action_rule(rule, section):
+def pseudo_anomalous(caption: str, rule: Rule, section: str, rng: random.Random, list_share: float = 0.5) -> str:
+    """The normal caption with the rule written in, where the captioner would have written it: an action
+    replaces a normal activity the caption names (one, at random); a thing joins the caption's own list of
+    what is in view ("there are trees, a bench" -> "there are vans, trees, a bench") in `list_share` of the
+    cases; else one sentence goes in at a random sentence boundary."""
+    if is_action_section(section):
         pairs = action_phrases(rule.text)
         activities = list(NORMAL_ACTIVITIES.finditer(caption))
         if pairs and activities:
             _, action = rng.choice(pairs)
             hit = rng.choice(activities)
             return caption[: hit.start()] + action + caption[hit.end() :]
+    else:
+        things, lists = object_phrases(rule.text), list(IN_VIEW.finditer(caption))
+        if things and lists and list_share and rng.random() < list_share:  # 0: no draw (rows as before)
+            at = rng.choice(lists).end()
+            return f"{caption[:at]}{rng.choice(things)}, {caption[at:]}"
     sentences = SENTENCE_END.split(caption.strip())
     at = rng.randint(1, len(sentences)) if len(sentences) > 1 else 1
     sentences.insert(at, rng.choice(rule_sentences(rule, section)))
     return " ".join(sentences)
 
 
-def teacher_rewrites(teacher, items: list[tuple[str, Rule]], domain: str, max_tokens: int = 400) -> list[str | None]:
+def teacher_rewrites(teacher, items: list[tuple[str, Rule]], domain: str) -> list[str | None]:
     """The teacher's rewrite of each (normal caption, anomaly rule): the same scene with that anomaly in it, in
-    the caption's style; None where it gave no answer or dropped the rule's words."""
+    the caption's style, on one line and at most about twice the caption's length; None where it gave no
+    answer or dropped the rule's words."""
     from axr.reasoning.backends import Sampling, system, user
     from axr.reasoning.prompting import render
 
@@ -129,7 +138,8 @@ def teacher_rewrites(teacher, items: list[tuple[str, Rule]], domain: str, max_to
         [system(render("pseudo_anomaly", domain=domain)), user(f"Caption: {caption}\nAnomaly: {rule.text}")]
         for caption, rule in items
     ]
-    answers = teacher.generate(requests, Sampling(max_tokens=max_tokens, temperature=0.0))
+    longest = max(len(caption.split()) for caption, _ in items)
+    answers = teacher.generate(requests, Sampling(max_tokens=2 * longest + 32, temperature=0.0, stop=["\n"]))
     out = []
     for (_, rule), answer in zip(items, answers, strict=True):
         text = " ".join(answer.text.split()).removeprefix("Caption:").strip().strip('"')

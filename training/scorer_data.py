@@ -64,9 +64,11 @@ def scorer_rows(
     seed: int = 0,
     teacher=None,
     on_progress=None,
+    list_share: float = 0.5,
 ) -> tuple[dict[str, list[dict]], dict[str, Any]]:
     """({part: rows}, stats). `negatives`: at most this many normal captions (a seeded sample); each gives
-    `positives_per_negative` pseudo-anomalous rows, each for another random anomaly rule."""
+    `positives_per_negative` pseudo-anomalous rows, each for another random anomaly rule; `list_share`: how
+    often a thing goes into the caption's own list of what is in view (`pseudo_anomalous`)."""
     book = task_rulebook(task)
     rules = [(rule, section.name) for section in book.sections for rule in section.anomaly if rule.enabled]
     captions, stats = reference_captions(task)
@@ -76,7 +78,7 @@ def scorer_rows(
     if negatives is not None and negatives < len(captions):
         captions = rng.sample(captions, negatives)
     pairs = [(caption, rng.sample(rules, min(positives_per_negative, len(rules)))) for caption in captions]
-    written = _positives(pairs, rng, teacher, book.domain, on_progress)
+    written = _positives(pairs, rng, teacher, book.domain, on_progress, list_share)
     parts: dict[str, list[dict]] = {name: [] for name in PARTS}
     counts = Counter()
     for (caption, chosen), texts in zip(pairs, written, strict=True):
@@ -88,6 +90,7 @@ def scorer_rows(
     stats.update(
         {f"{name}_rows": len(rows) for name, rows in parts.items()},
         negatives=len(captions),
+        list_share=list_share,
         positives=sum(counts.values()),
         positive_sources=dict(counts),
         rules=len(rules),
@@ -95,7 +98,7 @@ def scorer_rows(
     return parts, stats
 
 
-def _positives(pairs, rng, teacher, domain, on_progress) -> list[list[tuple[str, str]]]:
+def _positives(pairs, rng, teacher, domain, on_progress, list_share) -> list[list[tuple[str, str]]]:
     """[(text, source)] per caption: the teacher's rewrite where it gave a usable one, else the template's."""
     flat = [(caption, rule, section) for caption, chosen in pairs for rule, section in chosen]
     rewrites = [None] * len(flat)
@@ -107,7 +110,7 @@ def _positives(pairs, rng, teacher, domain, on_progress) -> list[list[tuple[str,
             if on_progress:
                 on_progress(min(start + chunk, len(flat)), len(flat))
     texts = [
-        (rewrite, "teacher") if rewrite else (pseudo_anomalous(caption, rule, section, rng), "template")
+        (rewrite, "teacher") if rewrite else (pseudo_anomalous(caption, rule, section, rng, list_share), "template")
         for (caption, rule, section), rewrite in zip(flat, rewrites, strict=True)
     ]
     out, at = [], 0
