@@ -105,6 +105,11 @@ def test_scorer_rows_read_only_normal_reference_captions_and_carry_the_rules(tmp
     again = tmp_path / "again"
     run_axr("train", "data", str(task), "--kind", "scorer", "--out", str(again))
     assert _rows(again) == parts  # seeded: the same rows, in the same parts
+    sentences = tmp_path / "sentences"
+    run_axr("train", "data", str(task), "--kind", "scorer", "--list-share", "0", "--out", str(sentences))
+    assert "list_share: 0.0" in (sentences / "sft" / "README.md").read_text()
+    written = [r["caption"] for part in _rows(sentences).values() for r in part if r["rule"] == "e1"]
+    assert written and all("manhole covers in the scene." in text for text in written)  # a sentence each
 
 
 def test_a_served_teacher_rewrites_pseudo_anomalies_and_a_useless_rewrite_falls_back(scorer_task, smollm2):

@@ -25,7 +25,7 @@ app = typer.Typer(
     "  axr train data jsonl --data-dir synth/ --split train --kind sft --think --out data/synth-sft\n\n"
     "  axr train data textile --kind sft --rationale teacher --backend openai --model Qwen/Qwen2.5-VL-7B-Instruct "
     "--base-url http://127.0.0.1:8000/v1 --out data/textile-teacher\n\n"
-    "  axr train data shtech --kind scorer --negatives 1200 --out data/shtech-scorer   (a one-token scorer's rows, "
+    "  axr train data shtech --kind scorer --negatives 700 --out data/shtech-scorer   (a one-token scorer's rows, "
     "no anomaly label: writes sft/, grpo/ and check/)\n\n"
     "  axr train data shtech --kind scorer --model qwen2.5-coder-1.5b --base-url http://127.0.0.1:8001/v1 "
     "--out data/shtech-scorer-teacher   (a served teacher rewrites the pseudo-anomalies)",
@@ -117,6 +117,7 @@ def _scorer_data(config, out: Path, negatives: int | None, seed: int, teacher, l
                 seed=seed,
                 teacher=teacher,
                 on_progress=lambda done, total: bar.update(job, completed=done, total=total),
+                list_share=list_share,
             )
         facts = card(config, stats, seed, teacher.model if teacher else None)
         for name, rows in parts.items():
