@@ -94,8 +94,13 @@ class CaptionDetector:
 
     @property
     def scale(self) -> float:
-        """The largest frame score: a keyword hit plus full novelty, or 1 for a fused (rank) score."""
-        return 1.0 if self.scorer is not None else self.settings.trigger.keyword_weight + 1
+        """The largest frame score: a keyword hit plus full novelty, or the fusion's largest (`largest_fused`)."""
+        if self.scorer is None:
+            return self.settings.trigger.keyword_weight + 1
+        from axr.reasoning.scoring import largest_fused
+
+        s = self.settings.scoring
+        return largest_fused(self._reference_trigger, self._reference_model, s.weight, s.fusion)
 
     def fit(
         self, references: list[CaptionVideo], observations: list[CaptionVideo] = (), scorer=None
@@ -165,8 +170,8 @@ class CaptionDetector:
     def _reference_threshold(self, references: list[CaptionVideo]) -> float:
         normal = []
         for video in references:
-            # with a scorer, the frames outside the model's reference sample keep their trigger rank (the
-            # threshold asks the model nothing more)
+            # with a scorer, the frames outside the model's reference sample keep the trigger's part alone
+            # (the threshold asks the model nothing more)
             scores = self._smoothed(self._frame_scores(video, self._results(video), ask=False))
             normal.extend(x for x, y in zip(scores, video.labels, strict=True) if y == 0)
         # without references a keyword hit alone is enough
@@ -189,16 +194,16 @@ class CaptionDetector:
         self, video: CaptionVideo, results: list[TriggerResult], weight: float | None = None, ask: bool = True
     ) -> np.ndarray:
         """The trigger's scores, or with a scorer the fused ones at `weight` (default the setting's; a frame
-        whose caption got no model score keeps its trigger rank alone)."""
+        whose caption got no model score keeps the trigger's part alone)."""
         trigger = np.array([r.score for r in results])
         if self.scorer is None:
             return trigger
-        from axr.reasoning.scoring import fuse, rank_against
+        from axr.reasoning.scoring import fuse
 
         p_yes = self.model_scores(video, ask)
         weight = self.settings.scoring.weight if weight is None else weight
-        fused = fuse(trigger, np.nan_to_num(p_yes), self._reference_trigger, self._reference_model, weight)
-        return np.where(np.isnan(p_yes), rank_against(trigger, self._reference_trigger), fused)
+        fusion = self.settings.scoring.fusion
+        return fuse(trigger, p_yes, self._reference_trigger, self._reference_model, weight, fusion)
 
     def part_scores(self, videos: list[CaptionVideo], weights=()) -> dict[str, dict[str, np.ndarray]]:
         """With a scorer, each video's smoothed scores by each part: the trigger alone (as without scoring),

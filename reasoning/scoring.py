@@ -126,22 +126,57 @@ class CaptionScorer:
 TIE_BREAK = 1e-3  # at most this much of a rank comes from the value itself
 
 
+def _tie_break(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Under TIE_BREAK, increasing with the value and fixed by the (sorted) references alone, so that values
+    past the references' range (where anomalies lie) keep their order instead of all tying."""
+    scale = (reference[-1] - reference[0]) or 1.0
+    return TIE_BREAK * np.tanh((values - reference[0]) / scale)
+
+
 def rank_against(values, reference) -> np.ndarray:
     """Each value's mid-rank among `reference` (the share of it below the value, plus half the share equal to
     it: the empirical CDF over the references' normal frames), so two scores on different scales become
-    comparable without any anomaly label; plus a tie-break of under TIE_BREAK, increasing with the value and
-    fixed by the references alone, so that values past the references' range (where anomalies lie) keep
-    their order instead of all ranking 1."""
+    comparable without any anomaly label; plus a tie-break (`_tie_break`)."""
     reference = np.sort(np.asarray(reference, dtype=float))
     values = np.asarray(values, dtype=float)
     if not len(reference):
         return values
     below, upto = np.searchsorted(reference, values, side="left"), np.searchsorted(reference, values, side="right")
-    scale = (reference[-1] - reference[0]) or 1.0
-    return (below + upto) / (2 * len(reference)) + TIE_BREAK * np.tanh((values - reference[0]) / scale)
+    return (below + upto) / (2 * len(reference)) + _tie_break(values, reference)
 
 
-def fuse(trigger, model, reference_trigger, reference_model, weight: float = 0.5) -> np.ndarray:
-    """One frame score from the trigger's and the model's: each ranked against the same signal on the normal
-    references, then (1 - weight) x trigger rank + weight x model rank. Needs no anomaly label."""
-    return (1 - weight) * rank_against(trigger, reference_trigger) + weight * rank_against(model, reference_model)
+def surprise_against(values, reference) -> np.ndarray:
+    """-log of each value's tail probability among `reference`: (references at or above it + 1) / (n + 1),
+    0 below them all, log(n + 1) past them all; plus a tie-break (`_tie_break`). Unlike a rank, it grows
+    with how far into the references' tail a value lies, so a signal that is sure of a frame outweighs one
+    that finds it merely unusual."""
+    reference = np.sort(np.asarray(reference, dtype=float))
+    values = np.asarray(values, dtype=float)
+    if not len(reference):
+        return values
+    at_or_above = len(reference) - np.searchsorted(reference, values, side="left")
+    return -np.log((at_or_above + 1) / (len(reference) + 1)) + _tie_break(values, reference)
+
+
+FUSIONS = {"fisher": surprise_against, "rank": rank_against}
+
+
+def fuse(trigger, model, reference_trigger, reference_model, weight: float = 0.5, fusion: str = "fisher"):
+    """One frame score from the trigger's and the model's, each read against the same signal on the normal
+    references, then (1 - weight) x trigger part + weight x model part. `fisher` (Fisher's method): each part
+    is -log of the signal's tail probability among the references, so the sum is -log of their weighted
+    geometric mean; `rank`: each part is the mid-rank. Where the model has no score (NaN) the trigger's
+    part stands for it. Needs no anomaly label."""
+    part = FUSIONS[fusion]
+    model = np.asarray(model, dtype=float)
+    trigger_part = part(trigger, reference_trigger)
+    model_part = np.where(np.isnan(model), trigger_part, part(np.nan_to_num(model), reference_model))
+    return (1 - weight) * trigger_part + weight * model_part
+
+
+def largest_fused(reference_trigger, reference_model, weight: float, fusion: str) -> float:
+    """The highest fused score (a frame past every reference on both signals): 1 for ranks,
+    (1 - weight) log(n_trigger + 1) + weight log(n_model + 1) for Fisher's method; plus the tie-break."""
+    if fusion == "rank":
+        return 1.0 + TIE_BREAK
+    return (1 - weight) * np.log(len(reference_trigger) + 1) + weight * np.log(len(reference_model) + 1) + TIE_BREAK

@@ -78,7 +78,11 @@ class ScoringSettings(Strict):
     # all: every distinct caption is scored by the model (P(yes) of one answer token) and fused with the
     # trigger before smoothing; none: the trigger alone
     policy: Literal["none", "all"] = "none"
-    weight: float = Field(0.5, ge=0, le=1)  # fused = (1 - weight) x trigger rank + weight x model rank
+    # fused = (1 - weight) x trigger part + weight x model part, each read against its normal references:
+    # fisher: -log of its tail probability among them (a sure signal outweighs a merely unusual one); rank:
+    # its mid-rank among them (every frame past the references counts alike)
+    fusion: Literal["fisher", "rank"] = "fisher"
+    weight: float = Field(0.5, ge=0, le=1)
     top_logprobs: int = Field(20, ge=2)  # first-token alternatives read for "yes" and "no"
     # normal reference frames (spread evenly over the references) whose captions the model scores for its own
     # normal distribution: the model's cost grows with the evaluated videos, not with the references

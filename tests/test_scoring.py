@@ -161,16 +161,40 @@ def test_fusion_ranks_each_signal_against_the_normal_references():
     close = dict(abs=1e-3)  # each rank carries a tie-break of under 0.001
     reference = [0.1, 0.2, 0.3, 0.4]
     assert rank_against([0.05, 0.25, 0.9], reference).tolist() == pytest.approx([0.0, 0.5, 1.0], **close)
-    fused = fuse(np.array([0.9, 0.1]), np.array([0.2, 0.99]), reference, [0.5, 0.6, 0.7, 0.8], weight=0.5)
+    model_reference = [0.5, 0.6, 0.7, 0.8]
+    fused = fuse(np.array([0.9, 0.1]), np.array([0.2, 0.99]), reference, model_reference, 0.5, "rank")
     expected = [0.5 * 1.0 + 0.5 * 0.0, 0.5 * 0.125 + 0.5 * 1.0]  # each on its own references' scale
     assert fused.tolist() == pytest.approx(expected, **close)
-    assert fuse([0.3], [0.9], reference, [0.1], weight=0.0).tolist() == pytest.approx(
-        [0.625], **close
-    )  # trigger alone
+    assert fuse([0.3], [0.9], reference, [0.1], 0.0, "rank").tolist() == pytest.approx([0.625], **close)  # trigger
     # a value equal to every reference sits mid-way; values past the references keep their order
     assert rank_against([0.0], [0.0, 0.0]).tolist() == [0.5]
     past = rank_against([0.5, 0.9, 5.0], reference)
     assert past[0] < past[1] < past[2] and 1.0 < past[0] < 1.0 + 1e-3
+
+
+def test_fishers_fusion_lets_a_sure_signal_outweigh_two_unusual_ones():
+    import math
+
+    import numpy as np
+
+    from axr.reasoning.scoring import fuse, largest_fused, surprise_against
+
+    close = dict(abs=1e-3)
+    reference, model_reference = [0.1, 0.2, 0.3, 0.4], [0.5, 0.6, 0.7, 0.8]
+    # -log((references at or above + 1) / (n + 1)): 0 below them all, log 5 past them all
+    expected = [0.0, -math.log(3 / 5), math.log(5)]
+    assert surprise_against([0.05, 0.25, 0.9], reference).tolist() == pytest.approx(expected, **close)
+    # frame 0: the trigger past every reference, the model below them all; frame 1: both a little unusual.
+    # Mid-ranks put frame 1 first (0.625 > 0.5); Fisher's method puts the frame one signal is sure of first.
+    trigger, model = np.array([0.9, 0.25]), np.array([0.4, 0.65])
+    ranked = fuse(trigger, model, reference, model_reference, 0.5, "rank")
+    fisher = fuse(trigger, model, reference, model_reference, 0.5, "fisher")
+    assert ranked[0] < ranked[1] and fisher[0] > fisher[1]
+    assert fisher.tolist() == pytest.approx([0.5 * math.log(5), -math.log(3 / 5)], **close)
+    # a frame the model did not score keeps the trigger's part for both
+    assert fuse([0.9], [np.nan], reference, model_reference).tolist() == pytest.approx([math.log(5)], **close)
+    top = largest_fused(reference, model_reference, 0.5, "fisher")
+    assert fuse([9.0], [9.0], reference, model_reference)[0] <= top == pytest.approx(math.log(5), **close)
 
 
 def test_a_caption_run_fuses_the_models_scores_and_a_rerun_asks_nothing(smollm2, tmp_path):
