@@ -38,10 +38,22 @@ def test_rule_texts_become_actions_and_objects_that_keep_their_words():
         ("A person", "carrying a knife"),
     ]
     assert ("Police", "arresting a person") in action_phrases("Police arresting, handcuffing or chasing a person")
+    assert action_phrases("Any non-walking movement such as riding a bicycle or scooter, skateboarding") == [
+        ("A person", "riding a bicycle"),
+        ("A person", "riding scooter"),
+        ("A person", "skateboarding"),
+    ]
     assert object_phrases("Missing, removed, or ajar manhole covers") == [
         "missing manhole covers",
         "removed manhole covers",
         "ajar manhole covers",
+    ]
+    # a lone noun after a modified thing keeps the modifier: bare "trees" would be in every normal scene
+    assert object_phrases("Damaged manhole cover or trees") == ["damaged manhole cover", "damaged trees"]
+    assert object_phrases("Ground transportations such as vehicles, vans") == [
+        "ground transportations",
+        "vehicles",
+        "vans",
     ]
     rule = Rule(id="a1", text="Riding a bicycle, a skateboard or a scooter")
     caption = "Two people are walking on the pathway. There are trees."
@@ -65,6 +77,8 @@ def scorer_task(tmp_path_factory):
     for v in range(6):
         frames = [(f"{NORMAL[i % 3]} Frame {i} of video {v}.", 0) for i in range(10)]
         frames += [(f"{ANOMALOUS[0]} Seen in video {v}.", 1)]
+        if v == 0:  # a reference caption that contradicts the rule book (a captioner's mistake)
+            frames += [("A man is riding a bicycle on the path. Labelled normal.", 0)]
         videos[f"v{v}"] = frames
     data_dir = write_caption_set(root / "set", videos)
     rules = root / "rules.yaml"
@@ -87,11 +101,14 @@ def test_scorer_rows_read_only_normal_reference_captions_and_carry_the_rules(tmp
     run_axr("train", "data", str(task), "--kind", "scorer", "--out", str(out))
     parts = _rows(out)
     rows = [r for part in parts.values() for r in part]
-    reference_normal = {c for v in ("v0", "v3") for c, y in videos[v] if y == 0}
+    contradicting = "A man is riding a bicycle on the path. Labelled normal."
+    reference_normal = {c for v in ("v0", "v3") for c, y in videos[v] if y == 0} - {contradicting}
     unseen = {c for name, frames in videos.items() for c, y in frames if name not in ("v0", "v3") or y == 1}
     negatives = [r for r in rows if r["label"] == 0]
     positives = [r for r in rows if r["label"] == 1]
     assert {r["caption"] for r in negatives} == reference_normal and len(positives) == len(negatives)
+    # a "normal" reference caption saying what an anomaly rule names is left out: never a "no" to that rule
+    assert not any(r["caption"].startswith(contradicting) for r in rows)
     assert not any(c in r["caption"] for r in rows for c in unseen)  # no evaluated video, no anomalous frame
     books = {r["id"]: Rule(**r) for s in BOOK["sections"] for r in s["anomaly"]}
     assert all(carries_rule(r["caption"], books[r["rule"]]) for r in positives)
@@ -102,6 +119,7 @@ def test_scorer_rows_read_only_normal_reference_captions_and_carry_the_rules(tmp
     assert sum(len(p) for p in parts.values()) == len(rows) and all(parts.values())
     card = (out / "check" / "README.md").read_text()
     assert "anomaly labels read: none" in card and "the evaluated videos are never read" in card
+    assert "negatives_naming_an_anomalous_action_left_out: 1" in card
     again = tmp_path / "again"
     run_axr("train", "data", str(task), "--kind", "scorer", "--out", str(again))
     assert _rows(again) == parts  # seeded: the same rows, in the same parts

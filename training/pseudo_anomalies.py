@@ -36,7 +36,15 @@ def _items(text: str) -> list[str]:
 
 
 def _gerund_at(words: list[str]) -> int | None:
-    return next((k for k, w in enumerate(words) if len(w) > 4 and w.lower().endswith("ing")), None)
+    """Where the action's verb is; "non-walking" qualifies a movement, it is none."""
+    return next(
+        (
+            k
+            for k, w in enumerate(words)
+            if len(w) > 4 and w.lower().endswith("ing") and not w.lower().startswith("non-")
+        ),
+        None,
+    )
 
 
 def action_phrases(text: str) -> list[tuple[str, str]]:
@@ -66,17 +74,31 @@ def action_phrases(text: str) -> list[tuple[str, str]]:
 
 
 def object_phrases(text: str) -> list[str]:
-    """The things an object rule names, e.g. "ajar manhole covers"; a lone modifier before a longer item
-    ("Missing, removed, or ajar manhole covers") takes that item's noun."""
+    """The things an object rule names, e.g. "ajar manhole covers". A lone modifier before a longer item
+    ("Missing, removed, or ajar manhole covers") takes that item's noun; a lone noun after a modified item
+    ("Damaged manhole cover or trees", "a burning car or building") takes that item's modifier, since a
+    bare "trees" names something every normal scene has."""
     items = _items(text)
     out = []
     for k, item in enumerate(items):
         words = item.split()
         longer = next((i.split() for i in items[k + 1 :] if len(i.split()) > 1), None)
-        if len(words) == 1 and longer and words[0].lower().endswith(("ing", "ed", "ajar", "ged")):
+        if len(words) == 1 and longer and _is_modifier(words[0]):
             words = [words[0], *longer[1:]]
+        elif len(words) == 1 and k and (modifier := _modifier_of(items[k - 1])):
+            words = [modifier, *words]
         out.append(" ".join(words).lower())
     return out
+
+
+def _is_modifier(word: str) -> bool:
+    return word.lower().endswith(("ing", "ed", "ajar"))
+
+
+def _modifier_of(item: str) -> str | None:
+    """The participle that opens an item of several words ("damaged", "burning"), if any."""
+    words = [w for w in item.split() if w.lower() not in {"a", "an", "the"}]
+    return words[0] if len(words) > 1 and _is_modifier(words[0]) else None
 
 
 def rule_sentences(rule: Rule, section: str) -> list[str]:
@@ -102,6 +124,21 @@ def rule_words(rule: Rule) -> set[str]:
 def carries_rule(caption: str, rule: Rule) -> bool:
     lowered = caption.lower()
     return any(word in lowered for word in rule_words(rule))
+
+
+def names_an_anomalous_action(caption: str, book_sections) -> bool:
+    """Whether a caption says a person does what one of the book's anomaly rules names ("riding a bicycle"):
+    a normal reference caption that does contradicts the rule book (a captioner's mistake, or a rule the
+    references do not bear out), and as a "no" row it would teach the scorer to overrule its rules."""
+    lowered = caption.lower()
+    return any(
+        re.search(rf"\b{re.escape(action)}\b", lowered)
+        for section in book_sections
+        if is_action_section(section.name)
+        for rule in section.anomaly
+        if rule.enabled
+        for _, action in action_phrases(rule.text)
+    )
 
 
 def pseudo_anomalous(caption: str, rule: Rule, section: str, rng: random.Random, list_share: float = 0.5) -> str:

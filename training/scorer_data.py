@@ -2,9 +2,10 @@
 (`score_system` with the rule book + `score_user` with one caption) and a one-token answer, yes or no.
 
 - no: the distinct captions of the normal reference frames of a caption task (the detector's own references:
-  the frames `axr eval run` fits on; the videos it evaluates are never read).
+  the frames `axr eval run` fits on; the videos it evaluates are never read), less those that say a person
+  does what an anomaly rule names (`names_an_anomalous_action`).
 - yes: each such caption with one anomaly rule written in (`pseudo_anomalies`: templates, or a served
-  teacher's rewrite), the rule drawn at random, seeded.
+  teacher's rewrite), the rule drawn at random in proportion to the things it names, seeded.
 
 A caption and its pseudo-anomalous copies land in one part, chosen by a hash of the caption: `sft` (trained
 on first), `grpo` (trained on after), `check` (held back: agreement after each stage, the probe's test).
@@ -22,7 +23,12 @@ from axr.eval.task_config import TaskConfig
 from axr.reasoning.prompting import render, template_version
 from axr.reasoning.schema import Rule, RuleBook
 from axr.reasoning.scoring import NO, YES, normalise
-from axr.training.pseudo_anomalies import pseudo_anomalous, teacher_rewrites
+from axr.training.pseudo_anomalies import (
+    names_an_anomalous_action,
+    pseudo_anomalous,
+    rule_sentences,
+    teacher_rewrites,
+)
 
 PARTS = {"sft": 0.7, "grpo": 0.15, "check": 0.15}  # shares of the normal captions, in this order
 
@@ -74,10 +80,13 @@ def scorer_rows(
     captions, stats = reference_captions(task)
     if not captions:
         raise ValueError(f"{task.task}: no normal reference caption to learn from (check split.reference_every)")
+    kept = [c for c in captions if not names_an_anomalous_action(c, book.sections)]
+    stats["negatives_naming_an_anomalous_action_left_out"] = len(captions) - len(kept)
+    captions = kept
     rng = random.Random(seed)
     if negatives is not None and negatives < len(captions):
         captions = rng.sample(captions, negatives)
-    pairs = [(caption, rng.sample(rules, min(positives_per_negative, len(rules)))) for caption in captions]
+    pairs = [(caption, _draw_rules(rules, positives_per_negative, rng)) for caption in captions]
     written = _positives(pairs, rng, teacher, book.domain, on_progress, list_share)
     parts: dict[str, list[dict]] = {name: [] for name in PARTS}
     counts = Counter()
@@ -96,6 +105,17 @@ def scorer_rows(
         rules=len(rules),
     )
     return parts, stats
+
+
+def _draw_rules(rules: list[tuple[Rule, str]], k: int, rng: random.Random) -> list[tuple[Rule, str]]:
+    """k distinct (rule, section)s, each drawn in proportion to the things it names (its phrases), so that
+    every action or thing of the book gets about the same share of pseudo-anomalies: a rule that lists four
+    ("riding a bicycle or scooter, skateboarding...") would otherwise give each a quarter of one rule's."""
+    left, chosen = list(rules), []
+    for _ in range(min(k, len(left))):
+        weights = [len(rule_sentences(rule, section)) for rule, section in left]
+        chosen.append(left.pop(rng.choices(range(len(left)), weights=weights)[0]))
+    return chosen
 
 
 def _positives(pairs, rng, teacher, domain, on_progress, list_share) -> list[list[tuple[str, str]]]:
