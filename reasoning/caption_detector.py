@@ -191,32 +191,40 @@ class CaptionDetector:
         return np.array([model.get(c, np.nan) for c in video.captions])
 
     def _frame_scores(
-        self, video: CaptionVideo, results: list[TriggerResult], weight: float | None = None, ask: bool = True
+        self,
+        video: CaptionVideo,
+        results: list[TriggerResult],
+        weight: float | None = None,
+        ask: bool = True,
+        fusion: str | None = None,
     ) -> np.ndarray:
-        """The trigger's scores, or with a scorer the fused ones at `weight` (default the setting's; a frame
-        whose caption got no model score keeps the trigger's part alone)."""
+        """The trigger's scores, or with a scorer the fused ones at `weight` by `fusion` (default: the
+        setting's; a frame whose caption got no model score keeps the trigger's part alone)."""
         trigger = np.array([r.score for r in results])
         if self.scorer is None:
             return trigger
         from axr.reasoning.scoring import fuse
 
         p_yes = self.model_scores(video, ask)
-        weight = self.settings.scoring.weight if weight is None else weight
-        fusion = self.settings.scoring.fusion
+        s = self.settings.scoring
+        weight, fusion = s.weight if weight is None else weight, fusion or s.fusion
         return fuse(trigger, p_yes, self._reference_trigger, self._reference_model, weight, fusion)
 
     def part_scores(self, videos: list[CaptionVideo], weights=()) -> dict[str, dict[str, np.ndarray]]:
         """With a scorer, each video's smoothed scores by each part: the trigger alone (as without scoring),
-        the model alone (its rank; the trigger's rank where a caption has no model score), fused at the
-        setting's weight, and fused at each of `weights` (as `fused_<weight>`)."""
+        the model alone (its rank, whatever the fusion, so that it says what the model is worth; the trigger's
+        rank where a caption has no model score), fused at the setting's weight, and fused at each of
+        `weights` (as `fused_<weight>`)."""
         results = {v.video: self._results(v) for v in videos}
 
-        def smoothed(weight=None) -> dict[str, np.ndarray]:
-            return {v.video: self._smoothed(self._frame_scores(v, results[v.video], weight)) for v in videos}
+        def smoothed(weight=None, fusion=None) -> dict[str, np.ndarray]:
+            return {
+                v.video: self._smoothed(self._frame_scores(v, results[v.video], weight, True, fusion)) for v in videos
+            }
 
         return {
             "trigger": {v.video: self._smoothed(np.array([r.score for r in results[v.video]])) for v in videos},
-            "model": smoothed(1.0),
+            "model": smoothed(1.0, "rank"),
             "fused": smoothed(),
             **{f"fused_{weight:g}": smoothed(weight) for weight in weights},
         }

@@ -4,15 +4,18 @@ through the scoring stage."""
 
 import json
 import random
+from collections import Counter
 
 import pytest
 import yaml
 
 from axr.reasoning.schema import Rule
 from axr.training.pseudo_anomalies import action_phrases, carries_rule, object_phrases, pseudo_anomalous
+from axr.training.scorer_data import _draw_rules
 from tests.captions_layout import ANOMALOUS, NORMAL, write_caption_set
 from tests.conftest import REPO, run_axr
 
+CONTRADICTING = "A man is riding a bicycle on the path. Labelled normal."
 BOOK = {
     "name": "walkway",
     "domain": "walkway scene",
@@ -78,7 +81,7 @@ def scorer_task(tmp_path_factory):
         frames = [(f"{NORMAL[i % 3]} Frame {i} of video {v}.", 0) for i in range(10)]
         frames += [(f"{ANOMALOUS[0]} Seen in video {v}.", 1)]
         if v == 0:  # a reference caption that contradicts the rule book (a captioner's mistake)
-            frames += [("A man is riding a bicycle on the path. Labelled normal.", 0)]
+            frames += [(CONTRADICTING, 0)]
         videos[f"v{v}"] = frames
     data_dir = write_caption_set(root / "set", videos)
     rules = root / "rules.yaml"
@@ -101,14 +104,11 @@ def test_scorer_rows_read_only_normal_reference_captions_and_carry_the_rules(tmp
     run_axr("train", "data", str(task), "--kind", "scorer", "--out", str(out))
     parts = _rows(out)
     rows = [r for part in parts.values() for r in part]
-    contradicting = "A man is riding a bicycle on the path. Labelled normal."
-    reference_normal = {c for v in ("v0", "v3") for c, y in videos[v] if y == 0} - {contradicting}
+    reference_normal = {c for v in ("v0", "v3") for c, y in videos[v] if y == 0}
     unseen = {c for name, frames in videos.items() for c, y in frames if name not in ("v0", "v3") or y == 1}
     negatives = [r for r in rows if r["label"] == 0]
     positives = [r for r in rows if r["label"] == 1]
     assert {r["caption"] for r in negatives} == reference_normal and len(positives) == len(negatives)
-    # a "normal" reference caption saying what an anomaly rule names is left out: never a "no" to that rule
-    assert not any(r["caption"].startswith(contradicting) for r in rows)
     assert not any(c in r["caption"] for r in rows for c in unseen)  # no evaluated video, no anomalous frame
     books = {r["id"]: Rule(**r) for s in BOOK["sections"] for r in s["anomaly"]}
     assert all(carries_rule(r["caption"], books[r["rule"]]) for r in positives)
@@ -119,7 +119,6 @@ def test_scorer_rows_read_only_normal_reference_captions_and_carry_the_rules(tmp
     assert sum(len(p) for p in parts.values()) == len(rows) and all(parts.values())
     card = (out / "check" / "README.md").read_text()
     assert "anomaly labels read: none" in card and "the evaluated videos are never read" in card
-    assert "negatives_naming_an_anomalous_action_left_out: 1" in card
     again = tmp_path / "again"
     run_axr("train", "data", str(task), "--kind", "scorer", "--out", str(again))
     assert _rows(again) == parts  # seeded: the same rows, in the same parts
@@ -128,6 +127,25 @@ def test_scorer_rows_read_only_normal_reference_captions_and_carry_the_rules(tmp
     assert "list_share: 0.0" in (sentences / "sft" / "README.md").read_text()
     written = [r["caption"] for part in _rows(sentences).values() for r in part if r["rule"] == "e1"]
     assert written and all("manhole covers in the scene." in text for text in written)  # a sentence each
+
+
+def test_rules_first_leaves_out_references_that_name_an_anomaly_and_spreads_the_rules_by_phrase(tmp_path, scorer_task):
+    task, _ = scorer_task
+    run_axr("train", "data", str(task), "--kind", "scorer", "--rules-first", "--seed", "3", "--out", str(tmp_path))
+    rows = [r for part in _rows(tmp_path).values() for r in part]
+    # a "normal" reference caption saying what an anomaly rule names is never a "no" to that rule
+    assert not any(r["caption"].startswith(CONTRADICTING) for r in rows)
+    assert "negatives_naming_an_anomalous_action_left_out: 1" in (tmp_path / "sft" / "README.md").read_text()
+    assert sum(r["label"] for r in rows) == 20  # one pseudo-anomaly for each of the 20 other references
+    # a1 names three actions, a2 four, e1 three things: drawn by phrase, a2 leads 4 : 3; by rule, all alike
+    rules = [(Rule(**r), section["name"]) for section in BOOK["sections"] for r in section["anomaly"]]
+
+    def drawn(by_phrase: bool) -> Counter:
+        return Counter(_draw_rules(rules, 1, random.Random(k), by_phrase)[0][0].id for k in range(3000))
+
+    by_rule, by_phrase = drawn(False), drawn(True)
+    assert max(by_rule.values()) - min(by_rule.values()) < 200
+    assert by_phrase["a2"] > 1.2 * by_phrase["a1"] and by_phrase["a2"] > 1.2 * by_phrase["e1"]
 
 
 def test_a_served_teacher_rewrites_pseudo_anomalies_and_a_useless_rewrite_falls_back(scorer_task, smollm2):

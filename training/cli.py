@@ -26,7 +26,7 @@ app = typer.Typer(
     "  axr train data textile --kind sft --rationale teacher --backend openai --model Qwen/Qwen2.5-VL-7B-Instruct "
     "--base-url http://127.0.0.1:8000/v1 --out data/textile-teacher\n\n"
     "  axr train data shtech --kind scorer --negatives 700 --out data/shtech-scorer   (a one-token scorer's rows, "
-    "no anomaly label: writes sft/, grpo/ and check/)\n\n"
+    "no anomaly label: writes sft/, grpo/ and check/; --rules-first for a careful captioner)\n\n"
     "  axr train data shtech --kind scorer --model qwen2.5-coder-1.5b --base-url http://127.0.0.1:8001/v1 "
     "--out data/shtech-scorer-teacher   (a served teacher rewrites the pseudo-anomalies)",
 )
@@ -52,6 +52,11 @@ def data(
     list_share: float = typer.Option(
         0.5, help="scorer: how often a thing joins the caption's own list of what is in view (else a sentence)"
     ),
+    rules_first: bool = typer.Option(
+        False,
+        help="scorer: leave out normal captions that name an anomaly rule's action, and give every action or thing "
+        "the rules name the same share of pseudo-anomalies (for captioners that seldom misname a normal frame)",
+    ),
 ):
     """Build an SFT, GRPO or scorer dataset from an eval task's samples, with a data card."""
     from axr.eval.datasets import LayoutError
@@ -70,7 +75,7 @@ def data(
         fail(str(error))
     if kind == "scorer":
         teacher = make_backend(backend, model, base_url, text_only=True) if model else None
-        _scorer_data(config, out, negatives, seed, teacher, list_share)
+        _scorer_data(config, out, negatives, seed, teacher, list_share, rules_first)
         return
     teacher = None
     if rationale == "teacher":
@@ -101,7 +106,9 @@ def data(
     err.print(f"wrote {len(rows)} {kind} rows to {out} ({json.dumps(stats)})", highlight=False)
 
 
-def _scorer_data(config, out: Path, negatives: int | None, seed: int, teacher, list_share: float) -> None:
+def _scorer_data(
+    config, out: Path, negatives: int | None, seed: int, teacher, list_share: float, rules_first: bool
+) -> None:
     from axr.eval.datasets import LayoutError
     from axr.reasoning.console import progress_bar
     from axr.reasoning.schema import SchemaError
@@ -118,6 +125,7 @@ def _scorer_data(config, out: Path, negatives: int | None, seed: int, teacher, l
                 teacher=teacher,
                 on_progress=lambda done, total: bar.update(job, completed=done, total=total),
                 list_share=list_share,
+                rules_first=rules_first,
             )
         facts = card(config, stats, seed, teacher.model if teacher else None)
         for name, rows in parts.items():

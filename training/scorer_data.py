@@ -2,10 +2,11 @@
 (`score_system` with the rule book + `score_user` with one caption) and a one-token answer, yes or no.
 
 - no: the distinct captions of the normal reference frames of a caption task (the detector's own references:
-  the frames `axr eval run` fits on; the videos it evaluates are never read), less those that say a person
-  does what an anomaly rule names (`names_an_anomalous_action`).
+  the frames `axr eval run` fits on; the videos it evaluates are never read); with `rules_first`, less those
+  that say a person does what an anomaly rule names (`names_an_anomalous_action`).
 - yes: each such caption with one anomaly rule written in (`pseudo_anomalies`: templates, or a served
-  teacher's rewrite), the rule drawn at random in proportion to the things it names, seeded.
+  teacher's rewrite), the rule drawn at random (with `rules_first`, in proportion to the things it names),
+  seeded.
 
 A caption and its pseudo-anomalous copies land in one part, chosen by a hash of the caption: `sft` (trained
 on first), `grpo` (trained on after), `check` (held back: agreement after each stage, the probe's test).
@@ -71,22 +72,26 @@ def scorer_rows(
     teacher=None,
     on_progress=None,
     list_share: float = 0.5,
+    rules_first: bool = False,
 ) -> tuple[dict[str, list[dict]], dict[str, Any]]:
     """({part: rows}, stats). `negatives`: at most this many normal captions (a seeded sample); each gives
     `positives_per_negative` pseudo-anomalous rows, each for another random anomaly rule; `list_share`: how
-    often a thing goes into the caption's own list of what is in view (`pseudo_anomalous`)."""
+    often a thing goes into the caption's own list of what is in view (`pseudo_anomalous`). `rules_first`:
+    normal captions that name an anomaly rule's action are left out, and rules are drawn in proportion to
+    the things they name (`_draw_rules`); else every normal caption is a "no" and every rule is as likely."""
     book = task_rulebook(task)
     rules = [(rule, section.name) for section in book.sections for rule in section.anomaly if rule.enabled]
     captions, stats = reference_captions(task)
     if not captions:
         raise ValueError(f"{task.task}: no normal reference caption to learn from (check split.reference_every)")
-    kept = [c for c in captions if not names_an_anomalous_action(c, book.sections)]
-    stats["negatives_naming_an_anomalous_action_left_out"] = len(captions) - len(kept)
-    captions = kept
+    if rules_first:
+        kept = [c for c in captions if not names_an_anomalous_action(c, book.sections)]
+        stats["negatives_naming_an_anomalous_action_left_out"] = len(captions) - len(kept)
+        captions = kept
     rng = random.Random(seed)
     if negatives is not None and negatives < len(captions):
         captions = rng.sample(captions, negatives)
-    pairs = [(caption, _draw_rules(rules, positives_per_negative, rng)) for caption in captions]
+    pairs = [(caption, _draw_rules(rules, positives_per_negative, rng, rules_first)) for caption in captions]
     written = _positives(pairs, rng, teacher, book.domain, on_progress, list_share)
     parts: dict[str, list[dict]] = {name: [] for name in PARTS}
     counts = Counter()
@@ -107,10 +112,12 @@ def scorer_rows(
     return parts, stats
 
 
-def _draw_rules(rules: list[tuple[Rule, str]], k: int, rng: random.Random) -> list[tuple[Rule, str]]:
-    """k distinct (rule, section)s, each drawn in proportion to the things it names (its phrases), so that
-    every action or thing of the book gets about the same share of pseudo-anomalies: a rule that lists four
-    ("riding a bicycle or scooter, skateboarding...") would otherwise give each a quarter of one rule's."""
+def _draw_rules(rules: list[tuple[Rule, str]], k: int, rng: random.Random, by_phrase: bool) -> list[tuple[Rule, str]]:
+    """k distinct (rule, section)s, at random; `by_phrase`: each in proportion to the things it names (its
+    phrases), so that every action or thing of the book gets about the same share of pseudo-anomalies (else
+    a rule that lists three, "riding a bicycle or scooter, skateboarding", gives each a third of one rule's)."""
+    if not by_phrase:
+        return rng.sample(rules, min(k, len(rules)))  # the draw of the rows measured before rules_first
     left, chosen = list(rules), []
     for _ in range(min(k, len(left))):
         weights = [len(rule_sentences(rule, section)) for rule, section in left]
