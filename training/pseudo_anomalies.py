@@ -129,7 +129,7 @@ def carries_rule(caption: str, rule: Rule) -> bool:
 def names_an_anomalous_action(caption: str, book_sections) -> bool:
     """Whether a caption says a person does what one of the book's anomaly rules names ("riding a bicycle"):
     a normal reference caption that does contradicts the rule book (a captioner's mistake, or a rule the
-    references do not bear out), and as a "no" row it would teach the scorer to overrule its rules."""
+    references do not bear out), and as a "no" row it tells the scorer the opposite of the rule."""
     lowered = caption.lower()
     return any(
         re.search(rf"\b{re.escape(action)}\b", lowered)
