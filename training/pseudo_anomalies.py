@@ -126,19 +126,21 @@ def carries_rule(caption: str, rule: Rule) -> bool:
     return any(word in lowered for word in rule_words(rule))
 
 
-def names_an_anomalous_action(caption: str, book_sections) -> bool:
-    """Whether a caption says a person does what one of the book's anomaly rules names ("riding a bicycle"):
-    a normal reference caption that does contradicts the rule book (a captioner's mistake, or a rule the
-    references do not bear out), and as a "no" row it tells the scorer the opposite of the rule."""
-    lowered = caption.lower()
-    return any(
-        re.search(rf"\b{re.escape(action)}\b", lowered)
+def anomalous_actions(book_sections) -> re.Pattern | None:
+    """A pattern for the actions the book's anomaly rules name ("riding a bicycle"), built once: a normal
+    reference caption it finds contradicts the rule book (a captioner's mistake, or a rule the references do
+    not bear out), and as a "no" row it tells the scorer the opposite of the rule. None if no rule names one."""
+    actions = {
+        action
         for section in book_sections
         if is_action_section(section.name)
         for rule in section.anomaly
         if rule.enabled
         for _, action in action_phrases(rule.text)
-    )
+    }
+    if not actions:
+        return None
+    return re.compile(r"\b(?:" + "|".join(map(re.escape, sorted(actions))) + r")\b", re.IGNORECASE)
 
 
 def pseudo_anomalous(caption: str, rule: Rule, section: str, rng: random.Random, list_share: float = 0.5) -> str:

@@ -3,7 +3,7 @@
 
 - no: the distinct captions of the normal reference frames of a caption task (the detector's own references:
   the frames `axr eval run` fits on; the videos it evaluates are never read); with `rules_first`, less those
-  that say a person does what an anomaly rule names (`names_an_anomalous_action`).
+  that say a person does what an anomaly rule names (`anomalous_actions`).
 - yes: each such caption with one anomaly rule written in (`pseudo_anomalies`: templates, or a served
   teacher's rewrite), the rule drawn at random (with `rules_first`, in proportion to the things it names),
   seeded.
@@ -25,7 +25,7 @@ from axr.reasoning.prompting import render, template_version
 from axr.reasoning.schema import Rule, RuleBook
 from axr.reasoning.scoring import NO, YES, normalise
 from axr.training.pseudo_anomalies import (
-    names_an_anomalous_action,
+    anomalous_actions,
     pseudo_anomalous,
     rule_sentences,
     teacher_rewrites,
@@ -85,7 +85,8 @@ def scorer_rows(
     if not captions:
         raise ValueError(f"{task.task}: no normal reference caption to learn from (check split.reference_every)")
     if rules_first:
-        kept = [c for c in captions if not names_an_anomalous_action(c, book.sections)]
+        named = anomalous_actions(book.sections)
+        kept = [c for c in captions if not (named and named.search(c))]
         stats["negatives_naming_an_anomalous_action_left_out"] = len(captions) - len(kept)
         captions = kept
     rng = random.Random(seed)
