@@ -75,6 +75,28 @@ def test_the_vllm_server_returns_the_first_tokens_logprobs(vllm_server):
     assert prefix_cache_counters(None) is None
 
 
+BOOK = (  # about 90 tokens: under one of the CPU build's default 128-token cache blocks, over two 32-token ones
+    "Answer with one word: yes or no. A frame is anomalous when a person rides a bicycle, a skateboard or a "
+    "scooter on the walkway, when a car or a truck drives onto the walkway, when people fight, chase or fall, or "
+    "when an object is left behind. Everything else is normal: people walking, standing, talking or sitting, "
+    "alone or in groups, in any weather."
+)
+
+
+def test_the_cpu_server_caches_a_rule_book_shorter_than_its_default_block(vllm_server):
+    """A scoring prompt's rule book is cached in whole blocks only: with the CPU build's default 128-token
+    blocks every request recomputed this book (`server_args` asks for 32-token ones)."""
+    from axr.eval.bench import prefix_cache_counters
+
+    backend = load_backend("openai", "smollm2", base_url=vllm_server.base_url, supports_images=False)
+    captions = [f"Caption {i}: a man walks past parked car number {i}. Anomalous?" for i in range(4)]
+    backend.generate([[system(BOOK), user(captions[0])]], SCORED)  # the book enters the cache
+    before = prefix_cache_counters(vllm_server.base_url)
+    backend.generate([[system(BOOK), user(c)] for c in captions[1:]], SCORED)
+    after = prefix_cache_counters(vllm_server.base_url)
+    assert after["hits"] - before["hits"] >= 64 * 3  # two 32-token blocks of the book, for each of three
+
+
 def test_each_distinct_caption_is_scored_once_and_a_rerun_asks_nothing(smollm2, tmp_path):
     from axr.reasoning.rulebook_import import load_rules
     from axr.reasoning.scoring import CaptionScorer
