@@ -156,7 +156,7 @@ def server_args(cpu: bool, max_model_len: int = 4096) -> list[str]:
     """How the tests and `axr serve` run vLLM: on a CPU eager float32 with 32-token cache blocks, on a GPU
     vLLM's defaults; structured outputs without free whitespace on both."""
     # The CPU build's default 128-token blocks cache a shared prefix only in whole blocks: every scoring
-    # request recomputed up to 127 tokens of the rule book. 32-token blocks (the smallest its kernels prefer)
+    # request recomputed up to 127 tokens of the rule book. 32-token blocks (16 fails to start on this build)
     # made UCF-Crime's scoring 1.8x faster for Qwen2.5-Coder-1.5B and 1.4x for SmolLM2-135M, same scores.
     device = ["--enforce-eager", "--dtype", "float32", "--block-size", "32"] if cpu else []
     return [*device, "--max-model-len", str(max_model_len), *STRUCTURED_ARGS]
