@@ -164,6 +164,26 @@ def test_a_served_teacher_rewrites_pseudo_anomalies_and_a_useless_rewrite_falls_
     assert {r["source"] for r in positives} <= {"teacher", "template"}
 
 
+def test_a_rewrite_that_calls_its_addition_an_anomaly_falls_back():
+    """Qwen2.5-Coder-1.5B wrote "The anomaly is ..." into a third of its rewrites: a label, not a caption."""
+    from types import SimpleNamespace
+
+    from axr.training.pseudo_anomalies import teacher_rewrites
+
+    gun = Rule(id="a2", text="Carrying, pointing or firing a gun or a knife")
+    written = [
+        "A man walks on the path. The anomaly is a person carrying a gun.",
+        "A man walks on the path, carrying a gun.",
+        "A man walks on the path with a dog.",
+    ]
+    answers = [SimpleNamespace(text=text, error=None) for text in written]
+    teacher = SimpleNamespace(generate=lambda requests, sampling: answers)
+    out = teacher_rewrites(teacher, [("A man walks on the path.", gun)] * 3, "walkway")
+    assert out == [None, "A man walks on the path, carrying a gun.", None]
+    said_before = teacher_rewrites(teacher, [("An abnormal crowd walks on the path.", gun)] * 3, "walkway")
+    assert said_before[0] is not None  # the captioner's own word, not the teacher's label
+
+
 def test_a_task_without_anomaly_rules_or_references_is_refused(tmp_path, scorer_task):
     task, _ = scorer_task
     config = yaml.safe_load(task.read_text())
