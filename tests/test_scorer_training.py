@@ -182,6 +182,8 @@ def test_a_rewrite_that_calls_its_addition_an_anomaly_falls_back():
     assert out == [None, "A man walks on the path, carrying a gun.", None]
     said_before = teacher_rewrites(teacher, [("An abnormal crowd walks on the path.", gun)] * 3, "walkway")
     assert said_before[0] is not None  # the captioner's own word, not the teacher's label
+    crowd = Rule(id="a3", text="An abnormal crowd carrying a gun")
+    assert teacher_rewrites(teacher, [("A man walks on the path.", crowd)] * 3, "walkway")[0] is not None
 
 
 def test_a_task_without_anomaly_rules_or_references_is_refused(tmp_path, scorer_task):

@@ -184,13 +184,15 @@ def teacher_rewrites(teacher, items: list[tuple[str, Rule]], domain: str) -> lis
     out = []
     for (caption, rule), answer in zip(items, answers, strict=True):
         text = " ".join(answer.text.split()).removeprefix("Caption:").strip().strip('"')
-        usable = not answer.error and text and carries_rule(text, rule) and not names_the_label(text, caption)
+        labelled = names_the_label(text, f"{caption} {rule.text}")
+        usable = not answer.error and text and carries_rule(text, rule) and not labelled
         out.append(text if usable else None)
     return out
 
 
-def names_the_label(rewrite: str, caption: str) -> bool:
-    """A rewrite that calls what it added an anomaly ("The anomaly is a person lying on the ground"): a
-    captioner never writes that, so a scorer trained on it would learn the word, not the scene. Qwen2.5-Coder-
-    1.5B wrote it in 223 of 685 rewrites of ShanghaiTech's references."""
-    return bool(LABEL_WORDS.search(rewrite)) and not LABEL_WORDS.search(caption)
+def names_the_label(rewrite: str, source: str) -> bool:
+    """A rewrite that calls what it added an anomaly ("The anomaly is a person lying on the ground"), where
+    neither the caption nor the rule (`source`) has the word: a captioner never writes that, so a scorer
+    trained on it would learn the word, not the scene. Qwen2.5-Coder-1.5B wrote it in 223 of 685 rewrites of
+    ShanghaiTech's references."""
+    return bool(LABEL_WORDS.search(rewrite)) and not LABEL_WORDS.search(source)
