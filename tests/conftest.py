@@ -119,6 +119,7 @@ def vllm_python() -> Path:
 class ServedModel:
     base_url: str
     process: subprocess.Popen
+    log: Path
 
 
 @pytest.fixture(scope="session")
@@ -145,7 +146,7 @@ def vllm_server(vllm_python, smollm2, tmp_path_factory):
         process.kill()
         log = (folder / "server.log").read_text()[-3000:] if (folder / "server.log").exists() else ""
         pytest.fail(f"axr serve did not start:\n{''.join(lines)}\n{log}")
-    yield ServedModel(base_url, process)
+    yield ServedModel(base_url, process, folder / "server.log")
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=150) == 0  # vLLM gets 20 s to stop, then SIGKILL; a loaded machine is slow
     client = load_backend("openai", "smollm2", base_url=base_url, supports_images=False, max_retries=1, backoff_s=0.01)
