@@ -130,12 +130,12 @@ def vllm_server(vllm_python, smollm2, tmp_path_factory):
     from axr.reasoning.backends import load_backend, user
     from axr.reasoning.vllm_server import free_port
 
-    folder = tmp_path_factory.mktemp("vllm")
+    server_log = tmp_path_factory.mktemp("vllm") / "server.log"
     port = free_port()
     command = [sys.executable, "-m", "axr", "serve", "smollm2", "--port", str(port), "--device", "cpu"]
-    command += ["--log", str(folder / "server.log")]
+    command += ["--log", str(server_log)]
     env = {**os.environ, "AXR_VLLM_PYTHON": str(vllm_python)}
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env, cwd=folder)
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env, cwd=server_log.parent)
     lines = []
     for line in process.stderr:  # pytest-timeout bounds this wait
         lines.append(line)
@@ -144,9 +144,9 @@ def vllm_server(vllm_python, smollm2, tmp_path_factory):
     base_url = f"http://127.0.0.1:{port}/v1"
     if not lines or f"--backend openai --model smollm2 --base-url {base_url}" not in lines[-1]:
         process.kill()
-        log = (folder / "server.log").read_text()[-3000:] if (folder / "server.log").exists() else ""
+        log = server_log.read_text()[-3000:] if server_log.exists() else ""
         pytest.fail(f"axr serve did not start:\n{''.join(lines)}\n{log}")
-    yield ServedModel(base_url, process, folder / "server.log")
+    yield ServedModel(base_url, process, server_log)
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=150) == 0  # vLLM gets 20 s to stop, then SIGKILL; a loaded machine is slow
     client = load_backend("openai", "smollm2", base_url=base_url, supports_images=False, max_retries=1, backoff_s=0.01)
