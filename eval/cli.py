@@ -49,6 +49,7 @@ def run(
     engine: str = typer.Option("local", help="local (this process) or ray (an actor pool on a Ray cluster)"),
     ray_address: str = typer.Option(None, help="ray: a running cluster ('auto' on its nodes); default: start one"),
     workers: int = typer.Option(1, min=1, help="ray: model replicas, each an actor holding one backend"),
+    encoding: str = typer.Option(None, help="override dataset.encoding: caption files' encoding (e.g. latin-1)"),
 ):
     """Run an evaluation task: predictions.jsonl (resumable) and metrics.json in the run folder."""
     from axr.eval.datasets import LayoutError
@@ -60,7 +61,9 @@ def run(
 
     try:
         overrides = task_overrides(
-            assignments, **{"dataset.data_dir": data_dir, "pipeline.rules": rules, "pipeline.recheck.policy": recheck}
+            assignments,
+            **{"dataset.data_dir": data_dir, "pipeline.rules": rules, "pipeline.recheck.policy": recheck},
+            **{"dataset.encoding": encoding},
         )
         config = load_task(task, overrides, endpoint={"backend": backend, "model": model, "base_url": base_url})
         options = RunOptions(parse_shard(shard), limit, retry_errors, engine, ray_address, workers)

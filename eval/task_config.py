@@ -34,6 +34,7 @@ class DatasetConfig(Strict):
     # caption sets: how long one caption line covers (1 / fps for a caption a frame; 1.0 for UCF-Crime's
     # one-second windows), so smoothing windows are in seconds; null: one frame at 24 fps
     line_seconds: float | None = Field(None, gt=0)
+    encoding: str | None = None  # caption and label files' encoding; null: UTF-8, or UTF-16/UTF-8 by a BOM
 
 
 class ReferencesConfig(Strict):

@@ -38,6 +38,7 @@ class CaptionVideo:
     captions: list[str]
     labels: list[int] = field(default_factory=list)
     ids: list[str] = field(default_factory=list)  # the frames' sample ids, when not `<video>/<frame:06d>`
+    cut: set[int] = field(default_factory=set)  # frames whose caption was cut to MAX_CAPTION_CHARS when read
 
     def __post_init__(self):
         self.labels = self.labels or [0] * len(self.captions)
@@ -46,7 +47,14 @@ class CaptionVideo:
         return self.ids[i] if self.ids else f"{self.video}/{i:06d}"
 
     def normal_captions(self) -> list[str]:
-        return [c for c, y in zip(self.captions, self.labels, strict=True) if y == 0]
+        """The captions of its normal frames; a frame with no caption ("") is no reference."""
+        return [c for c, y in zip(self.captions, self.labels, strict=True) if y == 0 and c]
+
+
+def trigger_scores(video: CaptionVideo, results: list[TriggerResult]) -> np.ndarray:
+    """The trigger's frame scores; NaN for a frame with no caption, which smoothing leaves out (it takes its
+    neighbours' score; alone, 0)."""
+    return np.array([r.score if caption else np.nan for r, caption in zip(results, video.captions, strict=True)])
 
 
 def scene_of(video: str, pattern: str | None) -> str:
@@ -134,7 +142,7 @@ class CaptionDetector:
             model = self.scorer.score(sample)
             self._reference_model = np.array([model[c] for c in sample if c in model])
             trigger = {v.video: self._results(v) for v in references}
-            normal = [(v, i) for v in references for i, y in enumerate(v.labels) if y == 0]
+            normal = [(v, i) for v in references for i, y in enumerate(v.labels) if y == 0 and v.captions[i]]
             self._reference_trigger = np.array([trigger[v.video][i].score for v, i in normal])
         fixed = s.threshold.value
         self.threshold = fixed if fixed is not None else self._reference_threshold(references)
@@ -200,7 +208,7 @@ class CaptionDetector:
     ) -> np.ndarray:
         """The trigger's scores, or with a scorer the fused ones at `weight` by `fusion` (default: the
         setting's; a frame whose caption got no model score keeps the trigger's part alone)."""
-        trigger = np.array([r.score for r in results])
+        trigger = trigger_scores(video, results)
         if self.scorer is None:
             return trigger
         from axr.reasoning.scoring import fuse
@@ -208,7 +216,8 @@ class CaptionDetector:
         p_yes = self.model_scores(video, ask)
         s = self.settings.scoring
         weight, fusion = s.weight if weight is None else weight, fusion or s.fusion
-        return fuse(trigger, p_yes, self._reference_trigger, self._reference_model, weight, fusion)
+        fused = fuse(trigger, p_yes, self._reference_trigger, self._reference_model, weight, fusion)
+        return np.where(np.isnan(trigger), np.nan, fused)
 
     def part_scores(self, videos: list[CaptionVideo], weights=()) -> dict[str, dict[str, np.ndarray]]:
         """With a scorer, each video's smoothed scores by each part: the trigger alone (as without scoring),
@@ -223,7 +232,7 @@ class CaptionDetector:
             }
 
         return {
-            "trigger": {v.video: self._smoothed(np.array([r.score for r in results[v.video]])) for v in videos},
+            "trigger": {v.video: self._smoothed(trigger_scores(v, results[v.video])) for v in videos},
             "model": smoothed(1.0, "rank"),
             "fused": smoothed(),
             **{f"fused_{weight:g}": smoothed(weight) for weight in weights},
@@ -248,6 +257,7 @@ class CaptionDetector:
             (v, int(i))
             for v in videos
             for i in select_for_recheck(s.policy, detection.scores[v.video], detection.threshold, s.band)
+            if v.captions[i]  # a frame with no caption gives the model nothing to check
         ]
 
     def recheck(
@@ -382,6 +392,10 @@ class CaptionDetector:
                     video.frame_id(i), result, smoothed, detection.threshold, self.scale, self.rulebook
                 )
                 verdict.meta["smoothed_score"] = round(smoothed, 4)
+                if not video.captions[i]:
+                    verdict.meta["no_caption"] = True  # a blank line: no evidence, its neighbours' smoothed score
+                if i in video.cut:
+                    verdict.meta["caption_cut"] = True
                 if model is not None and not np.isnan(model[i]):
                     verdict.meta["model_score"] = round(float(model[i]), 4)  # the scoring stage's P(yes)
                 if (video.video, i) in detection.rechecks:
@@ -401,7 +415,10 @@ def videos_of(rows) -> list[CaptionVideo]:
         groups.setdefault(row.group if row.group is not None else f"\0{row.sample_id}", []).append(row)
     return [
         CaptionVideo(
-            frames[0].group or frames[0].sample_id, [r.text for r in frames], ids=[r.sample_id for r in frames]
+            frames[0].group or frames[0].sample_id,
+            [r.text for r in frames],
+            ids=[r.sample_id for r in frames],
+            cut={i for i, r in enumerate(frames) if r.cut},
         )
         for frames in groups.values()
     ]

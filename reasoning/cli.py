@@ -19,6 +19,7 @@ from axr.reasoning.direct_detect import detect_images
 from axr.reasoning.media import MediaError
 from axr.reasoning.observations import observations_from
 from axr.reasoning.settings import POLICIES, DetectorSettings, InductionSettings, SmoothingSettings
+from axr.reasoning.text_files import MAX_CAPTION_CHARS
 
 app = typer.Typer(
     help="AXR: vision-language models that say whether something is anomalous, and why.",
@@ -134,9 +135,10 @@ def induce(
     text_only = backend_name == "openai" and all(p.suffix in (".txt", ".jsonl") for p in references)
     backend = make_backend(backend_name, model, base_url, text_only=text_only)
     try:
-        rows = observations_from(references, backend, "object" if config.domain == "object" else "scene", _say)
+        found = observations_from(references, backend, "object" if config.domain == "object" else "scene", _say)
     except ValueError as error:
         fail(str(error))
+    rows = [r for r in readable_rows(found, "normal references") if r.text]  # a blank line is no reference
     if not rows:
         fail("no usable normal references in the inputs")
     embedder = Embedder()
@@ -206,6 +208,7 @@ def detect(
     retrieve: int = typer.Option(0, help="direct: show each image only its K most similar references (0 = all)"),
     gate_model: str = typer.Option(None, help="the VLM whose vision encoder the gate uses (default --model)"),
     draw: Path = typer.Option(None, help="direct: write each image with its verdict's box (and the gate's map)"),
+    encoding: str = typer.Option(None, help="caption files' encoding (default: UTF-8, or UTF-16 with a BOM)"),
 ):
     """Judge observations against a rule book: trigger stage, optional model re-check, smoothing per video.
 
@@ -241,8 +244,8 @@ def detect(
         }
         settings = DetectorSettings(**{k: {f: v for f, v in d.items() if v is not None} for k, d in given.items()})
         line_seconds = 1 / fps if fps else None
-        verdicts, found = _detect_observations(
-            inputs, references, book, settings, backend_name, model, base_url, subject, out, line_seconds
+        verdicts, found, skipped = _detect_observations(
+            inputs, references, book, settings, backend_name, model, base_url, subject, out, line_seconds, encoding
         )
     with out.open("w", encoding="utf-8") as sink:
         for verdict in verdicts:
@@ -256,6 +259,8 @@ def detect(
     flagged = sum(v.verdict == "anomalous" for v in verdicts)
     unreadable = f", {len(skipped)} unreadable inputs recorded with their error" if skipped else ""
     err.print(f"{len(verdicts)} verdicts, {flagged} anomalous{unreadable} -> {out}", highlight=False)
+    if notes := _caption_notes(verdicts):
+        err.print(notes, highlight=False)
 
 
 def _say(message: str) -> None:
@@ -263,8 +268,9 @@ def _say(message: str) -> None:
 
 
 def _detect_observations(
-    inputs, references, book, settings, backend_name, model, base_url, subject, out, line_seconds=None
+    inputs, references, book, settings, backend_name, model, base_url, subject, out, line_seconds=None, encoding=None
 ):
+    """(verdicts, events, error records of the rows and files that could not be read)."""
     needs_model = (
         settings.recheck.policy != "none"
         or settings.events.explain
@@ -274,22 +280,25 @@ def _detect_observations(
     text_only = backend_name == "openai" and all(p.suffix in (".txt", ".jsonl") for p in [*inputs, *references])
     backend = make_backend(backend_name, model, base_url, text_only=text_only) if needs_model else None
     try:
-        rows = observations_from(inputs, backend, subject, _say)
-        normal = observations_from(references, backend, subject, _say)
+        found = observations_from(inputs, backend, subject, _say, encoding)
+        normal = observations_from(references, backend, subject, _say, encoding)
     except ValueError as error:
         fail(str(error))
-    if not rows:
+    if not found.rows:
+        readable_rows(found, "captions")
         fail("no observations in the inputs")
+    if references:
+        readable_rows(normal, "reference captions")  # a reference row left out changes no verdict's record
     embedder = None
-    if settings.trigger.novelty and normal:
+    if settings.trigger.novelty and normal.rows:
         from axr.reasoning.embedding import Embedder
 
         embedder = Embedder()
     with progress_bar() as bar:
         job = bar.add_task("model answers", total=None, visible=False)
-        return detect_rows(
-            rows,
-            normal,
+        verdicts, events = detect_rows(
+            found.rows,
+            normal.rows,
             book,
             settings,
             embedder,
@@ -299,6 +308,32 @@ def _detect_observations(
             on_message=_say,
             line_seconds=line_seconds,
         )
+    return verdicts, events, [_bad_row_record(problem) for problem in found.bad_rows]
+
+
+def readable_rows(found, what: str) -> list:
+    """The rows read; each row left out is said, and none read at all ends the command on its first problem."""
+    if found.bad_rows and not found.rows:
+        more = f" (and {len(found.bad_rows) - 1} more)" if len(found.bad_rows) > 1 else ""
+        fail(f"no readable {what}: {found.bad_rows[0]}{more}")
+    for problem in found.bad_rows:
+        _say(f"left out: {problem}")
+    return found.rows
+
+
+def _bad_row_record(problem: str) -> dict:
+    """A row that could not be read, as a record beside the verdicts: its place ("file:line") and why."""
+    place = problem.split(": ", 1)[0]
+    return {"sample_id": place, "error": problem}
+
+
+def _caption_notes(verdicts) -> str:
+    """What the run did to captions as they came: cut (too long) and blank (no caption)."""
+    cut = sum(bool(v.meta.get("caption_cut")) for v in verdicts)
+    blank = sum(bool(v.meta.get("no_caption")) for v in verdicts)
+    parts = [f"{cut} captions longer than {MAX_CAPTION_CHARS} characters cut to that length"] if cut else []
+    parts += [f"{blank} frames with no caption (blank lines) judged normal, with no evidence"] if blank else []
+    return "; ".join(parts)
 
 
 def _write_events(events, path: Path, explain: bool) -> None:

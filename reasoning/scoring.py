@@ -69,7 +69,7 @@ class CaptionScorer:
         from axr.reasoning.backends import Sampling, system, user
         from axr.reasoning.prompting import render
 
-        keys = {c: self.key(c) for c in dict.fromkeys(normalise(c) for c in captions)}
+        keys = {c: self.key(c) for c in dict.fromkeys(normalise(c) for c in captions) if c}  # "": no caption
         todo = [c for c, key in keys.items() if key not in self.journal and key not in self.tried]
         self.tried.update(keys[c] for c in todo)
         sampling = Sampling(max_tokens=1, top_logprobs=self.top_logprobs)

@@ -20,6 +20,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from axr.reasoning.schema import RuleBook
+from axr.reasoning.smoothing import on_grid
 
 STOPWORDS = set(
     """a an the and or nor of in on at to with without from by for as such any other than is are was were be being
@@ -162,12 +163,17 @@ class TriggerStage:
 
     def score(self, observations: list[str]) -> list[TriggerResult]:
         """Score = keyword_weight x (the largest weight of a matched keyword) + novelty in [0, 1]."""
-        novelty = self._novelty(observations)
+        captioned = [t for t in observations if t.strip()]
+        novelty = dict(zip(captioned, self._novelty(captioned), strict=True))
         results = []
-        for text, (nov, sentence) in zip(observations, novelty, strict=True):
+        for text in observations:
+            if not text.strip():  # no caption: no evidence either way (the detector leaves the frame out)
+                results.append(TriggerResult(0.0, {}, 0.0, ""))
+                continue
+            nov, sentence = novelty[text]
             matched = self.keyword_hits(text, min_weight=0.0)
             evidence = max((self.weights[w] for words in matched.values() for w in words), default=0.0)
-            score = self.settings.keyword_weight * evidence + nov
+            score = float(on_grid(self.settings.keyword_weight * evidence + nov))
             results.append(TriggerResult(score, self._at_least(matched, NAMED_WEIGHT), nov, sentence))
         return results
 
@@ -186,7 +192,7 @@ class TriggerStage:
         vectors = self.embedder.encode(unique)
         with threadpool_limits(1, "blas"):  # a few hundred rows: BLAS threads only spin on a small CPU
             distance = 1.0 - (vectors @ self._reference_vectors.T).max(axis=1)
-        by_sentence = dict(zip(unique, np.clip(distance, 0.0, 1.0), strict=True))
+        by_sentence = dict(zip(unique, on_grid(np.clip(distance, 0.0, 1.0)), strict=True))  # float32 noise: 0
         out = []
         for group in per_text:
             worst = max(group, key=by_sentence.__getitem__)

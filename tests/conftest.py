@@ -8,6 +8,7 @@ own virtual environment (it pins an older torch and transformers); it is built o
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -20,9 +21,11 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-# `ray start` turns Ray's token authentication on; a driver must say so before Ray is imported (it reads the
-# mode then), and this process imports Ray at collection and drives the Ray tests in-process
+# `ray start` turns Ray's token authentication on and (Ray >= 2.60) refuses to start without a token; the head
+# node and this process (which imports Ray at collection and drives the Ray tests in-process) share one made
+# for the session, in the environment only (never the user's ~/.ray/auth_token). The mode is read at import.
 os.environ.setdefault("RAY_AUTH_MODE", "token")
+os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
 os.environ["COLUMNS"] = "200"  # rich's consoles read it when made: one line per message, as users' wide terminals
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

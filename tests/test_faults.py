@@ -109,17 +109,17 @@ def test_credentials_in_a_server_url_or_the_environment_never_reach_a_file_the_r
 
 def test_retries_through_a_faulty_proxy_answer_every_request_once(tmp_path, vllm_server):
     """48 requests through a proxy that drops connections (before and after the server answered), answers
-    500, 503 and 429 with Retry-After, or never answers (until the client's per-try timeout closes the
-    connection), on 0-2 tries of each request: every request is answered, its tries are on the answer, and
-    none is answered twice by the server. The per-try timeout is far above a healthy answer's time, so only
-    the injected hangs reach it, on a fast machine or a loaded one."""
+    500, 503 and 429 with Retry-After, or holds the connection and then drops it, on 0-2 tries of each
+    request: every request is answered, its tries are on the answer, and none is answered twice by the
+    server. The per-try timeout is far above a healthy answer's time, so the outcome is the same on a fast
+    machine or a loaded one."""
     from axr.reasoning.backends.base import Sampling, user
     from axr.reasoning.backends.openai_server import OpenAIBackend
     from tests.fault_proxy import FaultProxy
 
     with FaultProxy(vllm_server.base_url, seed=7) as proxy:
         backend = OpenAIBackend(
-            "smollm2", proxy.base_url, timeout_s=20, max_retries=4, backoff_s=0.05, supports_images=False
+            "smollm2", proxy.base_url, timeout_s=600, max_retries=4, backoff_s=0.05, supports_images=False
         )
         requests = [[user(f"Say the number {i}.")] for i in range(48)]
         arrived = []
@@ -142,11 +142,11 @@ def test_a_caption_recheck_through_a_faulty_proxy_journals_each_frame_once(tmp_p
     rules.write_text(yaml.safe_dump(BOOK))
     data_dir = write_caption_set(tmp_path / "captions", synthetic_videos(6, 12))
     run = tmp_path / "run"
-    with FaultProxy(vllm_server.base_url, seed=0) as proxy:  # a hang lasts the per-try timeout set here
+    with FaultProxy(vllm_server.base_url, seed=0) as proxy:
         run_axr(
             *("eval", "run", "captions", "--data-dir", str(data_dir), "--rules", str(rules), "--recheck", "all"),
             *("--model", "smollm2", "--base-url", proxy.base_url, "--output", str(run)),
-            *("--set", "pipeline.recheck.timeout_s=10"),  # a healthy answer timed out is only retried here
+            *("--set", "pipeline.recheck.timeout_s=600"),  # no healthy answer times out, however loaded the machine
         )
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["cost"]["request_errors"] == 0 and metrics["cost"]["frames_rechecked"] == 48

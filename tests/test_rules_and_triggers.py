@@ -99,6 +99,22 @@ def test_smoothing_and_spans():
         smooth([1.0], "median")
 
 
+def test_scores_equal_in_exact_arithmetic_compare_equal_through_smoothing():
+    """No label from float noise: a run of 0.1s smooths to 0.1 by every method (a float sum of 61 of them does
+    not), float32 noise of a zero distance smooths to 0, and a threshold at a quantile of equal normal scores
+    flags none of them."""
+    import numpy as np
+
+    tenths = [0.1] * 200
+    for method in ("none", "mean", "ema"):
+        assert set(smooth(tenths, method, 61).tolist()) == {smooth([0.1], "none")[0]}
+    noise = smooth([5.96e-08, 4.59e-08, 0.0, 1.1e-07] * 30, "mean", 61)
+    assert not noise.any()
+    normal = smooth(np.r_[[0.1] * 150, [0.3] * 150], "mean", 61)
+    assert not (normal[:100] > np.quantile(normal[:100], 0.95)).any()
+    assert (normal[:100] == normal[0]).all() and (normal[-100:] == normal[-1]).all()
+
+
 def test_a_bad_video_is_skipped_with_its_problem_and_the_others_load(tmp_path):
     walks = [("a man walks", 0), ("a man walks", 0)]
     root = write_caption_set(tmp_path / "set", {"v1": walks, "v2": walks, "v3": walks, "v4": walks, "v5": walks})

