@@ -12,6 +12,7 @@ from pathlib import Path
 
 from axr.reasoning.resources import package_dir, resolve
 from axr.reasoning.schema import Provenance, Rule, RuleBook, RuleSection, SchemaError, named_yaml
+from axr.reasoning.text_files import TextFileError, read_lines
 
 _HEADING = re.compile(r"^\*\*(.+?)\*\*:?\s*$")
 _ITEM = re.compile(r"^\s*\d+[.)]\s*(.+?)\s*$")
@@ -32,7 +33,11 @@ def import_anomalyruler(path: str | Path, name: str | None = None) -> RuleBook:
     sections = {"human activity": RuleSection(name="human activity"), "environment": RuleSection(name="environment")}
     current: tuple[str, str] | None = None
     counters: dict[str, int] = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    try:
+        lines = read_lines(path, option=None)
+    except TextFileError as error:
+        raise SchemaError(str(error)) from None
+    for number, line in enumerate(lines, start=1):
         if heading := _HEADING.match(line.strip()):
             current = _section_of(heading.group(1))
             continue

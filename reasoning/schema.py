@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 from axr.reasoning.settings import InductionSettings
+from axr.reasoning.text_files import TextFileError, read_text
 
 Label = Literal["normal", "anomalous"]
 Severity = Literal["none", "low", "medium", "high", "critical"]
@@ -303,9 +304,11 @@ class Caption(BaseModel):
 def read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
     """A YAML file that must hold a mapping (safe_load only); errors name the file."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.safe_load(read_text(path, option=None))
     except FileNotFoundError:
         raise SchemaError(f"{path}: {what} not found") from None
+    except TextFileError as error:
+        raise SchemaError(str(error)) from None
     except yaml.YAMLError as err:
         raise SchemaError(f"{path}: not valid YAML ({yaml_problem(err)})") from None
     if not isinstance(data, dict):

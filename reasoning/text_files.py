@@ -28,10 +28,11 @@ class TextFileError(ValueError):
     """A text file that cannot be decoded; the message names the file, the line and the fix."""
 
 
-def read_text(path: Path, encoding: str | None = None) -> str:
-    """The file's text: by `encoding` if given, else by its byte-order mark, else as UTF-8."""
+def read_text(path: Path, encoding: str | None = None, option: str | None = "--encoding") -> str:
+    """The file's text: by its byte-order mark if it has one, else by `encoding`, else as UTF-8. `option`: the
+    command's way to say the encoding, named in the error (None: the file must be UTF-8 or UTF-16)."""
     data = Path(path).read_bytes()
-    chosen = encoding or next((name for mark, name in BOMS if data.startswith(mark)), "utf-8")
+    chosen = next((name for mark, name in BOMS if data.startswith(mark)), None) or encoding or "utf-8"
     try:
         text = data.decode(chosen)
     except LookupError:
@@ -40,16 +41,16 @@ def read_text(path: Path, encoding: str | None = None) -> str:
         line = data[: error.start].count(b"\n") + 1
         column = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
         byte = data[error.start : error.start + 1].hex()
+        fix = f", or say its encoding with {option} (e.g. {option} latin-1)" if option else ""
         raise TextFileError(
-            f"{path}:{line}: not {chosen.upper()} (byte 0x{byte} at column {column}); save the file as UTF-8, "
-            "or say its encoding with --encoding (e.g. --encoding latin-1)"
+            f"{path}:{line}: not {chosen.upper()} (byte 0x{byte} at column {column}); save the file as UTF-8{fix}"
         ) from None
     return text.replace("\0", "")
 
 
-def read_lines(path: Path, encoding: str | None = None) -> list[str]:
+def read_lines(path: Path, encoding: str | None = None, option: str | None = "--encoding") -> list[str]:
     """The file's lines (see `read_text`), without their line ends; a last line end opens no empty line."""
-    text = read_text(path, encoding).replace("\r\n", "\n").replace("\r", "\n")
+    text = read_text(path, encoding, option).replace("\r\n", "\n").replace("\r", "\n")
     lines = text.split("\n")
     return lines[:-1] if lines and lines[-1] == "" else lines
 

@@ -57,6 +57,7 @@ def data(
         help="scorer: leave out normal captions that name an anomaly rule's action, and give every action or thing "
         "the rules name the same share of pseudo-anomalies (for captioners that seldom misname a normal frame)",
     ),
+    encoding: str = typer.Option(None, help="override dataset.encoding: caption files' encoding (e.g. latin-1)"),
 ):
     """Build an SFT, GRPO or scorer dataset from an eval task's samples, with a data card."""
     from axr.eval.datasets import LayoutError
@@ -68,6 +69,7 @@ def data(
         "dataset.data_dir": str(data_dir.resolve()) if data_dir else None,
         "dataset.split": split,
         "pipeline.references.count": references,
+        "dataset.encoding": encoding,
     }
     try:
         config = load_task(task, {k: v for k, v in overrides.items() if v is not None})
