@@ -1,5 +1,6 @@
-"""`axr eval bench backends | task | gate | judge | reasoner | probe`: throughput and cost benchmarks whose
-output says what was compared. The measuring is in `axr.eval.bench`; this module parses, delegates and prints."""
+"""`axr eval bench backends | cost | task | gate | judge | reasoner | probe | fusion | soak`: throughput, cost
+and reliability benchmarks whose output says what was compared. The measuring is in `axr.eval.bench` (and
+`axr.eval.soak`); this module parses, delegates and prints."""
 
 from __future__ import annotations
 
@@ -459,3 +460,47 @@ def bench_fusion_command(
     columns = {"noise": "noise", "trigger": "trigger", "model": "model alone"}
     columns.update({f"fused_{w:g}": f"fused (w={w:g})" for w in weights})
     _print_rows(rows, columns, f"{config.task}: pooled AUC with a scorer of known quality (reads labels)", out)
+
+
+@app.command(
+    "soak",
+    epilog="Examples (after `axr serve smollm2 --port 8001`):\n\n"
+    "  axr eval bench soak --base-url http://127.0.0.1:8001/v1 --captions 10000 --out soak-local\n\n"
+    "  axr eval bench soak --base-url http://127.0.0.1:8001/v1 --captions 2000 --engine ray --workers 2 "
+    "--out soak-ray",
+)
+def bench_soak_command(
+    base_url: str = typer.Option(..., help="the served model's URL (the fault proxy stands in front of it)"),
+    model: str = typer.Option("smollm2", help="the served model's name"),
+    captions: int = typer.Option(10_000, min=1, help="distinct captions to score"),
+    fault_share: float = typer.Option(0.3, min=0, max=1, help="share of requests whose first try meets a fault"),
+    kill: bool = typer.Option(True, help="local: SIGKILL the run at a random point and rerun; ray: kill an actor"),
+    engine: str = typer.Option("local", help="local, or ray (the requests go through a pool of actors)"),
+    workers: int = typer.Option(2, min=1, help="ray: actors in the pool"),
+    ray_address: str = typer.Option(None, help="ray: a running cluster (default: start one for the run)"),
+    concurrency: int = typer.Option(8, min=1, help="requests in flight (per actor on ray)"),
+    seed: int = typer.Option(0, help="the fault schedule and the kill point"),
+    time_limit: float = typer.Option(3600, help="seconds before the soak stops itself (and fails)"),
+    out: Path = typer.Option(Path("soak"), help="folder for the captions, the score journal, logs and soak.json"),
+):
+    """The one-token scoring stage under faults at scale: N distinct captions scored through a fault-injecting
+    proxy (dropped connections, 5xx, 429, hangs), the run SIGKILLed and rerun (or a Ray actor killed), then
+    the journal checked: every caption scored exactly once, none lost, the rerun asking only what was missing,
+    and the scoring process's peak memory at 1k captions and at the end. Exits 1 if any check fails."""
+    from axr.eval.soak import SoakSettings, run_soak, summary_lines
+
+    if engine not in ("local", "ray"):
+        fail("--engine must be local or ray")
+    settings = SoakSettings(
+        base_url, model, captions, fault_share, kill, engine, workers, ray_address, concurrency, seed, time_limit
+    )
+    try:
+        figures = run_soak(settings, out, on_message=lambda m: err.print(m, highlight=False))
+    except RuntimeError as error:
+        fail(str(error), 1)
+    for line in summary_lines(figures):
+        print(line)
+    print(f"wrote {out / 'soak.json'}")
+    failed = figures["duplicates"] or figures["lost"] or figures["rerun_asked_only_missing"] is False
+    if failed:
+        raise typer.Exit(1)

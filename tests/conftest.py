@@ -44,8 +44,11 @@ FIXTURE_MARKERS = {
 }
 
 
-def pytest_collection_modifyitems(items):
+def pytest_collection_modifyitems(config, items):
+    asked_for_soak = "soak" in (config.getoption("markexpr") or "")
     for item in items:
+        if "soak" in item.keywords and not asked_for_soak:
+            item.add_marker(pytest.mark.skip(reason="a soak of minutes: pytest -m soak (or axr eval bench soak)"))
         for fixture, markers in FIXTURE_MARKERS.items():
             if fixture in item.fixturenames:
                 for marker in markers:

@@ -113,9 +113,9 @@ def test_retries_through_a_faulty_proxy_answer_every_request_once(tmp_path, vllm
     request: every request is answered, its tries are on the answer, and none is answered twice by the
     server. The per-try timeout is far above a healthy answer's time, so the outcome is the same on a fast
     machine or a loaded one."""
+    from axr.eval.fault_proxy import FaultProxy
     from axr.reasoning.backends.base import Sampling, user
     from axr.reasoning.backends.openai_server import OpenAIBackend
-    from tests.fault_proxy import FaultProxy
 
     with FaultProxy(vllm_server.base_url, seed=7) as proxy:
         backend = OpenAIBackend(
@@ -134,8 +134,8 @@ def test_retries_through_a_faulty_proxy_answer_every_request_once(tmp_path, vllm
 
 
 def test_a_caption_recheck_through_a_faulty_proxy_journals_each_frame_once(tmp_path, vllm_server):
+    from axr.eval.fault_proxy import FaultProxy
     from tests.captions_layout import synthetic_videos, write_caption_set
-    from tests.fault_proxy import FaultProxy
     from tests.test_caption_benchmark import BOOK
 
     rules = tmp_path / "rules.yaml"

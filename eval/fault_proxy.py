@@ -1,4 +1,5 @@
-"""A fault-injecting HTTP proxy on 127.0.0.1 for retry tests, in front of a real OpenAI-compatible server.
+"""A fault-injecting HTTP proxy on 127.0.0.1, in front of a real OpenAI-compatible server: for the retry tests
+and the scoring soak (`axr eval bench soak`).
 
 Each distinct request (by its body) gets a seeded schedule: its first 0-2 tries meet a fault, the next one
 is forwarded. Faults: the connection dropped before forwarding, dropped after the upstream answered (the
