@@ -215,6 +215,20 @@ def test_bad_recipes_and_datasets_fail_before_training(tmp_path, synth_task):
         assert not (tmp_path / "out").exists()  # nothing was trained
 
 
+@pytest.mark.parametrize("kind", ["sft", "grpo"])
+def test_the_accelerate_entry_refuses_a_bad_recipe_in_one_line(kind, tmp_path):
+    """`python -m axr.training.sft|grpo` (what `accelerate launch` runs) ends a refused recipe as `axr train`
+    does: one line and exit 2, no traceback."""
+    import subprocess
+    import sys
+
+    other = "smollm2-scorer-grpo" if kind == "sft" else "smollm2-scorer-sft"
+    for config, message in (("no-such-recipe", "unknown recipe 'no-such-recipe'"), (other, "run it with `axr train")):
+        command = [sys.executable, "-m", f"axr.training.{kind}", "--config", config]
+        result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
+        assert result.returncode == 2 and result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+
+
 @pytest.mark.parametrize("path", sorted((REPO / "training" / "recipes").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_recipe_loads_into_its_trl_config(path):
     from trl import GRPOConfig, SFTConfig

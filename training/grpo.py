@@ -13,4 +13,4 @@ def main(args: argparse.Namespace) -> dict:
 
 
 if __name__ == "__main__":
-    main(sft.parse_args(kind="grpo"))
+    sft.script("grpo")

@@ -51,5 +51,18 @@ def print_curve(history: list[dict], kind: str) -> None:
     Console().print(table)
 
 
+def script(kind: str = "sft") -> None:
+    """`python -m axr.training.KIND` (what `accelerate launch` runs): a refused recipe ends in its one line and
+    exit status 2, as `axr train` does, not in a traceback of the command-line library's exit."""
+    import sys
+
+    import typer
+
+    try:
+        main(parse_args(kind=kind), kind)
+    except typer.Exit as stop:
+        sys.exit(stop.exit_code)
+
+
 if __name__ == "__main__":
-    main(parse_args())
+    script("sft")
