@@ -142,7 +142,7 @@ def bench_task_command(
         ..., "--setting", help="pipeline fields or engine/workers/ray_address: key=value[,key=value]; repeat"
     ),
     limit: int = typer.Option(32, help="samples per setting (the same fixed subset for each)"),
-    data_dir: Path = typer.Option(None, help="override dataset.data_dir"),
+    data_dir: str = typer.Option(None, help="override dataset.data_dir: a folder or data:SET/PATH"),
     assignments: list[str] = typer.Option(None, "--set", help="any field of TASK for every setting: dotted.key=value"),
     out: Path = typer.Option(None, help="also write the rows as JSON"),
 ):
@@ -155,7 +155,7 @@ def bench_task_command(
     from axr.reasoning.schema import SchemaError
 
     try:
-        base = task_overrides(assignments, **{"dataset.data_dir": str(data_dir.resolve()) if data_dir else None})
+        base = task_overrides(assignments, **{"dataset.data_dir": data_dir})
         parsed = [parse_setting(text) for text in settings]
         configs = [load_task(task, {**base, **overrides}) for overrides, _ in parsed]
     except (SchemaError, ValueError) as error:
@@ -205,14 +205,14 @@ def bench_gate_command(
     references: int = typer.Option(100, help="normal images in the memory bank"),
     limit: int = typer.Option(None, help="test images to score (a fixed, mixed subset; default all)"),
     bank_size: int = typer.Option(4096, help="patches kept by the coreset"),
-    data_dir: Path = typer.Option(None, help="override dataset.data_dir"),
+    data_dir: str = typer.Option(None, help="override dataset.data_dir: a folder or data:SET/PATH"),
     out: Path = typer.Option(None, help="also write the result as JSON"),
 ):
     """The visual gate alone: image AUROC, and the VLM calls it saves at a stated recall."""
     from axr.eval.bench import bench_gate
-    from axr.eval.tasks import load_task
+    from axr.eval.tasks import load_task, task_overrides
 
-    config = load_task(task, {"dataset.data_dir": str(data_dir.resolve())} if data_dir else None)
+    config = load_task(task, task_overrides(None, **{"dataset.data_dir": data_dir}))
     row = bench_gate(config, model, references, limit, bank_size)
     table = Table("recall target", "recall", "sent to VLM", "calls saved", title=f"visual gate on {config.task}")
     for item in row["at_recall"]:
@@ -310,7 +310,7 @@ def bench_reasoner_command(
         "--setting",
         help="[LABEL:]pipeline fields as key=value[,key=value] (e.g. trigger:recheck.policy=none); repeat",
     ),
-    data_dir: Path = typer.Option(None, help="override dataset.data_dir"),
+    data_dir: str = typer.Option(None, help="override dataset.data_dir: a folder or data:SET/PATH"),
     assignments: list[str] = typer.Option(
         None, "--set", help="any field of TASK for every setting: dotted.key=value (e.g. split.evaluate_every=4)"
     ),
@@ -334,7 +334,7 @@ def bench_reasoner_command(
     from axr.reasoning.schema import SchemaError
 
     try:
-        base = task_overrides(assignments, **{"dataset.data_dir": str(data_dir.resolve()) if data_dir else None})
+        base = task_overrides(assignments, **{"dataset.data_dir": data_dir})
         names, settings = zip(*(split_label(text) for text in settings), strict=True)
         parsed = [parse_setting(text) for text in settings]
         if any(run for _, run in parsed):

@@ -22,6 +22,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+REPORT = "soak-report "  # the child's progress lines on stdout start with this
 SUBJECTS = ["A man", "A woman", "Two people", "A child", "A worker", "A cyclist", "A group of students", "An old man"]
 ACTIONS = ["walks", "runs", "stands", "rides a bicycle", "carries a box", "waits", "talks on a phone", "sits"]
 PLACES = ["on the walkway", "near the trees", "by the building", "on the road", "at the gate", "in the square"]
@@ -103,7 +104,9 @@ def _run_child(child: dict, log: Path, kill_at: int | None, kill_actor: bool, de
             text=True,
         )
         for line in process.stdout:
-            report = json.loads(line)
+            if not line.startswith(REPORT):
+                continue  # what else the child's libraries print (Ray's worker logs)
+            report = json.loads(line.removeprefix(REPORT))
             run.reports.append(report)
             if kill_actor and not run.actor_killed and report["journal"] >= child["captions"] // 10:
                 run.actor_killed = _kill_an_actor(on_message)
@@ -179,6 +182,13 @@ def _figures(settings, captions, journal, runs, before, proxy, wall) -> dict:
 
 
 def _peak_rss_mb() -> float:
+    """This process's peak resident memory: VmHWM where Linux has it (getrusage's maxrss carries the parent's
+    peak across fork and exec, so a child of a large process would report its parent's)."""
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)  # kB
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # KiB on Linux
 
 
@@ -208,11 +218,11 @@ def score_in_this_process(child: dict) -> None:
 def _score(scorer, captions: list[str]) -> None:
     def report(done: int, total: int) -> None:
         line = {"asked": scorer.asked, "journal": len(scorer.journal.records), "peak_rss_mb": _peak_rss_mb()}
-        print(json.dumps(line), flush=True)
+        print(REPORT + json.dumps(line), flush=True)
 
     scorer.score(captions, on_progress=report)
     line = {"asked": scorer.asked, "unanswered": scorer.unanswered, "journal": len(scorer.journal.records)}
-    print(json.dumps({**line, "peak_rss_mb": _peak_rss_mb(), "done": True}), flush=True)
+    print(REPORT + json.dumps({**line, "peak_rss_mb": _peak_rss_mb(), "done": True}), flush=True)
 
 
 def summary_lines(figures: dict) -> list[str]:

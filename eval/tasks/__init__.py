@@ -112,7 +112,12 @@ def all_tasks() -> list[str]:
 
 
 def task_overrides(assignments: list[str] | None, **flags) -> dict:
-    """The flags that name a task field (None when not given) and every --set, as {dotted.key: value}."""
+    """The flags that name a task field (None when not given) and every --set, as {dotted.key: value}; a
+    `dataset.data_dir` folder is made absolute (a run may read it from another working folder), a `data:`
+    reference is kept as it is."""
     overrides = {key: value for key, value in flags.items() if value is not None}
+    folder = overrides.get("dataset.data_dir")
+    if folder is not None and not str(folder).startswith("data:"):
+        overrides["dataset.data_dir"] = str(Path(folder).resolve())
     overrides.update(parse_assignment(text) for text in assignments or [])
     return overrides
