@@ -113,6 +113,10 @@ def test_scores_equal_in_exact_arithmetic_compare_equal_through_smoothing():
     normal = smooth(np.r_[[0.1] * 150, [0.3] * 150], "mean", 61)
     assert not (normal[:100] > np.quantile(normal[:100], 0.95)).any()
     assert (normal[:100] == normal[0]).all() and (normal[-100:] == normal[-1]).all()
+    # a frame with no caption (NaN) takes its neighbours' smoothed score; with none around it, 0
+    assert smooth([0.5, np.nan, 0.5], "mean", 3).tolist() == [0.5, 0.5, 0.5]
+    assert smooth([np.nan, np.nan], "mean", 3).tolist() == smooth([np.nan], "none").tolist() * 2 == [0.0, 0.0]
+    assert smooth([0.5, np.nan, 0.25], "ema", alpha=0.5).tolist() == [0.5, 0.5, 0.375]
 
 
 def test_a_bad_video_is_skipped_with_its_problem_and_the_others_load(tmp_path):

@@ -22,19 +22,19 @@ def test_soak_captions_are_distinct_and_fixed():
 
 
 def test_a_short_soak_scores_each_caption_once_through_faults_and_a_sigkill(tmp_path, vllm_server):
-    figures = run_soak(SoakSettings(vllm_server.base_url, captions=400, seed=1), tmp_path / "soak", print)
+    figures = run_soak(SoakSettings(vllm_server.base_url, captions=200, seed=1), tmp_path / "soak", print)
     print("\n".join(summary_lines(figures)))
-    _assert_whole(figures, 400)
-    assert figures["killed_at"] is not None and 80 <= figures["killed_at"] < 400
-    assert figures["rerun_asked"] == 400 - figures["killed_at"] and figures["rerun_asked_only_missing"]
+    _assert_whole(figures, 200)
+    assert figures["killed_at"] is not None and 40 <= figures["killed_at"] < 200
+    assert figures["rerun_asked"] == 200 - figures["killed_at"] and figures["rerun_asked_only_missing"]
     assert json.loads((tmp_path / "soak" / "soak.json").read_text()) == figures
 
 
 def test_a_short_soak_on_ray_survives_an_actor_killed_while_scoring(tmp_path, vllm_server, ray_head):
-    settings = SoakSettings(vllm_server.base_url, captions=300, engine="ray", ray_address=ray_head, seed=2)
+    settings = SoakSettings(vllm_server.base_url, captions=200, engine="ray", ray_address=ray_head, seed=2)
     figures = run_soak(settings, tmp_path / "soak", print)
     print("\n".join(summary_lines(figures)))
-    _assert_whole(figures, 300)
+    _assert_whole(figures, 200)
     assert figures["actor_killed"] and figures["killed_at"] is None
 
 
