@@ -176,6 +176,7 @@ def _figures(settings, captions, journal, runs, before, proxy, wall) -> dict:
         "rerun_asked_only_missing": None if before is None else last.get("asked") == len(captions) - before,
         "unanswered": last.get("unanswered"),
         "peak_rss_mb_at_1k": next((mb for n, mb in peaks if n >= 1000), None),
+        "peak_rss_mb_at_kill": runs[0].reports[-1]["peak_rss_mb"] if before is not None and runs[0].reports else None,
         "peak_rss_mb_at_end": peaks[-1][1] if peaks else None,
         "wall_s": round(wall, 1),
     }
@@ -235,9 +236,14 @@ def summary_lines(figures: dict) -> list[str]:
         f"{f['retries']} retries",
         f"scored {f['captions_scored']}, duplicates {f['duplicates']}, lost {f['lost']}, "
         f"unanswered {f['unanswered']}; wall {f['wall_s']} s",
-        f"peak memory of the scoring process: {f['peak_rss_mb_at_1k']} MB at 1k captions journaled, "
-        f"{f['peak_rss_mb_at_end']} MB at the end",
     ]
+    peaks = {
+        "at 1k captions journaled": "peak_rss_mb_at_1k",
+        "when killed": "peak_rss_mb_at_kill",
+        "at the end": "peak_rss_mb_at_end",
+    }
+    said = [f"{f[key]} MB {when}" for when, key in peaks.items() if f[key] is not None]
+    lines.append(f"peak memory of the scoring process: {', '.join(said)}")
     if f["actor_killed"]:
         lines.append("a Ray actor was SIGKILLed while it scored; Ray restarted it and retried its call")
     if f["killed_at"] is not None:
