@@ -80,7 +80,7 @@ def run_soak(settings: SoakSettings, folder: Path, on_message=print) -> dict:
         child = {**settings.__dict__, "base_url": proxy.base_url, "folder": str(folder)}
         runs = [_run_child(child, folder / "run-1.log", kill_at, on_ray and settings.kill, deadline, on_message)]
         if runs[0].killed:
-            before = len(_journal_keys(journal))
+            before = len({record["key"] for record in _journal_records(journal)})
             on_message(f"killed the run at {before} journaled captions; running it again")
             runs.append(_run_child(child, folder / "run-2.log", None, False, deadline, on_message))
         else:
@@ -147,15 +147,12 @@ def _journal_records(journal: Path) -> list[dict]:
     return records
 
 
-def _journal_keys(journal: Path) -> list[str]:
-    return [record["key"] for record in _journal_records(journal)]
-
-
 def _figures(settings, captions, journal, runs, before, proxy, wall) -> dict:
     from axr.reasoning.scoring import normalise
 
-    keys = _journal_keys(journal)
-    scored = {record["caption"] for record in _journal_records(journal)}
+    records = _journal_records(journal)
+    keys = [record["key"] for record in records]
+    scored = {record["caption"] for record in records}
     last = runs[-1].reports[-1] if runs[-1].reports else {}
     peaks = [(r["journal"], r["peak_rss_mb"]) for run in runs for r in run.reports]
     return {

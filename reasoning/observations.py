@@ -61,7 +61,7 @@ def _from_file(path: Path, encoding: str | None) -> Observations:
 
 
 def _row(sample_id: str, text: str, group: str | None, frame: int | None) -> ObservationRow:
-    caption, cut = cut_caption(text.strip())
+    caption, cut = cut_caption(text)
     return ObservationRow(sample_id, caption, group, frame, cut)
 
 

@@ -56,5 +56,6 @@ def read_lines(path: Path, encoding: str | None = None, option: str | None = "--
 
 
 def cut_caption(text: str) -> tuple[str, bool]:
-    """(the caption at most MAX_CAPTION_CHARS long, whether it was cut)."""
+    """(the caption stripped and at most MAX_CAPTION_CHARS long, whether it was cut)."""
+    text = text.strip()
     return (text[:MAX_CAPTION_CHARS], True) if len(text) > MAX_CAPTION_CHARS else (text, False)

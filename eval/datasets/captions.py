@@ -45,7 +45,7 @@ def _load_video(caption_path: Path, label_path: Path, encoding: str | None) -> C
     lines = read_lines(caption_path, encoding)
     if not lines:
         raise LayoutError(f"{caption_path}: empty video (no caption lines)")
-    captions, cut = zip(*(cut_caption(line.strip()) for line in lines), strict=True)
+    captions, cut = zip(*(cut_caption(line) for line in lines), strict=True)
     rows = list(csv.DictReader(read_lines(label_path, encoding)))
     if rows and "label" not in rows[0]:
         raise LayoutError(f"{label_path}: no 'label' column (expected image_path,label)")
